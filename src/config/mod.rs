@@ -1,0 +1,225 @@
+//! The config file: one TOML file → validated internal types, once, at load time.
+//!
+//! [`load`] reads the file; `validate.rs` converts each section and reports **every** problem,
+//! each with its key path (`routes[2].upstream: no upstream named "intrante"`). Nothing
+//! downstream re-validates: a [`Config`] that exists is a config that works (keys loaded,
+//! addresses resolved, references checked).
+
+mod raw;
+pub mod secret;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+
+use crate::policy::AllowRules;
+use crate::routes::HostPattern;
+use crate::session::SessionVerifier;
+
+pub use secret::{Secret, SecretRef};
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub session: Option<SessionSettings>,
+    pub identity_headers: IdentityHeaderNames,
+    pub upstreams: Vec<UpstreamSettings>,
+    pub routes: Vec<RouteSettings>,
+}
+
+/// `[server]`: listeners and the Pingora server settings they map onto.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: Vec<String>,
+    pub tls: Option<TlsListeners>,
+    pub h2c: bool,
+    pub threads: usize,
+    pub work_stealing: bool,
+    pub grace_period_seconds: u64,
+    pub graceful_shutdown_timeout_seconds: u64,
+    pub pid_file: String,
+    pub upgrade_sock: String,
+    pub daemon: bool,
+    pub error_log: Option<String>,
+    pub ca_file: Option<String>,
+    pub upstream_keepalive_pool_size: usize,
+    /// The gateway's own endpoints live under this prefix (`/_handoff`).
+    pub endpoints_prefix: String,
+    /// Append to a client's `X-Forwarded-For` instead of replacing it.
+    pub trust_forwarded_headers: bool,
+}
+
+/// `[server.tls]`: HTTPS listeners (HTTP/1.1 and HTTP/2 by ALPN).
+#[derive(Debug, Clone)]
+pub struct TlsListeners {
+    pub listen: Vec<String>,
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// `[session]`: how the intranet's logged-in user is recognised.
+#[derive(Debug)]
+pub struct SessionSettings {
+    pub verifier: SessionVerifier,
+    pub login_url: Option<LoginUrl>,
+}
+
+/// Where unauthenticated browsers are sent; `{return_to}` is replaced by the URL-encoded path
+/// and query they asked for.
+#[derive(Debug, Clone)]
+pub struct LoginUrl {
+    template: String,
+}
+
+impl LoginUrl {
+    pub const PLACEHOLDER: &'static str = "{return_to}";
+
+    pub fn render(&self, return_to: &str) -> String {
+        let encoded =
+            percent_encoding::utf8_percent_encode(return_to, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        self.template.replace(Self::PLACEHOLDER, &encoded)
+    }
+}
+
+/// `[identity_headers]`: the names of the headers that carry the person to the upstream. Every
+/// one of them is removed from every client request, whether or not Handoff sets it.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaderNames {
+    pub id: HeaderName,
+    pub email: HeaderName,
+    pub name: HeaderName,
+    pub username: HeaderName,
+    pub groups: HeaderName,
+}
+
+impl IdentityHeaderNames {
+    pub fn all(&self) -> [&HeaderName; 5] {
+        [
+            &self.id,
+            &self.email,
+            &self.name,
+            &self.username,
+            &self.groups,
+        ]
+    }
+}
+
+/// `[upstreams.NAME]`: a group of servers, load-balanced round-robin and health-checked.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: String,
+    /// Resolved at load time.
+    pub servers: Vec<SocketAddr>,
+    pub tls: bool,
+    pub sni: String,
+    pub verify_cert: bool,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub health_check: HealthCheckSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheckSettings {
+    pub kind: HealthCheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub consecutive_failures: usize,
+    pub consecutive_successes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    None,
+    Tcp,
+    Http { path: String, host: String },
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    /// `routes[N]`, for logs and errors.
+    pub key: String,
+    pub path: String,
+    pub host: Option<HostPattern>,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    pub require_session: bool,
+    pub allow: Option<AllowRules>,
+    pub identity_headers: bool,
+}
+
+/// One problem in the config file, with the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    pub source_name: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.errors.len();
+        writeln!(
+            f,
+            "{}: {n} problem{}",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for e in &self.errors {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a config file. Relative paths in it (secret files, key files) are taken
+/// from the file's own folder.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        source_name: path.display().to_string(),
+        errors: vec![ConfigError {
+            key: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        }],
+    })?;
+    let base: PathBuf = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    from_toml_str(&text, &base).map_err(|mut e| {
+        e.source_name = path.display().to_string();
+        e
+    })
+}
+
+/// Validates config text. Relative paths are taken from `base_dir`.
+pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    validate::validate(text, base_dir).map_err(|errors| ConfigErrors {
+        source_name: "config".to_string(),
+        errors,
+    })
+}

@@ -1,0 +1,137 @@
+//! The config file's format: serde structs that mirror the TOML one to one.
+//!
+//! Nothing here is trusted: `validate.rs` turns these into the internal types once, at load
+//! time, and reports every problem with its key path. Every section is deserialized on its own
+//! (and every route on its own) so that one typo does not hide the next one.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::secret::SecretRef;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Vec<String>>,
+    pub tls: Option<RawTls>,
+    pub h2c: Option<bool>,
+    pub threads: Option<usize>,
+    pub work_stealing: Option<bool>,
+    pub grace_period_seconds: Option<u64>,
+    pub graceful_shutdown_timeout_seconds: Option<u64>,
+    pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub daemon: Option<bool>,
+    pub error_log: Option<String>,
+    pub ca_file: Option<String>,
+    pub upstream_keepalive_pool_size: Option<usize>,
+    pub endpoints_prefix: Option<String>,
+    pub trust_forwarded_headers: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub listen: Vec<String>,
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    pub cookie: String,
+    pub algorithms: Vec<String>,
+    pub secret: Option<SecretRef>,
+    pub public_key_file: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway_seconds: Option<u64>,
+    pub login_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub id: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub name: Option<String>,
+    pub username: Option<String>,
+    pub groups: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityHeaders {
+    pub id: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub username: Option<String>,
+    pub groups: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub servers: Vec<String>,
+    pub tls: Option<bool>,
+    pub sni: Option<String>,
+    pub verify_cert: Option<bool>,
+    pub connect_timeout_ms: Option<u64>,
+    pub read_timeout_ms: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub health_check: Option<RawHealthCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub consecutive_failures: Option<usize>,
+    pub consecutive_successes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub path: String,
+    pub host: Option<String>,
+    pub upstream: Option<String>,
+    pub app: Option<String>,
+    pub require_session: Option<bool>,
+    pub allow: Option<RawAllow>,
+    pub identity_headers: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllow {
+    #[serde(default)]
+    pub emails: Vec<String>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// The top-level tables, each kept as TOML until it is deserialized on its own.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "server",
+    "session",
+    "identity",
+    "identity_headers",
+    "upstreams",
+    "routes",
+];
+
+/// Upstreams keyed by name, in name order (so error messages are stable).
+pub type RawUpstreams = BTreeMap<String, toml::Value>;

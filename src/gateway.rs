@@ -1,0 +1,293 @@
+//! The gateway's decisions for one request, made once in `request_filter`: answer it here (own
+//! endpoints, no route, login redirect, denial) or proxy it on a route, with or without a
+//! recognised person. Works on `http` types only; `proxy.rs` is the Pingora glue.
+
+use http::header::HOST;
+use http::request::Parts;
+use http::{HeaderName, HeaderValue};
+use serde::Serialize;
+
+use crate::config::{
+    Config, IdentityHeaderNames, RouteSettings, ServerSettings, SessionSettings,
+};
+use crate::identity::Identity;
+use crate::reply::{wants_html, Reply};
+use crate::routes::{normalize_path, RouteTable};
+use crate::session::SessionError;
+use crate::upstream::{GroupHealth, UpstreamGroup};
+
+/// Everything the gateway needs at request time, built once from a [`Config`].
+pub struct Gateway {
+    server: ServerSettings,
+    table: RouteTable<usize>,
+    routes: Vec<RouteSettings>,
+    session: Option<SessionSettings>,
+    identity_headers: IdentityHeaderNames,
+    upstreams: Vec<UpstreamGroup>,
+}
+
+/// What to do with a request.
+#[derive(Debug)]
+pub enum Decision {
+    /// Answer it here.
+    Reply(Reply),
+    /// Proxy it on `route`; `identity` is set when the route looked for a session and found one.
+    Proxy {
+        route: usize,
+        identity: Option<Identity>,
+    },
+}
+
+/// The session part of a decision, for the access log and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionNote {
+    /// The route did not look for a session.
+    NotChecked,
+    Valid,
+    Invalid(SessionError),
+}
+
+impl SessionNote {
+    pub fn label(self) -> &'static str {
+        match self {
+            SessionNote::NotChecked => "-",
+            SessionNote::Valid => "valid",
+            SessionNote::Invalid(e) => e.reason(),
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> Result<Self, String> {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(UpstreamGroup::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let table = RouteTable::new(
+            config
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.host.clone(), r.path.clone(), i)),
+        );
+        Ok(Gateway {
+            server: config.server,
+            table,
+            routes: config.routes,
+            session: config.session,
+            identity_headers: config.identity_headers,
+            upstreams,
+        })
+    }
+
+    pub fn server_settings(&self) -> &ServerSettings {
+        &self.server
+    }
+
+    pub fn route(&self, index: usize) -> &RouteSettings {
+        &self.routes[index]
+    }
+
+    pub fn upstreams(&self) -> &[UpstreamGroup] {
+        &self.upstreams
+    }
+
+    pub fn upstream_for(&self, route: usize) -> &UpstreamGroup {
+        &self.upstreams[self.routes[route].upstream]
+    }
+
+    pub fn identity_header_names(&self) -> &IdentityHeaderNames {
+        &self.identity_headers
+    }
+
+    /// Decides what to do with a request.
+    pub fn decide(&self, req: &Parts) -> (Decision, SessionNote) {
+        let path = req.uri.path();
+        if let Some(endpoint) = self.own_endpoint(path) {
+            return self.answer_endpoint(endpoint, req);
+        }
+        let html = wants_html(&req.headers);
+        let Some(&index) = self.table.find(request_host(req), path) else {
+            return (
+                Decision::Reply(Reply::error(
+                    html,
+                    404,
+                    "no_route",
+                    "Page not found",
+                    "There is nothing at this address.",
+                )),
+                SessionNote::NotChecked,
+            );
+        };
+        let route = &self.routes[index];
+        let (Some(session), true) = (
+            &self.session,
+            route.require_session || route.identity_headers,
+        ) else {
+            return (
+                Decision::Proxy {
+                    route: index,
+                    identity: None,
+                },
+                SessionNote::NotChecked,
+            );
+        };
+        match session.verifier.identify(&req.headers) {
+            Ok(identity) => {
+                if let Some(rules) = &route.allow {
+                    if let Err(denial) = rules.check(&identity) {
+                        let who = if identity.email.is_empty() {
+                            identity.id.as_str()
+                        } else {
+                            identity.email.as_str()
+                        };
+                        let message =
+                            format!("You are signed in as {who}. {}", denial.explanation);
+                        let reply =
+                            Reply::error(html, 403, "forbidden", "Not for you, sorry", &message);
+                        return (Decision::Reply(reply), SessionNote::Valid);
+                    }
+                }
+                (
+                    Decision::Proxy {
+                        route: index,
+                        identity: Some(identity),
+                    },
+                    SessionNote::Valid,
+                )
+            }
+            Err(e) if route.require_session => (
+                Decision::Reply(self.unauthenticated(session, req, html, e)),
+                SessionNote::Invalid(e),
+            ),
+            Err(e) => (
+                Decision::Proxy {
+                    route: index,
+                    identity: None,
+                },
+                SessionNote::Invalid(e),
+            ),
+        }
+    }
+
+    fn unauthenticated(
+        &self,
+        session: &SessionSettings,
+        req: &Parts,
+        html: bool,
+        e: SessionError,
+    ) -> Reply {
+        if html {
+            if let Some(login) = &session.login_url {
+                let return_to = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+                return Reply::redirect(login.render(return_to));
+            }
+        }
+        let message = match e {
+            SessionError::Missing => "You are not signed in to the intranet.".to_string(),
+            e => format!("Your intranet session is not valid: {e}. Please sign in again."),
+        };
+        Reply::error(html, 401, "unauthenticated", "Please sign in", &message)
+    }
+
+    /// `Some("healthz")` for `/_handoff/healthz`; `Some("")` for the prefix itself.
+    fn own_endpoint<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let prefix = self.server.endpoints_prefix.as_str();
+        let rest = path.strip_prefix(prefix)?;
+        if rest.is_empty() {
+            return Some("");
+        }
+        rest.strip_prefix('/')
+    }
+
+    fn answer_endpoint(&self, endpoint: &str, req: &Parts) -> (Decision, SessionNote) {
+        let (reply, note) = match endpoint {
+            "healthz" => (Reply::text(200, "ok\n"), SessionNote::NotChecked),
+            "readyz" => (self.readiness(), SessionNote::NotChecked),
+            "whoami" => self.whoami(req),
+            _ => (
+                Reply::error(
+                    wants_html(&req.headers),
+                    404,
+                    "no_endpoint",
+                    "Page not found",
+                    "The gateway has no page at this address.",
+                ),
+                SessionNote::NotChecked,
+            ),
+        };
+        (Decision::Reply(reply), note)
+    }
+
+    fn readiness(&self) -> Reply {
+        #[derive(Serialize)]
+        struct Ready<'a> {
+            ready: bool,
+            upstreams: Vec<(&'a str, GroupHealth)>,
+        }
+        let upstreams: Vec<(&str, GroupHealth)> = self
+            .upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), u.health()))
+            .collect();
+        let ready = upstreams.iter().all(|(_, h)| h.healthy > 0);
+        Reply::json(if ready { 200 } else { 503 }, &Ready { ready, upstreams })
+    }
+
+    fn whoami(&self, req: &Parts) -> (Reply, SessionNote) {
+        let Some(session) = &self.session else {
+            let body = serde_json::json!({
+                "error": "no_session_config",
+                "message": "this gateway has no [session] section",
+            });
+            return (Reply::json(404, &body), SessionNote::NotChecked);
+        };
+        match session.verifier.identify(&req.headers) {
+            Ok(identity) => (Reply::json(200, &identity), SessionNote::Valid),
+            Err(e) => {
+                let body = serde_json::json!({
+                    "error": "unauthenticated",
+                    "reason": e.reason(),
+                    "message": e.to_string(),
+                });
+                (Reply::json(401, &body), SessionNote::Invalid(e))
+            }
+        }
+    }
+
+    /// The identity headers to send upstream for `identity`. Values that cannot be a header
+    /// (control characters) are left out rather than mangled.
+    pub fn identity_header_values(&self, identity: &Identity) -> Vec<(HeaderName, HeaderValue)> {
+        let names = &self.identity_headers;
+        let groups = identity.groups.join(",");
+        [
+            (&names.id, identity.id.as_str()),
+            (&names.email, identity.email.as_str()),
+            (&names.name, identity.name.as_str()),
+            (&names.username, identity.username.as_str()),
+            (&names.groups, groups.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .filter_map(|(n, v)| {
+            HeaderValue::from_bytes(v.as_bytes())
+                .ok()
+                .map(|v| (n.clone(), v))
+        })
+        .collect()
+    }
+}
+
+/// The request's host: the `Host` header, or the URI's authority (HTTP/2).
+pub fn request_host(req: &Parts) -> Option<&str> {
+    req.headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+/// The normal form of the request path, as routes see it (re-exported for logs).
+pub fn route_path(req: &Parts) -> String {
+    normalize_path(req.uri.path()).into_owned()
+}

@@ -1,0 +1,208 @@
+//! Who the person is: [`Identity`], built from session claims through a [`ClaimMapping`].
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Where to find one field in the claims: a claim name, or a dotted path into nested objects
+/// (`realm_access.roles`). A claim whose own name contains dots (`https://corp/groups`) is found
+/// by its exact name first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    raw: String,
+}
+
+impl ClaimPath {
+    pub fn new(raw: impl Into<String>) -> Self {
+        ClaimPath { raw: raw.into() }
+    }
+
+    /// The path as written in the config.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// Looks the path up in `claims`.
+    pub fn find<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
+        if let Some(v) = claims.get(&self.raw) {
+            return Some(v);
+        }
+        if !self.raw.contains('.') {
+            return None;
+        }
+        let mut parts = self.raw.split('.');
+        let mut current = claims.get(parts.next()?)?;
+        for part in parts {
+            current = current.as_object()?.get(part)?;
+        }
+        Some(current)
+    }
+}
+
+/// How the session's claims map onto an [`Identity`]. Defaults are the OpenID Connect names.
+#[derive(Debug, Clone)]
+pub struct ClaimMapping {
+    pub id: ClaimPath,
+    pub email: ClaimPath,
+    pub first_name: ClaimPath,
+    pub last_name: ClaimPath,
+    pub name: ClaimPath,
+    pub username: ClaimPath,
+    pub groups: ClaimPath,
+}
+
+impl Default for ClaimMapping {
+    fn default() -> Self {
+        ClaimMapping {
+            id: ClaimPath::new("sub"),
+            email: ClaimPath::new("email"),
+            first_name: ClaimPath::new("given_name"),
+            last_name: ClaimPath::new("family_name"),
+            name: ClaimPath::new("name"),
+            username: ClaimPath::new("preferred_username"),
+            groups: ClaimPath::new("groups"),
+        }
+    }
+}
+
+/// The person behind a request, as far as the intranet's session tells.
+///
+/// Every field may be empty: which ones a route or an app needs is decided where they are used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub name: String,
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+impl ClaimMapping {
+    /// Builds the identity from verified claims. Never fails: a missing claim is an empty field.
+    pub fn identity(&self, claims: &Map<String, Value>) -> Identity {
+        let text = |p: &ClaimPath| p.find(claims).map(scalar_text).unwrap_or_default();
+        let mut first_name = text(&self.first_name);
+        let mut last_name = text(&self.last_name);
+        let mut name = text(&self.name);
+        if first_name.is_empty() && last_name.is_empty() && !name.is_empty() {
+            (first_name, last_name) = split_name(&name);
+        }
+        if name.is_empty() {
+            name = [first_name.as_str(), last_name.as_str()]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        Identity {
+            id: text(&self.id),
+            email: text(&self.email),
+            first_name,
+            last_name,
+            name,
+            username: text(&self.username),
+            groups: self.groups.find(claims).map(group_list).unwrap_or_default(),
+        }
+    }
+}
+
+/// A string, number or boolean claim as text; anything else (objects, arrays, null) is empty.
+fn scalar_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Groups come as an array of strings (the usual shape) or one string holding one group.
+fn group_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items
+            .iter()
+            .map(scalar_text)
+            .filter(|s| !s.is_empty())
+            .collect(),
+        other => {
+            let one = scalar_text(other);
+            if one.is_empty() {
+                Vec::new()
+            } else {
+                vec![one]
+            }
+        }
+    }
+}
+
+/// "Ada King Lovelace" → ("Ada King", "Lovelace"); a single word is a first name.
+fn split_name(full: &str) -> (String, String) {
+    let full = full.split_whitespace().collect::<Vec<_>>().join(" ");
+    match full.rsplit_once(' ') {
+        Some((first, last)) => (first.to_string(), last.to_string()),
+        None => (full, String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn oidc_defaults_map_every_field() {
+        let id = ClaimMapping::default().identity(&claims(json!({
+            "sub": "u-1", "email": "ada@corp.example", "given_name": "Ada",
+            "family_name": "Lovelace", "preferred_username": "ada", "groups": ["eng", "ai"]
+        })));
+        assert_eq!(id.id, "u-1");
+        assert_eq!(id.email, "ada@corp.example");
+        assert_eq!(id.name, "Ada Lovelace");
+        assert_eq!(id.username, "ada");
+        assert_eq!(id.groups, vec!["eng", "ai"]);
+    }
+
+    #[test]
+    fn name_is_split_only_when_first_and_last_are_absent() {
+        let m = ClaimMapping::default();
+        let id = m.identity(&claims(json!({"name": "  Ada  King Lovelace "})));
+        assert_eq!((id.first_name.as_str(), id.last_name.as_str()), ("Ada King", "Lovelace"));
+        let id = m.identity(&claims(json!({"name": "Cher"})));
+        assert_eq!((id.first_name.as_str(), id.last_name.as_str()), ("Cher", ""));
+        let id = m.identity(&claims(json!({"name": "A B", "given_name": "Z"})));
+        assert_eq!((id.first_name.as_str(), id.last_name.as_str()), ("Z", ""));
+    }
+
+    #[test]
+    fn dotted_paths_numbers_and_exact_dotted_names() {
+        let m = ClaimMapping {
+            id: ClaimPath::new("uid"),
+            groups: ClaimPath::new("realm_access.roles"),
+            email: ClaimPath::new("https://corp.example/email"),
+            ..ClaimMapping::default()
+        };
+        let id = m.identity(&claims(json!({
+            "uid": 42, "realm_access": {"roles": ["a", 7, null]},
+            "https://corp.example/email": "x@corp.example"
+        })));
+        assert_eq!(id.id, "42");
+        assert_eq!(id.groups, vec!["a", "7"]);
+        assert_eq!(id.email, "x@corp.example");
+    }
+
+    #[test]
+    fn odd_claim_shapes_give_empty_fields_not_panics() {
+        let id = ClaimMapping::default().identity(&claims(json!({
+            "sub": {"nested": true}, "email": ["a"], "groups": "solo", "name": null
+        })));
+        assert_eq!(id.id, "");
+        assert_eq!(id.email, "");
+        assert_eq!(id.groups, vec!["solo"]);
+    }
+}

@@ -1,0 +1,97 @@
+//! `handoff`: the command line. Parse, load the config, build, run — nothing else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pingora::prelude::Opt;
+
+#[derive(Parser)]
+#[command(name = "handoff", version, about = "Intranet gateway that hands people on to SaaS AI apps, already logged in")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve: proxy the intranet and answer Handoff's routes.
+    Run {
+        /// The config file.
+        #[arg(long, short = 'c', default_value = "conf/demo.toml", env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+        /// Take over the listening sockets of a running instance (zero-downtime upgrade; send
+        /// the old process SIGQUIT once this one is up).
+        #[arg(long, short = 'u')]
+        upgrade: bool,
+        /// Run in the background.
+        #[arg(long, short = 'd')]
+        daemon: bool,
+    },
+    /// Validate a config file: types, references, secrets, key files, addresses. Lists every
+    /// problem with its key and exits non-zero if there is any.
+    Check {
+        /// The config file.
+        #[arg(long, short = 'c', default_value = "conf/demo.toml", env = "HANDOFF_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Check { config } => match handoff::config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: OK ({} route{}, {} upstream{})",
+                    config.display(),
+                    c.routes.len(),
+                    if c.routes.len() == 1 { "" } else { "s" },
+                    c.upstreams.len(),
+                    if c.upstreams.len() == 1 { "" } else { "s" },
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run {
+            config,
+            upgrade,
+            daemon,
+        } => {
+            let loaded = match handoff::config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut opt = Opt::default();
+            opt.upgrade = upgrade;
+            opt.daemon = daemon;
+            let listen = loaded.server.listen.join(", ");
+            let server = match handoff::server::build(loaded, Some(opt)) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            tracing::info!(config = %config.display(), listen = %listen, "handoff starting");
+            server.run_forever()
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .init();
+}

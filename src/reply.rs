@@ -1,0 +1,98 @@
+//! What the gateway answers by itself: pages, JSON, redirects. Free of Pingora types; the proxy
+//! glue writes a [`Reply`] to the connection.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::pages;
+
+/// A complete response: status, headers and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    fn new(status: u16, content_type: &str, body: impl Into<Bytes>) -> Reply {
+        Reply {
+            status,
+            headers: vec![
+                ("Content-Type", content_type.to_string()),
+                ("Cache-Control", "no-store".to_string()),
+            ],
+            body: body.into(),
+        }
+    }
+
+    /// An HTML page (see [`pages`]).
+    pub fn page(status: u16, title: &str, message: &str) -> Reply {
+        let mut r = Reply::new(
+            status,
+            "text/html; charset=utf-8",
+            pages::render(status, title, message),
+        );
+        r.headers
+            .push(("Content-Security-Policy", pages::CSP.to_string()));
+        r.headers.push(("X-Content-Type-Options", "nosniff".to_string()));
+        r
+    }
+
+    pub fn json(status: u16, value: &impl Serialize) -> Reply {
+        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+        Reply::new(status, "application/json", body)
+    }
+
+    pub fn text(status: u16, text: &str) -> Reply {
+        Reply::new(status, "text/plain; charset=utf-8", text.to_string())
+    }
+
+    /// A 302. The body is empty; `no-store` keeps it out of caches.
+    pub fn redirect(location: String) -> Reply {
+        Reply {
+            status: 302,
+            headers: vec![
+                ("Location", location),
+                ("Cache-Control", "no-store".to_string()),
+            ],
+            body: Bytes::new(),
+        }
+    }
+
+    /// An error for either kind of client: a page for browsers, JSON for the rest.
+    pub fn error(wants_html: bool, status: u16, code: &str, title: &str, message: &str) -> Reply {
+        if wants_html {
+            Reply::page(status, title, message)
+        } else {
+            #[derive(Serialize)]
+            struct Body<'a> {
+                error: &'a str,
+                message: &'a str,
+            }
+            Reply::json(
+                status,
+                &Body {
+                    error: code,
+                    message,
+                },
+            )
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Whether the client is a browser navigating (it accepts HTML).
+pub fn wants_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}

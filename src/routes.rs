@@ -1,0 +1,298 @@
+//! The route table: which route a request belongs to.
+//!
+//! A request first looks at routes for its host, most specific first (an exact host, then the
+//! longest `*.suffix`, then routes without a host); among those, the longest path prefix wins.
+//! Prefixes match whole segments: `/ai` matches `/ai`, `/ai/` and `/ai/x`, never `/aix`.
+//!
+//! Paths are compared in a normal form, so that `/%61i`, `//ai` and `/x/../ai` cannot slip past
+//! a route meant for `/ai`: unreserved percent-escapes are decoded, repeated slashes are merged
+//! and dot segments are removed. The request itself is forwarded as the client sent it.
+
+use std::borrow::Cow;
+
+/// A route's `host`: `intranet.example.com` (exact) or `*.example.com` (any subdomain, not the
+/// bare domain). Matching ignores case, a port and a trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    Exact(String),
+    /// Stored with its leading dot: `.example.com`.
+    Suffix(String),
+}
+
+impl HostPattern {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let lower = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+        let (wild, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let valid = !name.is_empty()
+            && name
+                .split('.')
+                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        if !valid {
+            return Err(format!(
+                "{raw:?} is not a host name; write `intranet.example.com` or `*.example.com`"
+            ));
+        }
+        Ok(if wild {
+            HostPattern::Suffix(format!(".{name}"))
+        } else {
+            HostPattern::Exact(name.to_string())
+        })
+    }
+
+    /// `host` must already be normalised by [`normalize_host`].
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+        }
+    }
+
+    /// Higher is more specific.
+    fn rank(&self) -> (u8, usize) {
+        match self {
+            HostPattern::Exact(_) => (2, 0),
+            HostPattern::Suffix(s) => (1, s.len()),
+        }
+    }
+}
+
+/// Lowercases a `Host` value and drops its port and trailing dot.
+pub fn normalize_host(host: &str) -> Cow<'_, str> {
+    let without_port = if host.starts_with('[') {
+        // IPv6 literal: keep up to the closing bracket.
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    let trimmed = without_port.trim_end_matches('.');
+    if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(trimmed)
+    }
+}
+
+/// Checks a route's configured `path` and returns it in normal form (no trailing slash except
+/// for `/` itself).
+pub fn parse_route_path(raw: &str) -> Result<String, String> {
+    if !raw.starts_with('/') {
+        return Err(format!("{raw:?} must start with `/`"));
+    }
+    if raw.contains(['?', '#']) || raw.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(format!(
+            "{raw:?} must be a plain path (no query, fragment, spaces or control characters)"
+        ));
+    }
+    let normal = normalize_path(raw);
+    let trimmed = normal.trim_end_matches('/');
+    Ok(if trimmed.is_empty() {
+        "/".to_string()
+    } else {
+        trimmed.to_string()
+    })
+}
+
+/// The normal form used for matching (see the module docs). Allocates only when it must.
+pub fn normalize_path(path: &str) -> Cow<'_, str> {
+    let needs_work = path.contains('%') || path.contains("//") || path.contains("/.");
+    if !needs_work {
+        return Cow::Borrowed(path);
+    }
+    let decoded = decode_unreserved(path);
+    let mut out: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    let mut normal = String::with_capacity(decoded.len());
+    for s in &out {
+        normal.push('/');
+        normal.push_str(s);
+    }
+    let ends_in_dir = decoded.ends_with('/')
+        || decoded.ends_with("/.")
+        || decoded.ends_with("/..")
+        || normal.is_empty();
+    if ends_in_dir {
+        normal.push('/');
+    }
+    Cow::Owned(normal)
+}
+
+/// Decodes `%XX` only where XX is an unreserved character (RFC 3986 §2.3); other escapes, such
+/// as `%2F`, stay as they are.
+fn decode_unreserved(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                let c = (h * 16 + l) as u8;
+                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                    out.push(c as char);
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        // Copy one whole UTF-8 character (paths are &str, so this stays valid).
+        let ch_len = path[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&path[i..i + ch_len]);
+        i += ch_len;
+    }
+    out
+}
+
+/// Whether `prefix` (in normal form) matches `path` (in normal form) on a segment boundary.
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    prefix == "/"
+        || (path.starts_with(prefix)
+            && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
+}
+
+struct Entry<T> {
+    host: Option<HostPattern>,
+    prefix: String,
+    value: T,
+}
+
+/// Routes in match order. Built once at load time.
+pub struct RouteTable<T> {
+    entries: Vec<Entry<T>>,
+}
+
+impl<T> RouteTable<T> {
+    /// `routes` are (host, normal-form path prefix, value). Earlier routes win exact ties.
+    pub fn new(routes: impl IntoIterator<Item = (Option<HostPattern>, String, T)>) -> Self {
+        let mut entries: Vec<Entry<T>> = routes
+            .into_iter()
+            .map(|(host, prefix, value)| Entry {
+                host,
+                prefix,
+                value,
+            })
+            .collect();
+        // Stable sort: most specific host first, then the longest prefix.
+        entries.sort_by(|a, b| {
+            let rank = |e: &Entry<T>| e.host.as_ref().map_or((0, 0), HostPattern::rank);
+            rank(b)
+                .cmp(&rank(a))
+                .then(b.prefix.len().cmp(&a.prefix.len()))
+        });
+        RouteTable { entries }
+    }
+
+    /// Finds the route for a request. `host` is the raw `Host` (or `:authority`) value.
+    pub fn find(&self, host: Option<&str>, path: &str) -> Option<&T> {
+        let host = host.map(normalize_host);
+        let path = normalize_path(path);
+        self.entries
+            .iter()
+            .find(|e| {
+                let host_ok = match (&e.host, &host) {
+                    (None, _) => true,
+                    (Some(p), Some(h)) => p.matches(h),
+                    (Some(_), None) => false,
+                };
+                host_ok && prefix_matches(&e.prefix, &path)
+            })
+            .map(|e| &e.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(routes: &[(Option<&str>, &str, u32)]) -> RouteTable<u32> {
+        RouteTable::new(routes.iter().map(|(h, p, v)| {
+            (
+                h.map(|h| HostPattern::parse(h).unwrap()),
+                parse_route_path(p).unwrap(),
+                *v,
+            )
+        }))
+    }
+
+    #[test]
+    fn longest_segment_prefix_wins() {
+        let t = table(&[(None, "/", 1), (None, "/ai", 2), (None, "/ai/chat/", 3)]);
+        assert_eq!(t.find(None, "/"), Some(&1));
+        assert_eq!(t.find(None, "/aix"), Some(&1));
+        assert_eq!(t.find(None, "/ai"), Some(&2));
+        assert_eq!(t.find(None, "/ai/"), Some(&2));
+        assert_eq!(t.find(None, "/ai/chatter"), Some(&2));
+        assert_eq!(t.find(None, "/ai/chat"), Some(&3));
+        assert_eq!(t.find(None, "/ai/chat/x"), Some(&3));
+    }
+
+    #[test]
+    fn no_route_is_none() {
+        let t = table(&[(None, "/app", 1)]);
+        assert_eq!(t.find(None, "/other"), None);
+        assert_eq!(t.find(None, "/"), None);
+    }
+
+    #[test]
+    fn host_specificity_before_path_length() {
+        let t = table(&[
+            (None, "/", 1),
+            (None, "/api", 2),
+            (Some("*.corp.example"), "/", 3),
+            (Some("ai.corp.example"), "/", 4),
+            (Some("ai.corp.example"), "/x", 5),
+        ]);
+        assert_eq!(t.find(Some("AI.corp.example:8080"), "/api"), Some(&4));
+        assert_eq!(t.find(Some("ai.corp.example."), "/x/y"), Some(&5));
+        assert_eq!(t.find(Some("hr.corp.example"), "/api"), Some(&3));
+        assert_eq!(t.find(Some("a.b.corp.example"), "/"), Some(&3));
+        assert_eq!(t.find(Some("corp.example"), "/api"), Some(&2));
+        assert_eq!(t.find(None, "/"), Some(&1));
+    }
+
+    #[test]
+    fn encoded_and_dotted_paths_cannot_dodge_a_route() {
+        let t = table(&[(None, "/", 1), (None, "/admin", 2)]);
+        assert_eq!(t.find(None, "/%61dmin"), Some(&2));
+        assert_eq!(t.find(None, "/%61DMIN"), Some(&1));
+        assert_eq!(t.find(None, "//admin"), Some(&2));
+        assert_eq!(t.find(None, "/public/../admin/x"), Some(&2));
+        assert_eq!(t.find(None, "/public/%2e%2e/admin"), Some(&2));
+        assert_eq!(t.find(None, "/./admin"), Some(&2));
+        assert_eq!(t.find(None, "/admin%2Fx"), Some(&1));
+        assert_eq!(t.find(None, "/../../admin"), Some(&2));
+    }
+
+    #[test]
+    fn normalize_path_edges() {
+        assert_eq!(normalize_path("/a/b"), "/a/b");
+        assert_eq!(normalize_path("/a/./b/"), "/a/b/");
+        assert_eq!(normalize_path("/a/.."), "/");
+        assert_eq!(normalize_path("/%"), "/%");
+        assert_eq!(normalize_path("/%4"), "/%4");
+        assert_eq!(normalize_path("/%zz/é%41"), "/%zz/éA");
+    }
+
+    #[test]
+    fn bad_route_paths_and_hosts_are_refused() {
+        assert!(parse_route_path("ai").is_err());
+        assert!(parse_route_path("/ai?x").is_err());
+        assert!(parse_route_path("/a i").is_err());
+        assert_eq!(parse_route_path("/ai/").unwrap(), "/ai");
+        assert_eq!(parse_route_path("/").unwrap(), "/");
+        assert!(HostPattern::parse("*.").is_err());
+        assert!(HostPattern::parse("a..b").is_err());
+        assert!(HostPattern::parse("http://x").is_err());
+        assert!(HostPattern::parse("a*.b").is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! Upstream groups: round-robin over resolved servers, with active health checks.
+//!
+//! Every [`HttpPeer`] is built at load time (timeouts, TLS, SNI); a request only clones one.
+//! When every server of a group fails its health check the group still tries them in turn —
+//! a health check that is wrong must not turn a working intranet into an outage — and
+//! `readyz` reports the group as not ready.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::RoundRobin;
+use pingora::lb::LoadBalancer;
+use pingora::services::background::GenBackgroundService;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::{HealthCheckKind, UpstreamSettings};
+
+/// Prebuilt peers for one server: normal requests, and upgraded (WebSocket) connections, which
+/// may sit idle longer than a read timeout.
+struct ServerPeers {
+    normal: HttpPeer,
+    upgraded: HttpPeer,
+}
+
+/// One `[upstreams.NAME]` group.
+pub struct UpstreamGroup {
+    pub name: String,
+    lb: Arc<LoadBalancer<RoundRobin>>,
+    peers: HashMap<SocketAddr, ServerPeers>,
+    health_checked: bool,
+}
+
+/// How many of a group's servers pass their health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct GroupHealth {
+    pub healthy: usize,
+    pub total: usize,
+}
+
+impl UpstreamGroup {
+    pub fn new(settings: &UpstreamSettings) -> Result<Self, String> {
+        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(settings.servers.iter().copied())
+            .map_err(|e| format!("upstreams.{}: {e}", settings.name))?;
+        let hc = &settings.health_check;
+        let check: Option<Box<dyn HealthCheck + Send + Sync>> = match &hc.kind {
+            HealthCheckKind::None => None,
+            HealthCheckKind::Tcp => {
+                let mut tcp = if settings.tls {
+                    TcpHealthCheck::new_tls(&settings.sni)
+                } else {
+                    TcpHealthCheck::new()
+                };
+                tcp.peer_template.options.connection_timeout = Some(hc.timeout);
+                tcp.peer_template.options.total_connection_timeout = Some(hc.timeout);
+                tcp.consecutive_failure = hc.consecutive_failures;
+                tcp.consecutive_success = hc.consecutive_successes;
+                Some(tcp)
+            }
+            HealthCheckKind::Http { path, host } => {
+                let mut http = HttpHealthCheck::new(host, settings.tls);
+                let uri = path
+                    .parse::<http::Uri>()
+                    .map_err(|e| format!("upstreams.{}.health_check.path: {e}", settings.name))?;
+                http.req.set_uri(uri);
+                http.peer_template.sni = settings.sni.clone();
+                http.peer_template.options.connection_timeout = Some(hc.timeout);
+                http.peer_template.options.total_connection_timeout = Some(hc.timeout);
+                http.peer_template.options.read_timeout = Some(hc.timeout);
+                http.peer_template.options.verify_cert = settings.verify_cert;
+                http.peer_template.options.verify_hostname = settings.verify_cert;
+                http.consecutive_failure = hc.consecutive_failures;
+                http.consecutive_success = hc.consecutive_successes;
+                Some(Box::new(http))
+            }
+        };
+        let health_checked = check.is_some();
+        if let Some(check) = check {
+            lb.set_health_check(check);
+            lb.health_check_frequency = Some(hc.interval);
+            lb.parallel_health_check = true;
+        }
+        let peers = settings
+            .servers
+            .iter()
+            .map(|&addr| {
+                let mut normal = HttpPeer::new(addr, settings.tls, settings.sni.clone());
+                let o = &mut normal.options;
+                o.connection_timeout = Some(settings.connect_timeout);
+                o.total_connection_timeout = Some(settings.connect_timeout);
+                o.read_timeout = Some(settings.read_timeout);
+                o.write_timeout = Some(settings.write_timeout);
+                o.idle_timeout = Some(settings.idle_timeout);
+                o.verify_cert = settings.verify_cert;
+                o.verify_hostname = settings.verify_cert;
+                let mut upgraded = normal.clone();
+                upgraded.options.read_timeout = None;
+                (addr, ServerPeers { normal, upgraded })
+            })
+            .collect();
+        Ok(UpstreamGroup {
+            name: settings.name.clone(),
+            lb: Arc::new(lb),
+            peers,
+            health_checked,
+        })
+    }
+
+    /// The next server's peer, round-robin, preferring healthy servers.
+    pub fn select(&self, upgrade: bool) -> Option<Box<HttpPeer>> {
+        let backend = self
+            .lb
+            .select(b"", 256)
+            .or_else(|| self.lb.select_with(b"", 256, |_, _| true))?;
+        let addr = backend.addr.as_inet()?;
+        let peers = self.peers.get(addr)?;
+        Some(Box::new(if upgrade {
+            peers.upgraded.clone()
+        } else {
+            peers.normal.clone()
+        }))
+    }
+
+    pub fn server_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn health(&self) -> GroupHealth {
+        let backends = self.lb.backends();
+        let all = backends.get_backend();
+        GroupHealth {
+            healthy: all.iter().filter(|b| backends.ready(b)).count(),
+            total: all.len(),
+        }
+    }
+
+    /// The background service that runs this group's health checks, if it has any.
+    pub fn health_service(&self) -> Option<GenBackgroundService<LoadBalancer<RoundRobin>>> {
+        self.health_checked.then(|| {
+            GenBackgroundService::new(format!("health check {}", self.name), self.lb.clone())
+        })
+    }
+}
