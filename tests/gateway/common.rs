@@ -1,0 +1,378 @@
+//! The test harness: the gateway on its own thread, a stand-in intranet, and token helpers.
+//! Everything listens on 127.0.0.1 with ports picked by the OS.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::Query;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::Router;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn wait_until_connectable(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on {addr}");
+}
+
+struct NotifyShutdown(Arc<Notify>);
+
+#[async_trait]
+impl ShutdownSignalWatch for NotifyShutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.notified().await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+/// A running gateway, stopped when dropped.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    stop: Arc<Notify>,
+    thread: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    /// Starts the gateway with `config` (TOML without `[server]`; `server_extra` is added to the
+    /// `[server]` table the harness writes). Relative paths resolve in `tests/fixtures`.
+    pub fn start_with(config: &str, server_extra: &str) -> TestGateway {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:{port}\"]\nthreads = 2\ngrace_period_seconds = 0\n\
+             graceful_shutdown_timeout_seconds = 0\npid_file = \"{pid}\"\nupgrade_sock = \"{sock}\"\n\
+             {server_extra}\n{config}",
+            pid = dir.path().join("pid").display(),
+            sock = dir.path().join("upgrade.sock").display(),
+        );
+        let config = handoff::config::from_toml_str(&text, &fixtures())
+            .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{text}"));
+        let server = handoff::server::build(config, None).expect("server builds");
+        let stop = Arc::new(Notify::new());
+        let signal = NotifyShutdown(stop.clone());
+        let thread = std::thread::spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(signal),
+            })
+        });
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        wait_until_connectable(addr);
+        TestGateway {
+            addr,
+            stop,
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    pub fn start(config: &str) -> TestGateway {
+        Self::start_with(config, "")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A client that does not follow redirects (tests look at `Location`).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// The stand-in intranet: echoes what it received, sets cookies, streams, sleeps, speaks
+/// WebSocket. Counts accepted TCP connections.
+pub struct Intranet {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl Intranet {
+    pub async fn start() -> Intranet {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        let app = Router::new()
+            .route("/cookies", get(set_cookies))
+            .route("/big", get(big))
+            .route("/chunked", get(chunked))
+            .route("/slow", get(slow))
+            .route("/ws", get(websocket))
+            .route("/status/{code}", any(status))
+            .fallback(echo)
+            .layer(axum::middleware::map_response(move |mut r: Response| async move {
+                if let Ok(v) = axum::http::HeaderValue::from_str(&addr.to_string()) {
+                    r.headers_mut().insert("x-served-by", v);
+                }
+                r
+            }));
+        // hyper directly (not axum::serve) so the header limit can be raised above 100.
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .max_headers(1000)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Intranet { addr, connections }
+    }
+
+    pub fn server(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+pub fn digest(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let header_list: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    axum::Json(json!({
+        "method": method.as_str(),
+        "path": uri.path(),
+        "query": uri.query(),
+        "headers": header_list,
+        "body_len": body.len(),
+        "body_digest": digest(&body).to_string(),
+    }))
+    .into_response()
+}
+
+async fn set_cookies() -> Response {
+    Response::builder()
+        .header("Set-Cookie", "a=1; Path=/")
+        .header("Set-Cookie", "b=2; Path=/; HttpOnly")
+        .header("Set-Cookie", "c=3; Path=/; Secure")
+        .body(Body::from("cookies"))
+        .expect("response")
+}
+
+#[derive(serde::Deserialize)]
+struct Size {
+    n: usize,
+}
+
+async fn big(Query(s): Query<Size>) -> Response {
+    let body: Vec<u8> = (0..s.n).map(|i| (i % 251) as u8).collect();
+    Response::builder()
+        .header("X-Digest", digest(&body).to_string())
+        .body(Body::from(body))
+        .expect("response")
+}
+
+async fn chunked() -> Response {
+    let chunks = (0..5).map(|i| Ok::<_, std::io::Error>(Bytes::from(format!("chunk-{i};"))));
+    Response::new(Body::from_stream(futures_util::stream::iter(chunks)))
+}
+
+#[derive(serde::Deserialize)]
+struct Delay {
+    ms: u64,
+}
+
+async fn slow(Query(d): Query<Delay>) -> &'static str {
+    tokio::time::sleep(Duration::from_millis(d.ms)).await;
+    "slow"
+}
+
+async fn status(axum::extract::Path(code): axum::extract::Path<u16>) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT);
+    (status, format!("status {code}")).into_response()
+}
+
+async fn websocket(ws: WebSocketUpgrade, req_headers: HeaderMap) -> Response {
+    let spoofed = req_headers.contains_key("x-handoff-email");
+    ws.on_upgrade(move |mut socket| async move {
+        if spoofed {
+            let _ = socket.send(Message::Text("spoofed".into())).await;
+        }
+        while let Some(Ok(msg)) = socket.recv().await {
+            let reply = match msg {
+                Message::Text(t) => Message::Text(format!("echo:{t}").into()),
+                Message::Binary(b) => Message::Binary(b),
+                Message::Close(_) => break,
+                _ => continue,
+            };
+            if socket.send(reply).await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// What the echo endpoint saw.
+pub struct Echo(pub Value);
+
+impl Echo {
+    pub async fn from(resp: reqwest::Response) -> Echo {
+        assert_eq!(resp.status(), 200, "echo answered");
+        Echo(resp.json().await.expect("echo JSON"))
+    }
+
+    /// All values of a header (names compare case-insensitively).
+    pub fn headers(&self, name: &str) -> Vec<String> {
+        self.0["headers"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter(|p| p[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                    .filter_map(|p| p[1].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers(name).into_iter().next()
+    }
+}
+
+/// The test session secret (tests/fixtures/session-secret.txt).
+pub fn session_secret() -> Vec<u8> {
+    std::fs::read(fixtures().join("session-secret.txt")).expect("secret fixture")
+}
+
+pub fn now() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+/// Claims for a person, valid for ten minutes.
+pub fn person(email: &str, groups: &[&str]) -> Value {
+    json!({
+        "sub": format!("id-{email}"),
+        "email": email,
+        "given_name": "Ada",
+        "family_name": "Lovelace",
+        "groups": groups,
+        "iat": now(),
+        "exp": now() + 600,
+    })
+}
+
+pub fn sign(alg: Algorithm, claims: &Value) -> String {
+    let key = match alg {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+            EncodingKey::from_secret(&session_secret())
+        }
+        Algorithm::ES256 => {
+            EncodingKey::from_ec_pem(&read_fixture("ec_private.pem")).expect("ec key")
+        }
+        _ => EncodingKey::from_rsa_pem(&read_fixture("rsa_private.pem")).expect("rsa key"),
+    };
+    jsonwebtoken::encode(&Header::new(alg), claims, &key).expect("token")
+}
+
+pub fn hs256(claims: &Value) -> String {
+    sign(Algorithm::HS256, claims)
+}
+
+pub fn read_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(name)).expect("fixture")
+}
+
+/// A `[session]` table using the test secret and, for RS/ES, the fixture public keys.
+pub fn session_config(algorithms: &[&str], extra: &str) -> String {
+    let algs: Vec<String> = algorithms.iter().map(|a| format!("\"{a}\"")).collect();
+    let key = if algorithms.iter().any(|a| a.starts_with("ES")) {
+        "public_key_file = \"ec_public.pem\"\n"
+    } else if algorithms.iter().any(|a| a.starts_with("RS") || a.starts_with("PS")) {
+        "public_key_file = \"rsa_public.pem\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "[session]\ncookie = \"intranet_session\"\nalgorithms = [{}]\n\
+         secret = {{ file = \"session-secret.txt\" }}\n{key}{extra}\n",
+        algs.join(", ")
+    )
+}
+
+/// Upstream + catch-all route config for one intranet.
+pub fn upstream_config(intranet: &Intranet) -> String {
+    format!(
+        "[upstreams.intranet]\nservers = [\"{}\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"intranet\"\n",
+        intranet.server()
+    )
+}
+
+/// Sends raw bytes and reads until the peer closes or `timeout` passes.
+pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(timeout)).expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

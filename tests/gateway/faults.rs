@@ -1,0 +1,118 @@
+//! When the intranet fails: clear 502/504 pages, other routes keep working, readyz tells.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_upstream_gets_a_502_page_and_the_gateway_keeps_serving() {
+    let live = Intranet::start().await;
+    let dead = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "[upstreams.live]\nservers = [\"{}\"]\n[upstreams.dead]\nservers = [\"{dead}\"]\n\
+         health_check = {{ type = \"none\" }}\n\
+         [[routes]]\npath = \"/\"\nupstream = \"live\"\n[[routes]]\npath = \"/dead\"\nupstream = \"dead\"\n",
+        live.server()
+    );
+    let gw = TestGateway::start(&config);
+    let c = client();
+    for _ in 0..3 {
+        let resp = c
+            .get(gw.url("/dead/page"))
+            .header("Accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 502);
+        let page = resp.text().await.unwrap();
+        assert!(page.contains("The intranet is not answering"), "{page}");
+        assert!(!page.contains(&dead), "the page must not show upstream addresses");
+        assert!(!page.to_lowercase().contains("pingora"));
+        let resp = c.get(gw.url("/dead")).send().await.unwrap();
+        assert_eq!(resp.status(), 502);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "proxy_error");
+        Echo::from(c.get(gw.url("/still-fine")).send().await.unwrap()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_upstream_gets_a_504_page() {
+    let intranet = Intranet::start().await;
+    let config = format!(
+        "[upstreams.intranet]\nservers = [\"{}\"]\nread_timeout_ms = 300\n\
+         [[routes]]\npath = \"/\"\nupstream = \"intranet\"\n",
+        intranet.server()
+    );
+    let gw = TestGateway::start(&config);
+    let c = client();
+    let started = Instant::now();
+    let resp = c
+        .get(gw.url("/slow?ms=3000"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    assert!(resp.text().await.unwrap().contains("taking too long"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let resp = c.get(gw.url("/slow?ms=10")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_server_in_a_group_is_skipped() {
+    let live = Intranet::start().await;
+    let dead = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "[upstreams.intranet]\nservers = [\"{dead}\", \"{}\"]\nhealth_check = {{ type = \"none\" }}\n\
+         [[routes]]\npath = \"/\"\nupstream = \"intranet\"\n",
+        live.server()
+    );
+    let gw = TestGateway::start(&config);
+    let c = client();
+    for i in 0..6 {
+        let resp = c.get(gw.url(&format!("/r/{i}"))).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {i} is retried on the live server");
+    }
+}
+
+async fn readyz(c: &reqwest::Client, gw: &TestGateway) -> (u16, Value) {
+    let resp = c.get(gw.url("/_handoff/readyz")).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_follows_health_checks() {
+    // A listener we control: health checks pass while it is open.
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let config = format!(
+        "[upstreams.intranet]\nservers = [\"{addr}\"]\n\
+         health_check = {{ type = \"tcp\", interval_ms = 100, timeout_ms = 200 }}\n\
+         [[routes]]\npath = \"/\"\nupstream = \"intranet\"\n"
+    );
+    let gw = TestGateway::start(&config);
+    let c = client();
+    let (status, body) = readyz(&c, &gw).await;
+    assert_eq!(status, 200, "{body}");
+    drop(std_listener);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = readyz(&c, &gw).await;
+        if status == 503 {
+            assert_eq!(body["ready"], false);
+            assert_eq!(body["upstreams"][0][0], "intranet");
+            assert_eq!(body["upstreams"][0][1]["healthy"], 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "readyz never went unready: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The gateway itself is alive, and the failing group still answers with a page.
+    assert_eq!(c.get(gw.url("/_handoff/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 502);
+}

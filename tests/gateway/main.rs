@@ -1,0 +1,5 @@
+mod common;
+mod config_check;
+mod passthrough;
+mod routing;
+mod sessions;
