@@ -7,9 +7,7 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 use serde::Serialize;
 
-use crate::config::{
-    Config, IdentityHeaderNames, RouteSettings, ServerSettings, SessionSettings,
-};
+use crate::config::{Config, IdentityHeaderNames, RouteSettings, ServerSettings, SessionSettings};
 use crate::identity::Identity;
 use crate::reply::{wants_html, Reply};
 use crate::routes::{normalize_path, RouteTable};
@@ -142,8 +140,7 @@ impl Gateway {
                         } else {
                             identity.email.as_str()
                         };
-                        let message =
-                            format!("You are signed in as {who}. {}", denial.explanation);
+                        let message = format!("You are signed in as {who}. {}", denial.explanation);
                         let reply =
                             Reply::error(html, 403, "forbidden", "Not for you, sorry", &message);
                         return (Decision::Reply(reply), SessionNote::Valid);

@@ -172,9 +172,15 @@ mod tests {
     fn name_is_split_only_when_first_and_last_are_absent() {
         let m = ClaimMapping::default();
         let id = m.identity(&claims(json!({"name": "  Ada  King Lovelace "})));
-        assert_eq!((id.first_name.as_str(), id.last_name.as_str()), ("Ada King", "Lovelace"));
+        assert_eq!(
+            (id.first_name.as_str(), id.last_name.as_str()),
+            ("Ada King", "Lovelace")
+        );
         let id = m.identity(&claims(json!({"name": "Cher"})));
-        assert_eq!((id.first_name.as_str(), id.last_name.as_str()), ("Cher", ""));
+        assert_eq!(
+            (id.first_name.as_str(), id.last_name.as_str()),
+            ("Cher", "")
+        );
         let id = m.identity(&claims(json!({"name": "A B", "given_name": "Z"})));
         assert_eq!((id.first_name.as_str(), id.last_name.as_str()), ("Z", ""));
     }

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use pingora::prelude::Opt;
 
 #[derive(Parser)]
-#[command(name = "handoff", version, about = "Intranet gateway that hands people on to SaaS AI apps, already logged in")]
+#[command(
+    name = "handoff",
+    version,
+    about = "Intranet gateway that hands people on to SaaS AI apps, already logged in"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,7 +23,12 @@ enum Command {
     /// Serve: proxy the intranet and answer Handoff's routes.
     Run {
         /// The config file.
-        #[arg(long, short = 'c', default_value = "conf/demo.toml", env = "HANDOFF_CONFIG")]
+        #[arg(
+            long,
+            short = 'c',
+            default_value = "conf/demo.toml",
+            env = "HANDOFF_CONFIG"
+        )]
         config: PathBuf,
         /// Take over the listening sockets of a running instance (zero-downtime upgrade; send
         /// the old process SIGQUIT once this one is up).
@@ -33,7 +42,12 @@ enum Command {
     /// problem with its key and exits non-zero if there is any.
     Check {
         /// The config file.
-        #[arg(long, short = 'c', default_value = "conf/demo.toml", env = "HANDOFF_CONFIG")]
+        #[arg(
+            long,
+            short = 'c',
+            default_value = "conf/demo.toml",
+            env = "HANDOFF_CONFIG"
+        )]
         config: PathBuf,
     },
 }
@@ -71,9 +85,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mut opt = Opt::default();
-            opt.upgrade = upgrade;
-            opt.daemon = daemon;
+            let opt = Opt {
+                upgrade,
+                daemon,
+                ..Opt::default()
+            };
             let listen = loaded.server.listen.join(", ");
             let server = match handoff::server::build(loaded, Some(opt)) {
                 Ok(s) => s,

@@ -22,7 +22,10 @@ impl AllowRules {
     /// Normalises the lists: lowercases emails and domains, drops a leading `@` from domains.
     pub fn new(emails: Vec<String>, domains: Vec<String>, groups: Vec<String>) -> Self {
         AllowRules {
-            emails: emails.into_iter().map(|e| e.trim().to_lowercase()).collect(),
+            emails: emails
+                .into_iter()
+                .map(|e| e.trim().to_lowercase())
+                .collect(),
             domains: domains
                 .into_iter()
                 .map(|d| d.trim().trim_start_matches('@').to_lowercase())
@@ -39,7 +42,7 @@ impl AllowRules {
     pub fn check(&self, who: &Identity) -> Result<(), Denial> {
         let email = who.email.to_lowercase();
         if !email.is_empty() {
-            if self.emails.iter().any(|e| *e == email) {
+            if self.emails.contains(&email) {
                 return Ok(());
             }
             if let Some((_, domain)) = email.rsplit_once('@') {
@@ -117,6 +120,9 @@ mod tests {
     fn group_names_are_case_sensitive_and_explained() {
         let rules = AllowRules::new(vec![], vec![], vec!["AI".into(), "eng".into()]);
         let denial = rules.check(&who("a@b.c", &["ai"])).unwrap_err();
-        assert_eq!(denial.explanation, "This page is open to members of AI or eng.");
+        assert_eq!(
+            denial.explanation,
+            "This page is open to members of AI or eng."
+        );
     }
 }

@@ -175,11 +175,11 @@ impl ProxyHttp for HandoffProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session
-            .response_written()
-            .map_or(0, |r| r.status.as_u16());
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
-        let route = ctx.route.map_or("-", |r| self.gateway.route(r).key.as_str());
+        let route = ctx
+            .route
+            .map_or("-", |r| self.gateway.route(r).key.as_str());
         let elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
         let user = ctx.identity.as_ref().map_or("-", |i| i.id.as_str());
         match e {
@@ -228,22 +228,16 @@ impl HandoffProxy {
             upstream.insert_header(X_FORWARDED_FOR, value)?;
         }
         if !(trust && upstream.headers.contains_key(X_FORWARDED_PROTO)) {
-            let tls = session
-                .digest()
-                .is_some_and(|d| d.ssl_digest.is_some());
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
             upstream.insert_header(X_FORWARDED_PROTO, if tls { "https" } else { "http" })?;
         }
         if !(trust && upstream.headers.contains_key(X_FORWARDED_HOST)) {
-            let host = upstream
-                .headers
-                .get(HOST)
-                .cloned()
-                .or_else(|| {
-                    upstream
-                        .uri
-                        .authority()
-                        .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
-                });
+            let host = upstream.headers.get(HOST).cloned().or_else(|| {
+                upstream
+                    .uri
+                    .authority()
+                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            });
             match host {
                 Some(host) => upstream.insert_header(X_FORWARDED_HOST, host)?,
                 None => {

@@ -35,7 +35,8 @@ impl Reply {
         );
         r.headers
             .push(("Content-Security-Policy", pages::CSP.to_string()));
-        r.headers.push(("X-Content-Type-Options", "nosniff".to_string()));
+        r.headers
+            .push(("X-Content-Type-Options", "nosniff".to_string()));
         r
     }
 

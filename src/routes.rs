@@ -27,9 +27,9 @@ impl HostPattern {
             None => (false, lower.as_str()),
         };
         let valid = !name.is_empty()
-            && name
-                .split('.')
-                .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            && name.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
         if !valid {
             return Err(format!(
                 "{raw:?} is not a host name; write `intranet.example.com` or `*.example.com`"

@@ -149,7 +149,10 @@ mod tests {
 
     #[test]
     fn env_and_file_references_parse() {
-        assert_eq!(parse(r#"secret = { env = "X" }"#), Ok(SecretRef::Env("X".into())));
+        assert_eq!(
+            parse(r#"secret = { env = "X" }"#),
+            Ok(SecretRef::Env("X".into()))
+        );
         assert_eq!(
             parse(r#"secret = { file = "/run/s" }"#),
             Ok(SecretRef::File("/run/s".into()))
@@ -167,7 +170,9 @@ mod tests {
         assert!(parse(r#"secret = { value = "x" }"#)
             .unwrap_err()
             .contains("unknown key `value`"));
-        assert!(parse(r#"secret = {}"#).unwrap_err().contains("empty secret"));
+        assert!(parse(r#"secret = {}"#)
+            .unwrap_err()
+            .contains("empty secret"));
     }
 
     #[test]

@@ -292,16 +292,13 @@ fn session_settings(
             Err(e) => p.add(format!("session.algorithms[{i}]"), e),
         }
     }
-    let secret = raw
-        .secret
-        .as_ref()
-        .and_then(|r| match r.resolve(base_dir) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                p.add("session.secret", e);
-                None
-            }
-        });
+    let secret = raw.secret.as_ref().and_then(|r| match r.resolve(base_dir) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            p.add("session.secret", e);
+            None
+        }
+    });
     let public_key = raw.public_key_file.as_ref().and_then(|file| {
         let full = base_dir.join(file);
         match std::fs::read(&full) {
@@ -460,7 +457,10 @@ fn upstream_settings(name: &str, raw: RawUpstream, p: &mut Problems) -> Option<U
                     }
                 }
                 if servers.len() == before {
-                    p.add(format!("{key}.servers[{i}]"), format!("{s:?} resolves to nothing new"));
+                    p.add(
+                        format!("{key}.servers[{i}]"),
+                        format!("{s:?} resolves to nothing new"),
+                    );
                 }
             }
             Err(e) => p.add(
@@ -473,7 +473,10 @@ fn upstream_settings(name: &str, raw: RawUpstream, p: &mut Problems) -> Option<U
     let sni = raw.sni.unwrap_or_else(|| {
         raw.servers
             .first()
-            .and_then(|s| s.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_string()))
+            .and_then(|s| {
+                s.rsplit_once(':')
+                    .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+            })
             .unwrap_or_default()
     });
     let ms = |field: &str, v: Option<u64>, default: u64, p: &mut Problems| {
@@ -498,7 +501,10 @@ fn upstream_settings(name: &str, raw: RawUpstream, p: &mut Problems) -> Option<U
                 .and_then(|h| h.path.clone())
                 .unwrap_or_else(|| "/".to_string());
             if !path.starts_with('/') || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-                p.add(format!("{hc_key}.path"), format!("{path:?} must be a path starting with `/`"));
+                p.add(
+                    format!("{hc_key}.path"),
+                    format!("{path:?} must be a path starting with `/`"),
+                );
             }
             let host = hc
                 .as_ref()
@@ -528,11 +534,22 @@ fn upstream_settings(name: &str, raw: RawUpstream, p: &mut Problems) -> Option<U
             1_000,
             p,
         ),
-        consecutive_failures: hc.as_ref().and_then(|h| h.consecutive_failures).unwrap_or(1).max(1),
-        consecutive_successes: hc.as_ref().and_then(|h| h.consecutive_successes).unwrap_or(1).max(1),
+        consecutive_failures: hc
+            .as_ref()
+            .and_then(|h| h.consecutive_failures)
+            .unwrap_or(1)
+            .max(1),
+        consecutive_successes: hc
+            .as_ref()
+            .and_then(|h| h.consecutive_successes)
+            .unwrap_or(1)
+            .max(1),
     };
     if tls && sni.is_empty() {
-        p.add(format!("{key}.sni"), "TLS upstreams need an `sni` host name");
+        p.add(
+            format!("{key}.sni"),
+            "TLS upstreams need an `sni` host name",
+        );
     }
     if p.0.len() > before {
         return None;
@@ -608,14 +625,20 @@ fn route_settings(
                     format!("{key}.upstream"),
                     format!(
                         "no upstream named {name:?} (defined: {})",
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 );
                 None
             }
         },
     };
-    let allow = raw.allow.map(|a| AllowRules::new(a.emails, a.domains, a.groups));
+    let allow = raw
+        .allow
+        .map(|a| AllowRules::new(a.emails, a.domains, a.groups));
     if allow.as_ref().is_some_and(AllowRules::is_empty) {
         p.add(
             format!("{key}.allow"),

@@ -44,8 +44,10 @@ impl PublicKey {
                 key,
             });
         }
-        Err("not a PEM public key (RSA, EC or Ed25519; a certificate or private key will not do)"
-            .to_string())
+        Err(
+            "not a PEM public key (RSA, EC or Ed25519; a certificate or private key will not do)"
+                .to_string(),
+        )
     }
 
     pub fn family(&self) -> AlgorithmFamily {
@@ -249,12 +251,30 @@ mod tests {
             c.as_object_mut().unwrap().remove(k);
             hs(c, b"k")
         };
-        assert_eq!(v.verify(&hs(good.clone(), b"other")), Err(SessionError::BadSignature));
-        assert_eq!(v.verify(&with("exp", json!(now() - 10))), Err(SessionError::Expired));
-        assert!(v.verify(&with("exp", json!(now() - 2))).is_ok(), "within leeway");
-        assert_eq!(v.verify(&with("nbf", json!(now() + 60))), Err(SessionError::NotYetValid));
-        assert_eq!(v.verify(&with("iss", json!("evil"))), Err(SessionError::WrongIssuer));
-        assert_eq!(v.verify(&with("aud", json!("evil"))), Err(SessionError::WrongAudience));
+        assert_eq!(
+            v.verify(&hs(good.clone(), b"other")),
+            Err(SessionError::BadSignature)
+        );
+        assert_eq!(
+            v.verify(&with("exp", json!(now() - 10))),
+            Err(SessionError::Expired)
+        );
+        assert!(
+            v.verify(&with("exp", json!(now() - 2))).is_ok(),
+            "within leeway"
+        );
+        assert_eq!(
+            v.verify(&with("nbf", json!(now() + 60))),
+            Err(SessionError::NotYetValid)
+        );
+        assert_eq!(
+            v.verify(&with("iss", json!("evil"))),
+            Err(SessionError::WrongIssuer)
+        );
+        assert_eq!(
+            v.verify(&with("aud", json!("evil"))),
+            Err(SessionError::WrongAudience)
+        );
         assert_eq!(v.verify(&without("iss")), Err(SessionError::MissingClaim));
         assert_eq!(v.verify(&without("aud")), Err(SessionError::MissingClaim));
         assert_eq!(v.verify(&without("exp")), Err(SessionError::MissingClaim));
@@ -286,11 +306,16 @@ mod tests {
 
     #[test]
     fn missing_key_for_an_algorithm_is_named() {
-        let err = JwtVerifier::new(&[Algorithm::RS256], Some(b"k"), None, &ClaimRules::default())
-            .unwrap_err();
+        let err = JwtVerifier::new(
+            &[Algorithm::RS256],
+            Some(b"k"),
+            None,
+            &ClaimRules::default(),
+        )
+        .unwrap_err();
         assert!(err.contains("RS256 needs `public_key_file`"), "{err}");
-        let err = JwtVerifier::new(&[Algorithm::HS256], None, None, &ClaimRules::default())
-            .unwrap_err();
+        let err =
+            JwtVerifier::new(&[Algorithm::HS256], None, None, &ClaimRules::default()).unwrap_err();
         assert!(err.contains("HS256 needs `secret`"), "{err}");
     }
 }

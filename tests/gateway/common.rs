@@ -147,12 +147,14 @@ impl Intranet {
             .route("/ws", get(websocket))
             .route("/status/{code}", any(status))
             .fallback(echo)
-            .layer(axum::middleware::map_response(move |mut r: Response| async move {
-                if let Ok(v) = axum::http::HeaderValue::from_str(&addr.to_string()) {
-                    r.headers_mut().insert("x-served-by", v);
-                }
-                r
-            }));
+            .layer(axum::middleware::map_response(
+                move |mut r: Response| async move {
+                    if let Ok(v) = axum::http::HeaderValue::from_str(&addr.to_string()) {
+                        r.headers_mut().insert("x-served-by", v);
+                    }
+                    r
+                },
+            ));
         // hyper directly (not axum::serve) so the header limit can be raised above 100.
         tokio::spawn(async move {
             loop {
@@ -191,7 +193,12 @@ pub fn digest(bytes: &[u8]) -> u64 {
 async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let header_list: Vec<(String, String)> = headers
         .iter()
-        .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     axum::Json(json!({
         "method": method.as_str(),
@@ -341,7 +348,10 @@ pub fn session_config(algorithms: &[&str], extra: &str) -> String {
     let algs: Vec<String> = algorithms.iter().map(|a| format!("\"{a}\"")).collect();
     let key = if algorithms.iter().any(|a| a.starts_with("ES")) {
         "public_key_file = \"ec_public.pem\"\n"
-    } else if algorithms.iter().any(|a| a.starts_with("RS") || a.starts_with("PS")) {
+    } else if algorithms
+        .iter()
+        .any(|a| a.starts_with("RS") || a.starts_with("PS"))
+    {
         "public_key_file = \"rsa_public.pem\"\n"
     } else {
         ""

@@ -39,7 +39,14 @@ async fn methods_paths_queries_and_bodies_arrive_unchanged() {
     let empty = Echo::from(c.post(gw.url("/up")).body("").send().await.unwrap()).await;
     assert_eq!(empty.0["body_len"], 0);
     let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 253) as u8).collect();
-    let echo = Echo::from(c.post(gw.url("/up")).body(big.clone()).send().await.unwrap()).await;
+    let echo = Echo::from(
+        c.post(gw.url("/up"))
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(echo.0["body_len"], big.len());
     assert_eq!(echo.0["body_digest"], digest(&big).to_string());
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
@@ -64,7 +71,14 @@ async fn responses_come_back_unchanged() {
         .iter()
         .map(|v| v.to_str().unwrap())
         .collect();
-    assert_eq!(cookies, vec!["a=1; Path=/", "b=2; Path=/; HttpOnly", "c=3; Path=/; Secure"]);
+    assert_eq!(
+        cookies,
+        vec![
+            "a=1; Path=/",
+            "b=2; Path=/; HttpOnly",
+            "c=3; Path=/; Secure"
+        ]
+    );
 
     let resp = c.get(gw.url("/big?n=1048576")).send().await.unwrap();
     let digest_header = resp.headers()["x-digest"].to_str().unwrap().to_string();
@@ -77,11 +91,22 @@ async fn responses_come_back_unchanged() {
     assert!(resp.bytes().await.unwrap().is_empty());
 
     let resp = c.get(gw.url("/chunked")).send().await.unwrap();
-    assert_eq!(resp.text().await.unwrap(), "chunk-0;chunk-1;chunk-2;chunk-3;chunk-4;");
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "chunk-0;chunk-1;chunk-2;chunk-3;chunk-4;"
+    );
 
     for code in [201u16, 204, 301, 404, 418, 500, 503] {
-        let resp = c.get(gw.url(&format!("/status/{code}"))).send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), code, "upstream status {code} passes through");
+        let resp = c
+            .get(gw.url(&format!("/status/{code}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            code,
+            "upstream status {code} passes through"
+        );
     }
 }
 
@@ -100,20 +125,32 @@ async fn host_cookies_and_many_headers_are_preserved_and_forwarded_headers_added
     }
     let echo = Echo::from(req.send().await.unwrap()).await;
     assert_eq!(echo.header("host").as_deref(), Some("intranet.example.com"));
-    assert_eq!(echo.header("cookie").as_deref(), Some("intranet_session=abc; theme=dark"));
+    assert_eq!(
+        echo.header("cookie").as_deref(),
+        Some("intranet_session=abc; theme=dark")
+    );
     for i in 0..100 {
-        assert_eq!(echo.header(&format!("x-custom-{i}")), Some(format!("value-{i}")));
+        assert_eq!(
+            echo.header(&format!("x-custom-{i}")),
+            Some(format!("value-{i}"))
+        );
     }
     // The client's own X-Forwarded-For is not trusted by default.
     assert_eq!(echo.headers("x-forwarded-for"), vec!["127.0.0.1"]);
     assert_eq!(echo.header("x-forwarded-proto").as_deref(), Some("http"));
-    assert_eq!(echo.header("x-forwarded-host").as_deref(), Some("intranet.example.com"));
+    assert_eq!(
+        echo.header("x-forwarded-host").as_deref(),
+        Some("intranet.example.com")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn trusted_forwarded_headers_are_appended_to() {
     let intranet = Intranet::start().await;
-    let gw = TestGateway::start_with(&upstream_config(&intranet), "trust_forwarded_headers = true");
+    let gw = TestGateway::start_with(
+        &upstream_config(&intranet),
+        "trust_forwarded_headers = true",
+    );
     let echo = Echo::from(
         client()
             .get(gw.url("/h"))
@@ -143,16 +180,21 @@ async fn keep_alive_is_reused_on_both_sides() {
         Echo::from(c.get(gw.url(&format!("/k/{i}"))).send().await.unwrap()).await;
     }
     let opened = intranet.connection_count() - before;
-    assert!(opened <= 1, "upstream connections are pooled; {opened} new ones opened for 10 requests");
+    assert!(
+        opened <= 1,
+        "upstream connections are pooled; {opened} new ones opened for 10 requests"
+    );
 
     // Downstream: two requests, one after the other, on one raw TCP connection.
     let addr = gw.addr;
     let (first, second) = tokio::task::spawn_blocking(move || {
         use std::io::{BufRead, BufReader, Read, Write};
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut read_response = |reader: &mut BufReader<std::net::TcpStream>| {
+        let read_response = |reader: &mut BufReader<std::net::TcpStream>| {
             let mut head = String::new();
             let mut length = 0usize;
             loop {
@@ -170,16 +212,26 @@ async fn keep_alive_is_reused_on_both_sides() {
             reader.read_exact(&mut body).unwrap();
             head + &String::from_utf8_lossy(&body)
         };
-        stream.write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        stream
+            .write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let first = read_response(&mut reader);
-        stream.write_all(b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        stream
+            .write_all(b"GET /two HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let second = read_response(&mut reader);
         (first, second)
     })
     .await
     .unwrap();
-    assert!(first.starts_with("HTTP/1.1 200") && first.contains("\"path\":\"/one\""), "{first}");
-    assert!(second.starts_with("HTTP/1.1 200") && second.contains("\"path\":\"/two\""), "{second}");
+    assert!(
+        first.starts_with("HTTP/1.1 200") && first.contains("\"path\":\"/one\""),
+        "{first}"
+    );
+    assert!(
+        second.starts_with("HTTP/1.1 200") && second.contains("\"path\":\"/two\""),
+        "{second}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -187,10 +239,14 @@ async fn websocket_upgrades_pass_through() {
     let intranet = Intranet::start().await;
     let gw = TestGateway::start(&upstream_config(&intranet));
     let url = format!("ws://{}/ws", gw.addr);
-    let (mut ws, resp) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+    let (mut ws, resp) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
     assert_eq!(resp.status(), 101);
     for i in 0..3 {
-        ws.send(Message::Text(format!("hello {i}").into())).await.unwrap();
+        ws.send(Message::Text(format!("hello {i}").into()))
+            .await
+            .unwrap();
         let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
             .expect("reply in time")
@@ -198,7 +254,9 @@ async fn websocket_upgrades_pass_through() {
             .expect("ok");
         assert_eq!(reply.into_text().unwrap(), format!("echo:hello {i}"));
     }
-    ws.send(Message::Binary(vec![0u8, 1, 2, 255].into())).await.unwrap();
+    ws.send(Message::Binary(vec![0u8, 1, 2, 255].into()))
+        .await
+        .unwrap();
     let reply = ws.next().await.unwrap().unwrap();
     assert_eq!(reply.into_data().as_ref(), &[0u8, 1, 2, 255]);
     ws.close(None).await.unwrap();

@@ -74,7 +74,10 @@ async fn bad_tokens_are_refused_with_the_right_reason() {
     // alg: none
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(good().to_string());
-    assert_eq!(reason(&gw, &format!("{header}.{payload}.")).await, "algorithm_not_allowed");
+    assert_eq!(
+        reason(&gw, &format!("{header}.{payload}.")).await,
+        "algorithm_not_allowed"
+    );
 
     // Key confusion: HS256 signed with the RSA public key's bytes.
     let public_pem = read_fixture("rsa_public.pem");
@@ -88,16 +91,28 @@ async fn bad_tokens_are_refused_with_the_right_reason() {
 
     let mut expired = good();
     expired["exp"] = json!(now() - 60);
-    assert_eq!(reason(&gw, &sign(Algorithm::RS256, &expired)).await, "expired");
+    assert_eq!(
+        reason(&gw, &sign(Algorithm::RS256, &expired)).await,
+        "expired"
+    );
     let mut early = good();
     early["nbf"] = json!(now() + 600);
-    assert_eq!(reason(&gw, &sign(Algorithm::RS256, &early)).await, "not_yet_valid");
+    assert_eq!(
+        reason(&gw, &sign(Algorithm::RS256, &early)).await,
+        "not_yet_valid"
+    );
     let mut issuer = good();
     issuer["iss"] = json!("https://evil.example");
-    assert_eq!(reason(&gw, &sign(Algorithm::RS256, &issuer)).await, "wrong_issuer");
+    assert_eq!(
+        reason(&gw, &sign(Algorithm::RS256, &issuer)).await,
+        "wrong_issuer"
+    );
     let mut audience = good();
     audience["aud"] = json!("someone-else");
-    assert_eq!(reason(&gw, &sign(Algorithm::RS256, &audience)).await, "wrong_audience");
+    assert_eq!(
+        reason(&gw, &sign(Algorithm::RS256, &audience)).await,
+        "wrong_audience"
+    );
 
     let token = sign(Algorithm::RS256, &good());
     let (head, sig) = token.rsplit_once('.').unwrap();
@@ -133,8 +148,14 @@ async fn hs256_key_confusion_with_hs_allowed_still_fails() {
     )
     .unwrap();
     assert_eq!(reason(&gw, &confused).await, "bad_signature");
-    assert_eq!(reason(&gw, &sign(Algorithm::RS256, &person("a@corp.example", &[]))).await, "valid");
-    assert_eq!(reason(&gw, &hs256(&person("a@corp.example", &[]))).await, "valid");
+    assert_eq!(
+        reason(&gw, &sign(Algorithm::RS256, &person("a@corp.example", &[]))).await,
+        "valid"
+    );
+    assert_eq!(
+        reason(&gw, &hs256(&person("a@corp.example", &[]))).await,
+        "valid"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,27 +166,47 @@ async fn duplicate_and_split_cookies_are_handled_deterministically() {
     let bob = hs256(&person("bob@corp.example", &[]));
     // The session cookie in a second Cookie header (HTTP/2 style) is found.
     let (status, body) = whoami(&gw, &["theme=dark", &format!("intranet_session={ada}")]).await;
-    assert_eq!((status, body["email"].as_str()), (200, Some("ada@corp.example")));
+    assert_eq!(
+        (status, body["email"].as_str()),
+        (200, Some("ada@corp.example"))
+    );
     // Two valid ones: the first wins, every time.
     for _ in 0..3 {
-        let (_, body) =
-            whoami(&gw, &[&format!("intranet_session={ada}; intranet_session={bob}")]).await;
+        let (_, body) = whoami(
+            &gw,
+            &[&format!("intranet_session={ada}; intranet_session={bob}")],
+        )
+        .await;
         assert_eq!(body["email"], "ada@corp.example");
-        let (_, body) =
-            whoami(&gw, &[&format!("intranet_session={bob}"), &format!("intranet_session={ada}")])
-                .await;
+        let (_, body) = whoami(
+            &gw,
+            &[
+                &format!("intranet_session={bob}"),
+                &format!("intranet_session={ada}"),
+            ],
+        )
+        .await;
         assert_eq!(body["email"], "bob@corp.example");
     }
     // A stale (invalid) duplicate before a valid one does not lock the person out.
-    let (status, body) =
-        whoami(&gw, &[&format!("intranet_session=stale; intranet_session={ada}")]).await;
-    assert_eq!((status, body["email"].as_str()), (200, Some("ada@corp.example")));
+    let (status, body) = whoami(
+        &gw,
+        &[&format!("intranet_session=stale; intranet_session={ada}")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["email"].as_str()),
+        (200, Some("ada@corp.example"))
+    );
     // Two invalid ones: the first one's reason.
     let mut expired = person("ada@corp.example", &[]);
     expired["exp"] = json!(now() - 3600);
     let (status, body) = whoami(
         &gw,
-        &[&format!("intranet_session={}; intranet_session=junk", hs256(&expired))],
+        &[&format!(
+            "intranet_session={}; intranet_session=junk",
+            hs256(&expired)
+        )],
     )
     .await;
     assert_eq!((status, body["reason"].as_str()), (401, Some("expired")));
@@ -214,14 +255,29 @@ async fn required_session_redirects_browsers_and_answers_401_json_to_apis() {
     // With a valid session the request reaches the intranet, carrying the person.
     let resp = c
         .get(gw.url("/private"))
-        .header("Cookie", format!("intranet_session={}", hs256(&person("ada@corp.example", &["eng", "ai"]))))
+        .header(
+            "Cookie",
+            format!(
+                "intranet_session={}",
+                hs256(&person("ada@corp.example", &["eng", "ai"]))
+            ),
+        )
         .send()
         .await
         .unwrap();
     let echo = Echo::from(resp).await;
-    assert_eq!(echo.header("x-handoff-email").as_deref(), Some("ada@corp.example"));
-    assert_eq!(echo.header("x-handoff-user").as_deref(), Some("id-ada@corp.example"));
-    assert_eq!(echo.header("x-handoff-name").as_deref(), Some("Ada Lovelace"));
+    assert_eq!(
+        echo.header("x-handoff-email").as_deref(),
+        Some("ada@corp.example")
+    );
+    assert_eq!(
+        echo.header("x-handoff-user").as_deref(),
+        Some("id-ada@corp.example")
+    );
+    assert_eq!(
+        echo.header("x-handoff-name").as_deref(),
+        Some("Ada Lovelace")
+    );
     assert_eq!(echo.header("x-handoff-groups").as_deref(), Some("eng,ai"));
 
     // The public route does not ask for a session and injects nothing.
@@ -246,5 +302,8 @@ async fn without_login_url_browsers_get_a_401_page() {
         .unwrap();
     assert_eq!(resp.status(), 401);
     let text = resp.text().await.unwrap();
-    assert!(text.contains("You are not signed in to the intranet."), "{text}");
+    assert!(
+        text.contains("You are not signed in to the intranet."),
+        "{text}"
+    );
 }
