@@ -18,7 +18,8 @@ async fn malformed_and_oversized_requests_get_4xx_and_the_gateway_keeps_serving(
         upstream_config(&intranet)
     ));
     let addr = gw.addr;
-    let cases: Vec<(&str, Vec<u8>)> = vec![
+    let cases: Vec<(&str, Vec<u8>)> =
+        vec![
         ("garbage request line", b"GARBAGE\r\n\r\n".to_vec()),
         ("no version", b"GET /\r\n\r\n".to_vec()),
         ("bad version", b"GET / HTTP/9.9\r\nHost: x\r\n\r\n".to_vec()),
@@ -44,15 +45,21 @@ async fn malformed_and_oversized_requests_get_4xx_and_the_gateway_keeps_serving(
         ),
     ];
     for (name, bytes) in cases {
-        let raw = tokio::task::spawn_blocking(move || {
-            raw_exchange(addr, &bytes, Duration::from_secs(5))
-        })
-        .await
-        .unwrap();
+        let raw =
+            tokio::task::spawn_blocking(move || raw_exchange(addr, &bytes, Duration::from_secs(5)))
+                .await
+                .unwrap();
         let line = status_line(&raw);
         if !raw.is_empty() {
-            let code: u16 = line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-            assert!((400..500).contains(&code), "{name}: expected a 4xx, got {line:?}");
+            let code: u16 = line
+                .split(' ')
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            assert!(
+                (400..500).contains(&code),
+                "{name}: expected a 4xx, got {line:?}"
+            );
         }
         // Whatever happened, the next request is served.
         let echo = Echo::from(client().get(gw.url("/after")).send().await.unwrap()).await;
@@ -86,9 +93,22 @@ async fn hostile_cookies_and_paths_do_not_break_anything() {
             .unwrap();
         assert_eq!(resp.status(), 401, "cookie {:.40}", cookie);
     }
-    for path in ["/%", "/%zz", "/..%2f..%2fetc/passwd", "/a/../../../../b", "/%00"] {
+    for path in [
+        "/%",
+        "/%zz",
+        "/..%2f..%2fetc/passwd",
+        "/a/../../../../b",
+        "/%00",
+    ] {
         let resp = c.get(gw.url(path)).send().await.unwrap();
         assert!(resp.status().as_u16() < 500, "{path}: {}", resp.status());
     }
-    assert_eq!(c.get(gw.url("/_handoff/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(gw.url("/_handoff/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }

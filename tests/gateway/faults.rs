@@ -28,7 +28,10 @@ async fn dead_upstream_gets_a_502_page_and_the_gateway_keeps_serving() {
         assert_eq!(resp.status(), 502);
         let page = resp.text().await.unwrap();
         assert!(page.contains("The intranet is not answering"), "{page}");
-        assert!(!page.contains(&dead), "the page must not show upstream addresses");
+        assert!(
+            !page.contains(&dead),
+            "the page must not show upstream addresses"
+        );
         assert!(!page.to_lowercase().contains("pingora"));
         let resp = c.get(gw.url("/dead")).send().await.unwrap();
         assert_eq!(resp.status(), 502);
@@ -75,7 +78,11 @@ async fn a_dead_server_in_a_group_is_skipped() {
     let c = client();
     for i in 0..6 {
         let resp = c.get(gw.url(&format!("/r/{i}"))).send().await.unwrap();
-        assert_eq!(resp.status(), 200, "request {i} is retried on the live server");
+        assert_eq!(
+            resp.status(),
+            200,
+            "request {i} is retried on the live server"
+        );
     }
 }
 
@@ -109,10 +116,20 @@ async fn readyz_follows_health_checks() {
             assert_eq!(body["upstreams"][0][1]["healthy"], 0);
             break;
         }
-        assert!(Instant::now() < deadline, "readyz never went unready: {body}");
+        assert!(
+            Instant::now() < deadline,
+            "readyz never went unready: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The gateway itself is alive, and the failing group still answers with a page.
-    assert_eq!(c.get(gw.url("/_handoff/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(gw.url("/_handoff/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 502);
 }

@@ -1,5 +1,10 @@
 mod common;
+
+mod bad_input;
 mod config_check;
+mod faults;
 mod passthrough;
+mod policy;
 mod routing;
 mod sessions;
+mod spoofing;

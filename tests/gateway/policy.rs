@@ -18,35 +18,77 @@ async fn allow_and_deny_by_email_domain_and_group() {
     );
     let gw = TestGateway::start(&config);
     let c = client();
-    let get = |path: &'static str, email: &'static str, groups: &'static [&'static str], html: bool| {
-        let c = c.clone();
-        let url = gw.url(path);
-        async move {
-            let mut req = c
-                .get(url)
-                .header("Cookie", format!("intranet_session={}", hs256(&person(email, groups))));
-            if html {
-                req = req.header("Accept", "text/html");
+    let get =
+        |path: &'static str, email: &'static str, groups: &'static [&'static str], html: bool| {
+            let c = c.clone();
+            let url = gw.url(path);
+            async move {
+                let mut req = c.get(url).header(
+                    "Cookie",
+                    format!("intranet_session={}", hs256(&person(email, groups))),
+                );
+                if html {
+                    req = req.header("Accept", "text/html");
+                }
+                let resp = req.send().await.unwrap();
+                let status = resp.status().as_u16();
+                (status, resp.text().await.unwrap())
             }
-            let resp = req.send().await.unwrap();
-            let status = resp.status().as_u16();
-            (status, resp.text().await.unwrap())
-        }
-    };
-    assert_eq!(get("/by-email", "boss@corp.example", &[], false).await.0, 200);
-    assert_eq!(get("/by-email", "intern@corp.example", &[], false).await.0, 403);
-    assert_eq!(get("/by-domain", "dev@ENG.corp.example", &[], false).await.0, 200);
-    assert_eq!(get("/by-domain", "dev@evileng.corp.example", &[], false).await.0, 403);
-    assert_eq!(get("/by-domain", "dev@corp.example", &[], false).await.0, 403);
-    assert_eq!(get("/by-group", "x@corp.example", &["staff", "ai-users"], false).await.0, 200);
-    assert_eq!(get("/by-group", "x@corp.example", &["AI-USERS"], false).await.0, 403);
-    assert_eq!(get("/by-group/sub/page", "x@corp.example", &["staff"], false).await.0, 403);
+        };
+    assert_eq!(
+        get("/by-email", "boss@corp.example", &[], false).await.0,
+        200
+    );
+    assert_eq!(
+        get("/by-email", "intern@corp.example", &[], false).await.0,
+        403
+    );
+    assert_eq!(
+        get("/by-domain", "dev@ENG.corp.example", &[], false)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get("/by-domain", "dev@evileng.corp.example", &[], false)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        get("/by-domain", "dev@corp.example", &[], false).await.0,
+        403
+    );
+    assert_eq!(
+        get("/by-group", "x@corp.example", &["staff", "ai-users"], false)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get("/by-group", "x@corp.example", &["AI-USERS"], false)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        get("/by-group/sub/page", "x@corp.example", &["staff"], false)
+            .await
+            .0,
+        403
+    );
 
     // The 403 page says who they are and why, in plain words, without markup injection.
     let (status, page) = get("/by-group", "x@corp.example", &["staff"], true).await;
     assert_eq!(status, 403);
-    assert!(page.contains("You are signed in as x@corp.example."), "{page}");
-    assert!(page.contains("This page is open to members of ai-users."), "{page}");
+    assert!(
+        page.contains("You are signed in as x@corp.example."),
+        "{page}"
+    );
+    assert!(
+        page.contains("This page is open to members of ai-users."),
+        "{page}"
+    );
     let (status, body) = get("/by-group", "x@corp.example", &["staff"], false).await;
     assert_eq!(status, 403);
     let json: Value = serde_json::from_str(&body).unwrap();

@@ -94,8 +94,15 @@ async fn no_route_gets_a_404_page_and_gateway_endpoints_answer() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    assert!(resp.text().await.unwrap().contains("There is nothing at this address."));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("There is nothing at this address."));
     let resp = c.get(gw.url("/elsewhere")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
     let body: serde_json::Value = resp.json().await.unwrap();

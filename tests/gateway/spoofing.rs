@@ -38,14 +38,22 @@ async fn client_identity_headers_never_reach_the_upstream() {
     // Route that injects nothing, no session.
     let echo = Echo::from(spoof(c.get(gw.url("/plain"))).send().await.unwrap()).await;
     assert!(echo.headers("x-remote-email").is_empty());
-    for name in ["X-Handoff-User", "X-Handoff-Name", "X-Handoff-Username", "X-Handoff-Groups"] {
+    for name in [
+        "X-Handoff-User",
+        "X-Handoff-Name",
+        "X-Handoff-Username",
+        "X-Handoff-Groups",
+    ] {
         assert!(echo.headers(name).is_empty(), "{name} reached the upstream");
     }
     // Identity route, no session: stripped, nothing injected.
     let echo = Echo::from(spoof(c.get(gw.url("/with-identity"))).send().await.unwrap()).await;
     assert!(echo.headers("x-remote-email").is_empty());
     // Identity route with a session: exactly one value, the real one.
-    let cookie = format!("intranet_session={}", hs256(&person("ada@corp.example", &["eng"])));
+    let cookie = format!(
+        "intranet_session={}",
+        hs256(&person("ada@corp.example", &["eng"]))
+    );
     let echo = Echo::from(
         spoof(c.get(gw.url("/with-identity")))
             .header("Cookie", cookie)
@@ -57,7 +65,10 @@ async fn client_identity_headers_never_reach_the_upstream() {
     assert_eq!(echo.headers("x-remote-email"), vec!["ada@corp.example"]);
     assert_eq!(echo.headers("x-handoff-groups"), vec!["eng"]);
     // A client cannot get an injected header stripped by nominating it in Connection either.
-    let cookie = format!("intranet_session={}", hs256(&person("ada@corp.example", &[])));
+    let cookie = format!(
+        "intranet_session={}",
+        hs256(&person("ada@corp.example", &[]))
+    );
     let echo = Echo::from(
         c.get(gw.url("/with-identity"))
             .header("Cookie", cookie)
@@ -75,7 +86,9 @@ async fn websocket_upgrade_requests_are_stripped_too() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let intranet = Intranet::start().await;
     let gw = TestGateway::start(&upstream_config(&intranet));
-    let mut req = format!("ws://{}/ws", gw.addr).into_client_request().unwrap();
+    let mut req = format!("ws://{}/ws", gw.addr)
+        .into_client_request()
+        .unwrap();
     req.headers_mut()
         .insert("X-Handoff-Email", "ceo@corp.example".parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
