@@ -1,126 +1,1046 @@
+//! `handoff check` and the config loader: every problem is found, named by its key path,
+//! explained, and reported in one run — and no secret value ever appears in the output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use handoff::config::{from_toml_str, ConfigError, ConfigErrors};
+
 use crate::common::*;
 
-const BASE_SERVER: &str = "[server]\nlisten = [\"127.0.0.1:8080\"]\n";
-const UP: &str = "[upstreams.intranet]\nservers = [\"127.0.0.1:9000\"]\n";
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A plain upstream that resolves without DNS.
+const UPSTREAM: &str = "[upstreams.intranet]\nservers = [\"127.0.0.1:9000\"]\n";
+
+/// A catch-all route to [`UPSTREAM`].
 const ROUTE: &str = "[[routes]]\npath = \"/\"\nupstream = \"intranet\"\n";
 
-fn sess(extra: &str) -> String {
-    format!("[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = {{ file = \"session-secret.txt\" }}\n{extra}\n")
+/// An environment variable no test ever sets.
+const UNSET_ENV: &str = "HANDOFF_CONFIG_CHECK_SURELY_UNSET";
+
+/// A valid `[session]` (HS256, the fixture secret file) followed by `extra` lines.
+fn session(extra: &str) -> String {
+    format!(
+        "[session]\ncookie = \"intranet_session\"\nalgorithms = [\"HS256\"]\n\
+         secret = {{ file = \"session-secret.txt\" }}\n{extra}\n"
+    )
 }
 
-#[test]
-fn scratch_print() {
-    let cases: Vec<(&str, String)> = vec![
-        ("syntax", format!("{BASE_SERVER}\n[upstreams.intranet\nservers = 1\n")),
-        ("unknown top", format!("{BASE_SERVER}{UP}{ROUTE}[apps]\nx = 1\n[frobnicate]\n")),
-        ("listn", format!("[server]\nlistn = [\"127.0.0.1:8080\"]\n{UP}{ROUTE}")),
-        ("missing up", format!("{UP}[[routes]]\npath = \"/\"\nupstream = \"intrante\"\n")),
-        ("both", format!("{UP}[[routes]]\npath = \"/\"\nupstream = \"intranet\"\napp = \"chat\"\n")),
-        ("app", format!("{UP}[[routes]]\npath = \"/\"\napp = \"chat\"\n")),
-        ("neither", format!("{UP}[[routes]]\npath = \"/\"\n")),
-        ("literal", format!("[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = \"hunter2-literal\"\n{UP}{ROUTE}")),
-        ("env missing", format!("[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = {{ env = \"HANDOFF_CC_SURELY_UNSET\" }}\n{UP}{ROUTE}")),
-        ("none alg", format!("{}{UP}{ROUTE}", sess("").replace("[\"HS256\"]", "[\"HS256\", \"none\"]"))),
-        ("unknown alg", format!("{}{UP}{ROUTE}", sess("").replace("[\"HS256\"]", "[\"HS257\"]"))),
-        ("rs256 no key", format!("{}{UP}{ROUTE}", sess("").replace("[\"HS256\"]", "[\"RS256\"]"))),
-        ("rs256 only no secret no key", format!("[session]\ncookie = \"s\"\nalgorithms = [\"RS256\"]\n{UP}{ROUTE}")),
-        ("cert as key", format!("[session]\ncookie = \"s\"\nalgorithms = [\"RS256\"]\npublic_key_file = \"tls_cert.pem\"\n{UP}{ROUTE}")),
-        ("ec for rs", format!("[session]\ncookie = \"s\"\nalgorithms = [\"RS256\"]\npublic_key_file = \"ec_public.pem\"\n{UP}{ROUTE}")),
-        ("missing key file", format!("[session]\ncookie = \"s\"\nalgorithms = [\"RS256\"]\npublic_key_file = \"nope.pem\"\n{UP}{ROUTE}")),
-        ("bad listen", format!("[server]\nlisten = [\"localhost:8080\", \"127.0.0.1\"]\n{UP}{ROUTE}")),
-        ("up no port", format!("[upstreams.intranet]\nservers = [\"127.0.0.1\"]\n{ROUTE}")),
-        ("up no resolve", format!("[upstreams.intranet]\nservers = [\"no-such-host.invalid:80\"]\n{ROUTE}")),
-        ("up empty", format!("[upstreams.intranet]\nservers = []\n{ROUTE}")),
-        ("hc type", format!("{UP}[upstreams.intranet.health_check]\ntype = \"icmp\"\n{ROUTE}")),
-        ("route path", format!("{UP}[[routes]]\npath = \"ai\"\nupstream = \"intranet\"\n")),
-        ("route path query", format!("{UP}[[routes]]\npath = \"/ai?x\"\nupstream = \"intranet\"\n")),
-        ("bad host", format!("{UP}[[routes]]\npath = \"/\"\nhost = \"exa mple.com\"\nupstream = \"intranet\"\n")),
-        ("bad host wild", format!("{UP}[[routes]]\npath = \"/\"\nhost = \"foo.*.com\"\nupstream = \"intranet\"\n")),
-        ("endpoints", format!("{UP}{ROUTE}[[routes]]\npath = \"/_handoff/x\"\nupstream = \"intranet\"\n")),
-        ("endpoints exact", format!("{UP}{ROUTE}[[routes]]\npath = \"/_handoff\"\nupstream = \"intranet\"\n")),
-        ("endpoints dotted", format!("{UP}{ROUTE}[[routes]]\npath = \"/x/../_handoff/\"\nupstream = \"intranet\"\n")),
-        ("endpoints encoded", format!("{UP}{ROUTE}[[routes]]\npath = \"/%5Fhandoff\"\nupstream = \"intranet\"\n")),
-        ("endpoints not prefix", format!("{UP}{ROUTE}[[routes]]\npath = \"/_handoffx\"\nupstream = \"intranet\"\n")),
-        ("dup", format!("{UP}{ROUTE}[[routes]]\npath = \"/ai\"\nupstream = \"intranet\"\n[[routes]]\npath = \"/ai/\"\nupstream = \"intranet\"\n")),
-        ("dup host", format!("{UP}[[routes]]\npath = \"/\"\nhost = \"A.example.com\"\nupstream = \"intranet\"\n[[routes]]\npath = \"/\"\nhost = \"a.example.com.\"\nupstream = \"intranet\"\n")),
-        ("allow empty", format!("{}{UP}[[routes]]\npath = \"/\"\nupstream = \"intranet\"\nallow = {{}}\n", sess(""))),
-        ("rs false allow", format!("{}{UP}[[routes]]\npath = \"/\"\nupstream = \"intranet\"\nrequire_session = false\nallow = {{ groups = [\"g\"] }}\n", sess(""))),
-        ("no session", format!("{UP}[[routes]]\npath = \"/\"\nupstream = \"intranet\"\nrequire_session = true\n[[routes]]\npath = \"/a\"\nupstream = \"intranet\"\nidentity_headers = true\n[[routes]]\npath = \"/b\"\nupstream = \"intranet\"\nallow = {{ emails = [\"a@b.c\"] }}\n")),
-        ("bad header", format!("{UP}{ROUTE}[identity_headers]\nemail = \"X Handoff Email\"\n")),
-        ("reserved header", format!("{UP}{ROUTE}[identity_headers]\nemail = \"Cookie\"\n")),
-        ("dup header", format!("{UP}{ROUTE}[identity_headers]\nemail = \"X-Handoff-User\"\n")),
-        ("no routes", format!("{UP}")),
-        ("routes empty arr", format!("{UP}routes = []\n")),
-        ("leeway", format!("{}{UP}{ROUTE}", sess("leeway_seconds = \"sixty\""))),
-        ("route path missing", format!("{UP}[[routes]]\nupstream = \"intranet\"\n")),
-        ("route unknown key", format!("{UP}[[routes]]\npath = \"/\"\nupstream = \"intranet\"\nrequire_sesion = true\n")),
-        ("upstream unknown key", format!("[upstreams.intranet]\nservers = [\"127.0.0.1:9000\"]\ntimeout = 3\n{ROUTE}")),
-        ("server wrong type", format!("[server]\nlisten = \"127.0.0.1:8080\"\n{UP}{ROUTE}")),
-        ("threads 0", format!("[server]\nthreads = 0\n{UP}{ROUTE}")),
-        ("routes as table", format!("{UP}[routes]\npath = \"/\"\n")),
-        ("upstreams not table", format!("upstreams = 3\n{ROUTE}")),
-        ("server not table", format!("server = 3\n{UP}{ROUTE}")),
-        ("secret bad ref", format!("[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = {{ value = \"x\" }}\n{UP}{ROUTE}")),
-        ("cookie bad", format!("{}{UP}{ROUTE}", sess("").replace("cookie = \"s\"", "cookie = \"a b\""))),
-        ("session missing cookie", format!("[session]\nalgorithms = [\"HS256\"]\nsecret = {{ file = \"session-secret.txt\" }}\n{UP}{ROUTE}")),
-        ("login url", format!("{}{UP}{ROUTE}", sess("login_url = \"javascript:alert(1)\""))),
-        ("tls files", format!("[server.tls]\nlisten = [\"127.0.0.1:8443\"]\ncert_file = \"nope.pem\"\nkey_file = \"tls_key.pem\"\n{UP}{ROUTE}")),
-        ("tls upstream ip sni", format!("[upstreams.intranet]\nservers = [\"[::1]:9000\"]\ntls = true\n{ROUTE}")),
-        ("hc timeout 0", format!("{UP}[upstreams.intranet.health_check]\ninterval_ms = 0\n{ROUTE}")),
-        ("broken upstream + route", format!("[upstreams.intranet]\nservers = []\n{ROUTE}")),
-        ("prefix slash", format!("[server]\nendpoints_prefix = \"/\"\n{UP}{ROUTE}")),
-        ("prefix bad", format!("[server]\nendpoints_prefix = \"handoff\"\n{UP}{ROUTE}")),
-        ("up name dot", format!("[upstreams.\"a.b\"]\nservers = [\"127.0.0.1:9000\"]\n[[routes]]\npath = \"/\"\nupstream = \"a.b\"\n")),
-        ("alg dup", format!("{}{UP}{ROUTE}", sess("").replace("[\"HS256\"]", "[\"HS256\", \"HS256\"]"))),
-        ("algs empty", format!("{}{UP}{ROUTE}", sess("").replace("[\"HS256\"]", "[]"))),
-        ("leeway neg", format!("{}{UP}{ROUTE}", sess("leeway_seconds = -1"))),
-        ("secret empty file", format!("[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = {{ file = \"/dev/null\" }}\n{UP}{ROUTE}")),
-        ("secret missing file", format!("[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = {{ file = \"nope.txt\" }}\n{UP}{ROUTE}")),
-        ("invalid utf8 lines", "a = \"\n".to_string()),
-        ("bare key error", "[server]\nlisten = [\"127.0.0.1:8080\"\n".to_string()),
-    ];
-    for (name, text) in cases {
-        match handoff::config::from_toml_str(&text, &fixtures()) {
-            Ok(_) => println!("=== {name}: OK"),
-            Err(e) => {
-                println!("=== {name}:");
-                for err in &e.errors {
-                    println!("    key={:?} message={:?}", err.key, err.message);
-                }
-            }
-        }
+/// A `[session]` with the given algorithm list and key lines (no secret unless given).
+fn session_with(algorithms: &str, key_lines: &str) -> String {
+    format!("[session]\ncookie = \"intranet_session\"\nalgorithms = {algorithms}\n{key_lines}\n")
+}
+
+/// A route to [`UPSTREAM`] at `path` with `extra` lines.
+fn route(path: &str, extra: &str) -> String {
+    format!("[[routes]]\npath = \"{path}\"\nupstream = \"intranet\"\n{extra}\n")
+}
+
+/// Validates `text` (relative paths in `tests/fixtures`) and returns its problems; fails if the
+/// config is accepted.
+fn problems(text: &str) -> Vec<ConfigError> {
+    match from_toml_str(text, &fixtures()) {
+        Ok(_) => panic!("config was accepted but should not be:\n{text}"),
+        Err(e) => e.errors,
     }
 }
 
+fn list(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  {e}\n"))
+        .collect::<String>()
+}
+
+/// Asserts that `text` has exactly one problem, at `key`, whose message contains `fragment`.
+#[track_caller]
+fn assert_only_problem(text: &str, key: &str, fragment: &str) -> ConfigError {
+    let errors = problems(text);
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected exactly one problem ({key}: …{fragment}…), got:\n{}\nconfig:\n{text}",
+        list(&errors)
+    );
+    let e = errors.into_iter().next().expect("one problem");
+    assert_eq!(e.key, key, "key path of {e}\nconfig:\n{text}");
+    assert!(
+        e.message.contains(fragment),
+        "message of {key} should contain {fragment:?}, got {:?}\nconfig:\n{text}",
+        e.message
+    );
+    e
+}
+
+/// Asserts that among the problems of `text` there is one at `key` containing `fragment`.
+#[track_caller]
+fn assert_has_problem(errors: &[ConfigError], key: &str, fragment: &str) {
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.key == key && e.message.contains(fragment)),
+        "expected a problem {key}: …{fragment}…, got:\n{}",
+        list(errors)
+    );
+}
+
+#[track_caller]
+fn assert_accepted(text: &str) -> handoff::config::Config {
+    from_toml_str(text, &fixtures())
+        .unwrap_or_else(|e| panic!("config should be accepted:\n{e}\nconfig:\n{text}"))
+}
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `handoff check --config PATH`, with `INTRANET_SESSION_SECRET` set to `secret` (or removed).
+fn check(path: &Path, secret: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_handoff"));
+    cmd.args(["check", "--config"])
+        .arg(path)
+        .env_remove("HANDOFF_CONFIG")
+        .env("RUST_LOG", "warn");
+    match secret {
+        Some(s) => cmd.env("INTRANET_SESSION_SECRET", s),
+        None => cmd.env_remove("INTRANET_SESSION_SECRET"),
+    };
+    cmd.output().expect("the handoff binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary: `handoff check`
+// ---------------------------------------------------------------------------------------------
+
 #[test]
-fn scratch_keys() {
-    for file in ["tls_cert.pem", "tls_key.pem", "rsa_private.pem", "ec_private.pem", "session-secret.txt", "rsa_public.pem"] {
-        let text = format!("[session]\ncookie = \"s\"\nalgorithms = [\"RS256\"]\npublic_key_file = \"{file}\"\n{UP}[[routes]]\npath = \"/\"\nupstream = \"intranet\"\n");
-        match handoff::config::from_toml_str(&text, &fixtures()) {
-            Err(e) => println!("=== {file}: {e}"),
-            Ok(c) => {
-                let key = jsonwebtoken::EncodingKey::from_rsa_pem(&read_fixture(if file == "tls_cert.pem" { "tls_key.pem" } else { "rsa_private.pem" })).unwrap();
-                let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256), &person("a@b.c", &[]), &key).unwrap();
-                let mut h = http::HeaderMap::new();
-                h.insert("cookie", format!("s={token}").parse().unwrap());
-                let r = c.session.as_ref().unwrap().verifier.identify(&h);
-                println!("=== {file}: OK; identify = {:?}", r.map(|i| format!("{i:?}").len()));
-            }
-        }
-    }
-    // leaks
-    let leaks = vec![
-        ("int", "[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = 123456789\n".to_string()),
-        ("arr", "[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = [\"LEAKME\"]\n".to_string()),
-        ("unclosed", "[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = \"LEAKME\n".to_string()),
-        ("bare", "[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = LEAKME\n".to_string()),
-        ("env int", "[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = { env = 5 }\n".to_string()),
-        ("env both", "[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = { env = \"LEAKME\", file = \"x\" }\n".to_string()),
+fn check_accepts_the_demo_config() {
+    let out = check(&manifest_dir().join("conf/demo.toml"), None);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("OK"), "stdout: {stdout}");
+    assert!(stdout.contains("1 route, 1 upstream"), "stdout: {stdout}");
+}
+
+#[test]
+fn check_accepts_the_reference_config_when_its_secret_is_set() {
+    let out = check(
+        &manifest_dir().join("conf/handoff.toml"),
+        Some("reference-config-test-secret"),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("OK (2 routes, 1 upstream)"),
+        "stdout: {stdout}"
+    );
+}
+
+#[test]
+fn check_names_the_missing_secret_variable_and_exits_2() {
+    let out = check(&manifest_dir().join("conf/handoff.toml"), None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("session.secret: environment variable INTRANET_SESSION_SECRET is not set"),
+        "stderr:\n{stderr}"
+    );
+    assert!(stderr.contains("conf/handoff.toml"), "stderr:\n{stderr}");
+    assert!(!text(&out.stdout).contains("OK"));
+    assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn check_reports_every_problem_in_one_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = r#"
+[server]
+listen = ["localhost:8080"]
+
+[session]
+cookie = "intranet_session"
+algorithms = ["HS256", "none"]
+secret = { file = "missing-secret.txt" }
+
+[identity_headers]
+email = "X Handoff Email"
+
+[upstreams.intranet]
+servers = ["127.0.0.1:9000"]
+
+[upstreams.intranet.health_check]
+type = "icmp"
+
+[[routes]]
+path = "/"
+upstream = "intrante"
+
+[[routes]]
+path = "/_handoff/status"
+upstream = "intranet"
+
+[[routes]]
+path = "/chat"
+host = "chat example.com"
+upstream = "intranet"
+
+[apps.chat]
+vendor = "x"
+"#;
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, config).expect("write config");
+    let out = check(&path, None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
+    assert!(!text(&out.stdout).contains("OK"));
+
+    let expected = [
+        ("apps", "not supported by this version"),
+        (
+            "server.listen[0]",
+            "\"localhost:8080\" is not an IP:port address",
+        ),
+        ("session.algorithms[1]", "`none` is never allowed"),
+        ("session.secret", "cannot read secret file"),
+        (
+            "identity_headers.email",
+            "\"X Handoff Email\" is not a valid header name",
+        ),
+        (
+            "upstreams.intranet.health_check.type",
+            "\"icmp\" is not a health check type",
+        ),
+        ("routes[0].upstream", "no upstream named \"intrante\""),
+        ("routes[1].path", "is under server.endpoints_prefix"),
+        ("routes[2].host", "\"chat example.com\" is not a host name"),
     ];
-    for (n, t) in leaks {
-        match handoff::config::from_toml_str(&t, &fixtures()) {
-            Err(e) => println!("=== leak {n}: {e}"),
-            Ok(_) => println!("=== leak {n}: OK"),
-        }
+    for (key, fragment) in expected {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{key}: ")) && l.contains(fragment)),
+            "stderr should list `{key}: …{fragment}…`:\n{stderr}"
+        );
     }
+    assert!(
+        stderr.contains(&format!("{}: 9 problems", path.display())),
+        "stderr:\n{stderr}"
+    );
+    // The secret file is looked for next to the config file, not in the working directory.
+    assert!(
+        stderr.contains(&dir.path().join("missing-secret.txt").display().to_string()),
+        "stderr:\n{stderr}"
+    );
+}
+
+#[test]
+fn check_resolves_relative_paths_from_the_config_folder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("secret.txt"), "a-relative-secret\n").expect("secret");
+    std::fs::copy(
+        fixtures().join("rsa_public.pem"),
+        dir.path().join("sso.pem"),
+    )
+    .expect("key");
+    let config = format!(
+        "{}{UPSTREAM}{}",
+        session_with(
+            "[\"HS256\", \"RS256\"]",
+            "secret = { file = \"secret.txt\" }\npublic_key_file = \"sso.pem\""
+        ),
+        route("/", "identity_headers = true")
+    );
+    let path = dir.path().join("handoff.toml");
+    std::fs::write(&path, config).expect("write config");
+    let out = check(&path, None);
+    assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("OK (1 route, 1 upstream)"));
+}
+
+#[test]
+fn check_with_a_missing_config_file_fails_cleanly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("no-such-config.toml");
+    let out = check(&path, None);
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(out.status.code().is_some(), "killed by a signal");
+    assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains(&path.display().to_string()),
+        "stderr should name the path:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("cannot read the config file"),
+        "stderr:\n{stderr}"
+    );
+
+    // A folder instead of a file: same clean refusal.
+    let out = check(dir.path(), None);
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("cannot read the config file"),
+        "stderr:\n{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loader: one broken thing at a time, each with its key path and an explanation
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_base_pieces_used_below_are_valid() {
+    let c = assert_accepted(&format!("{UPSTREAM}{ROUTE}"));
+    assert_eq!((c.routes.len(), c.upstreams.len()), (1, 1));
+    assert!(c.session.is_none());
+    let c = assert_accepted(&format!(
+        "{}{UPSTREAM}{}",
+        session(""),
+        route(
+            "/",
+            "allow = { groups = [\"staff\"] }\nidentity_headers = true"
+        )
+    ));
+    assert!(c.session.is_some());
+    assert!(c.routes[0].require_session);
+}
+
+#[test]
+fn toml_syntax_error_names_line_and_column() {
+    let config = "[server]\nlisten = [\"127.0.0.1:8080\"]\n\n[upstreams.intranet\nservers = [\"127.0.0.1:9000\"]\n";
+    let e = assert_only_problem(config, "", "not valid TOML (line 4, column 20)");
+    assert!(e.message.contains("unclosed table"), "{e}");
+    // No key: the Display is the message alone.
+    assert_eq!(e.to_string(), e.message);
+
+    let e = assert_only_problem("[server]\nlisten = [\"127.0.0.1:8080\"\n", "", "line 2");
+    assert!(e.message.contains("unclosed array"), "{e}");
+}
+
+#[test]
+fn unknown_top_level_section_is_named() {
+    let errors = problems(&format!(
+        "{UPSTREAM}{ROUTE}[frobnicate]\nx = 1\n[apps]\nchat = 1\n"
+    ));
+    assert_eq!(errors.len(), 2, "{}", list(&errors));
+    assert_has_problem(
+        &errors,
+        "frobnicate",
+        "unknown section; expected one of server, session, identity, identity_headers, upstreams, routes",
+    );
+    assert_has_problem(
+        &errors,
+        "apps",
+        "unknown section (`[apps]` is not supported by this version)",
+    );
+}
+
+#[test]
+fn unknown_key_inside_a_section_is_named_with_its_path() {
+    let e = assert_only_problem(
+        &format!("[server]\nlistn = [\"127.0.0.1:8080\"]\n{UPSTREAM}{ROUTE}"),
+        "server.listn",
+        "unknown field `listn`",
+    );
+    assert!(e.message.contains("expected one of `listen`"), "{e}");
+
+    assert_only_problem(
+        &format!("{UPSTREAM}{}", route("/", "require_sesion = true")),
+        "routes[0].require_sesion",
+        "unknown field `require_sesion`",
+    );
+    assert_only_problem(
+        &format!("[upstreams.intranet]\nservers = [\"127.0.0.1:9000\"]\ntimeout = 3\n{ROUTE}"),
+        "upstreams.intranet.timeout",
+        "unknown field `timeout`",
+    );
+}
+
+#[test]
+fn route_naming_a_missing_upstream() {
+    let e = assert_only_problem(
+        &format!("{UPSTREAM}[[routes]]\npath = \"/\"\nupstream = \"intrante\"\n"),
+        "routes[0].upstream",
+        "no upstream named \"intrante\" (defined: intranet)",
+    );
+    assert_eq!(
+        e.to_string(),
+        "routes[0].upstream: no upstream named \"intrante\" (defined: intranet)"
+    );
+}
+
+#[test]
+fn route_with_both_upstream_and_app_or_neither() {
+    assert_only_problem(
+        &format!("{UPSTREAM}{}", route("/", "app = \"chat\"")),
+        "routes[0]",
+        "give either `upstream` or `app`, not both",
+    );
+    assert_only_problem(
+        &format!("{UPSTREAM}[[routes]]\npath = \"/\"\n"),
+        "routes[0]",
+        "needs `upstream = \"NAME\"`",
+    );
+}
+
+#[test]
+fn route_with_an_app_is_refused_in_this_version() {
+    assert_only_problem(
+        &format!("{UPSTREAM}[[routes]]\npath = \"/\"\napp = \"chat\"\n"),
+        "routes[0].app",
+        "no app named \"chat\" (this version has no [apps])",
+    );
+}
+
+#[test]
+fn literal_secret_is_refused() {
+    let e = assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session_with("[\"HS256\"]", "secret = \"hunter2-literal\"")
+        ),
+        "session.secret",
+        "a literal secret is refused; write { env = \"NAME\" } or { file = \"PATH\" }",
+    );
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+#[test]
+fn malformed_secret_references_are_refused() {
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session_with("[\"HS256\"]", "secret = { value = \"x\" }")
+        ),
+        "session.secret",
+        "unknown key `value` in a secret reference",
+    );
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session_with("[\"HS256\"]", "secret = { env = \"A\", file = \"b\" }")
+        ),
+        "session.secret",
+        "exactly one of `env` or `file`",
+    );
+}
+
+#[test]
+fn missing_env_secret_is_named() {
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session_with(
+                "[\"HS256\"]",
+                &format!("secret = {{ env = \"{UNSET_ENV}\" }}")
+            )
+        ),
+        "session.secret",
+        &format!("environment variable {UNSET_ENV} is not set"),
+    );
+}
+
+#[test]
+fn missing_or_empty_secret_file_is_named() {
+    let e = assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session_with("[\"HS256\"]", "secret = { file = \"no-such-secret.txt\" }")
+        ),
+        "session.secret",
+        "cannot read secret file",
+    );
+    assert!(e.message.contains("no-such-secret.txt"), "{e}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("empty.txt"), "\n").expect("write");
+    let config = format!(
+        "{}{UPSTREAM}{ROUTE}",
+        session_with("[\"HS256\"]", "secret = { file = \"empty.txt\" }")
+    );
+    let errors = from_toml_str(&config, dir.path())
+        .expect_err("empty secret")
+        .errors;
+    assert_eq!(errors.len(), 1, "{}", list(&errors));
+    assert_eq!(errors[0].key, "session.secret");
+    assert!(errors[0].message.contains("is empty"), "{}", errors[0]);
+}
+
+#[test]
+fn none_algorithm_is_never_allowed() {
+    for none in ["none", "None", "NONE"] {
+        assert_only_problem(
+            &format!(
+                "{}{UPSTREAM}{ROUTE}",
+                session("").replace("[\"HS256\"]", &format!("[\"HS256\", \"{none}\"]"))
+            ),
+            "session.algorithms[1]",
+            "`none` is never allowed",
+        );
+    }
+}
+
+#[test]
+fn unknown_empty_or_repeated_algorithms() {
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session("").replace("[\"HS256\"]", "[\"HS257\"]")
+        ),
+        "session.algorithms[0]",
+        "unknown algorithm \"HS257\"; use one of HS256",
+    );
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session("").replace("[\"HS256\"]", "[]")
+        ),
+        "session.algorithms",
+        "list at least one algorithm",
+    );
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session("").replace("[\"HS256\"]", "[\"HS256\", \"HS256\"]")
+        ),
+        "session.algorithms[1]",
+        "listed twice",
+    );
+}
+
+#[test]
+fn rs256_without_a_public_key_file() {
+    // With an HMAC secret but no public key.
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session("").replace("[\"HS256\"]", "[\"HS256\", \"RS256\"]")
+        ),
+        "session.algorithms",
+        "RS256 needs `public_key_file`",
+    );
+    // With no key at all.
+    assert_only_problem(
+        &format!("{}{UPSTREAM}{ROUTE}", session_with("[\"RS256\"]", "")),
+        "session",
+        "give `secret` (HS256/384/512) or `public_key_file`",
+    );
+    // HS256 with only a public key.
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session_with("[\"HS256\"]", "public_key_file = \"rsa_public.pem\"")
+        ),
+        "session.algorithms",
+        "HS256 needs `secret`",
+    );
+}
+
+#[test]
+fn public_key_file_that_is_not_a_public_key() {
+    for file in ["session-secret.txt", "ec_private.pem"] {
+        let e = assert_only_problem(
+            &format!(
+                "{}{UPSTREAM}{ROUTE}",
+                session_with("[\"RS256\"]", &format!("public_key_file = \"{file}\""))
+            ),
+            "session.public_key_file",
+            "not a PEM public key",
+        );
+        assert!(e.message.contains(file), "the message names the file: {e}");
+    }
+    let e = assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session_with("[\"RS256\"]", "public_key_file = \"no-such-key.pem\"")
+        ),
+        "session.public_key_file",
+        "cannot read",
+    );
+    assert!(e.message.contains("no-such-key.pem"), "{e}");
+}
+
+#[test]
+fn public_key_of_the_wrong_family() {
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session_with("[\"RS256\"]", "public_key_file = \"ec_public.pem\"")
+        ),
+        "session.algorithms",
+        "RS256 needs a Rsa public key, but `public_key_file` holds a Ec key",
+    );
+}
+
+#[test]
+fn bad_session_cookie_and_login_url() {
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session("").replace("\"intranet_session\"", "\"intranet session\"")
+        ),
+        "session.cookie",
+        "\"intranet session\" is not a valid cookie name",
+    );
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session("login_url = \"javascript:alert(1)\"")
+        ),
+        "session.login_url",
+        "must be an http(s) URL or a path starting with `/`",
+    );
+    assert_only_problem(
+        &format!("{}{UPSTREAM}{ROUTE}", session("issuer = \"\"")),
+        "session.issuer",
+        "must not be empty",
+    );
+}
+
+#[test]
+fn bad_listen_addresses() {
+    let errors = problems(&format!(
+        "[server]\nlisten = [\"localhost:8080\", \"127.0.0.1\", \"[::1]:8080\"]\n{UPSTREAM}{ROUTE}"
+    ));
+    assert_eq!(errors.len(), 2, "{}", list(&errors));
+    assert_has_problem(
+        &errors,
+        "server.listen[0]",
+        "\"localhost:8080\" is not an IP:port address (e.g. \"127.0.0.1:8080\" or \"[::]:443\")",
+    );
+    assert_has_problem(
+        &errors,
+        "server.listen[1]",
+        "\"127.0.0.1\" is not an IP:port address",
+    );
+    assert_only_problem(
+        &format!("[server]\nlisten = []\n{UPSTREAM}{ROUTE}"),
+        "server.listen",
+        "no listener",
+    );
+    assert_only_problem(
+        &format!("[server]\nthreads = 0\n{UPSTREAM}{ROUTE}"),
+        "server.threads",
+        "must be at least 1",
+    );
+}
+
+#[test]
+fn tls_listener_files_must_be_readable() {
+    assert_only_problem(
+        &format!(
+            "[server.tls]\nlisten = [\"127.0.0.1:8443\"]\ncert_file = \"no-such-cert.pem\"\n\
+             key_file = \"tls_key.pem\"\n{UPSTREAM}{ROUTE}"
+        ),
+        "server.tls.cert_file",
+        "cannot read",
+    );
+}
+
+#[test]
+fn upstream_servers_that_cannot_be_used() {
+    assert_only_problem(
+        &format!("[upstreams.intranet]\nservers = [\"127.0.0.1\"]\n{ROUTE}"),
+        "upstreams.intranet.servers[0]",
+        "cannot resolve \"127.0.0.1\" (write \"host:port\")",
+    );
+    assert_only_problem(
+        &format!("[upstreams.intranet]\nservers = [\"no-such-host.invalid:80\"]\n{ROUTE}"),
+        "upstreams.intranet.servers[0]",
+        "cannot resolve \"no-such-host.invalid:80\"",
+    );
+    assert_only_problem(
+        &format!("[upstreams.intranet]\nservers = []\n{ROUTE}"),
+        "upstreams.intranet.servers",
+        "list at least one \"host:port\"",
+    );
+    assert_only_problem(
+        &format!(
+            "[upstreams.intranet]\nservers = [\"127.0.0.1:9000\", \"127.0.0.1:9000\"]\n{ROUTE}"
+        ),
+        "upstreams.intranet.servers[1]",
+        "resolves to nothing new",
+    );
+}
+
+#[test]
+fn bad_health_check() {
+    assert_only_problem(
+        &format!("{UPSTREAM}[upstreams.intranet.health_check]\ntype = \"icmp\"\n{ROUTE}"),
+        "upstreams.intranet.health_check.type",
+        "\"icmp\" is not a health check type; use \"tcp\", \"http\" or \"none\"",
+    );
+    assert_only_problem(
+        &format!("{UPSTREAM}[upstreams.intranet.health_check]\ninterval_ms = 0\n{ROUTE}"),
+        "upstreams.intranet.health_check.interval_ms",
+        "must be more than 0",
+    );
+    assert_only_problem(
+        &format!(
+            "{UPSTREAM}[upstreams.intranet.health_check]\ntype = \"http\"\npath = \"health\"\n{ROUTE}"
+        ),
+        "upstreams.intranet.health_check.path",
+        "\"health\" must be a path starting with `/`",
+    );
+}
+
+#[test]
+fn route_path_must_be_a_plain_absolute_path() {
+    assert_only_problem(
+        &format!("{UPSTREAM}{}", route("ai", "")),
+        "routes[0].path",
+        "\"ai\" must start with `/`",
+    );
+    assert_only_problem(
+        &format!("{UPSTREAM}{}", route("/ai?x=1", "")),
+        "routes[0].path",
+        "must be a plain path (no query, fragment, spaces or control characters)",
+    );
+    assert_only_problem(
+        &format!("{UPSTREAM}[[routes]]\nupstream = \"intranet\"\n"),
+        "routes[0]",
+        "missing field `path`",
+    );
+}
+
+#[test]
+fn bad_host_pattern() {
+    for host in [
+        "exa mple.com",
+        "foo.*.example.com",
+        "*.",
+        "intranet_example.com",
+    ] {
+        assert_only_problem(
+            &format!("{UPSTREAM}{}", route("/", &format!("host = \"{host}\""))),
+            "routes[0].host",
+            &format!(
+                "{host:?} is not a host name; write `intranet.example.com` or `*.example.com`"
+            ),
+        );
+    }
+    assert_accepted(&format!(
+        "{UPSTREAM}{}",
+        route("/", "host = \"*.intranet.example.com\"")
+    ));
+}
+
+#[test]
+fn route_under_the_endpoints_prefix() {
+    for path in [
+        "/_handoff",
+        "/_handoff/healthz",
+        "/x/../_handoff/",
+        "/%5Fhandoff",
+    ] {
+        assert_only_problem(
+            &format!("{UPSTREAM}{ROUTE}{}", route(path, "")),
+            "routes[1].path",
+            "\"/_handoff",
+        );
+        let errors = problems(&format!("{UPSTREAM}{ROUTE}{}", route(path, "")));
+        assert!(
+            errors[0]
+                .message
+                .contains("is under server.endpoints_prefix (\"/_handoff\"), which the gateway answers itself"),
+            "{}",
+            errors[0]
+        );
+    }
+    // Whole segments only.
+    assert_accepted(&format!("{UPSTREAM}{ROUTE}{}", route("/_handoffs", "")));
+    // A custom prefix moves the fence.
+    assert_only_problem(
+        &format!(
+            "[server]\nendpoints_prefix = \"/gw\"\n{UPSTREAM}{ROUTE}{}",
+            route("/gw/x", "")
+        ),
+        "routes[1].path",
+        "is under server.endpoints_prefix (\"/gw\")",
+    );
+    assert_accepted(&format!(
+        "[server]\nendpoints_prefix = \"/gw\"\n{UPSTREAM}{ROUTE}{}",
+        route("/_handoff", "")
+    ));
+}
+
+#[test]
+fn duplicate_routes() {
+    assert_only_problem(
+        &format!("{UPSTREAM}{ROUTE}{}{}", route("/ai", ""), route("/ai/", "")),
+        "routes[2].path",
+        "another route already has the same host and path",
+    );
+    assert_only_problem(
+        &format!(
+            "{UPSTREAM}{}{}",
+            route("/", "host = \"Chat.Example.com\""),
+            route("/", "host = \"chat.example.com.\"")
+        ),
+        "routes[1].path",
+        "another route already has the same host and path",
+    );
+    // Same path on different hosts is fine.
+    assert_accepted(&format!(
+        "{UPSTREAM}{ROUTE}{}",
+        route("/", "host = \"chat.example.com\"")
+    ));
+}
+
+#[test]
+fn allow_that_lists_nobody() {
+    assert_only_problem(
+        &format!("{}{UPSTREAM}{}", session(""), route("/", "allow = {}")),
+        "routes[0].allow",
+        "lists nobody: give `emails`, `domains` or `groups`",
+    );
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{}",
+            session(""),
+            route("/", "allow = { emails = [], groups = [] }")
+        ),
+        "routes[0].allow",
+        "lists nobody",
+    );
+}
+
+#[test]
+fn require_session_false_with_allow() {
+    assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{}",
+            session(""),
+            route(
+                "/",
+                "require_session = false\nallow = { groups = [\"staff\"] }"
+            )
+        ),
+        "routes[0].require_session",
+        "is false, but `allow` rules need a session",
+    );
+}
+
+#[test]
+fn routes_needing_a_session_without_a_session_section() {
+    let errors = problems(&format!(
+        "{UPSTREAM}{}{}{}",
+        route("/", "require_session = true"),
+        route("/a", "identity_headers = true"),
+        route("/b", "allow = { emails = [\"ada@example.com\"] }")
+    ));
+    assert_eq!(errors.len(), 3, "{}", list(&errors));
+    for (i, e) in errors.iter().enumerate() {
+        assert_eq!(e.key, format!("routes[{i}]"));
+        assert!(
+            e.message
+                .contains("needs a session (require_session, allow or identity_headers), but there is no valid [session] section"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn bad_identity_header_names() {
+    assert_only_problem(
+        &format!("{UPSTREAM}{ROUTE}[identity_headers]\nemail = \"X Handoff Email\"\n"),
+        "identity_headers.email",
+        "\"X Handoff Email\" is not a valid header name",
+    );
+    assert_only_problem(
+        &format!("{UPSTREAM}{ROUTE}[identity_headers]\ngroups = \"Cookie\"\n"),
+        "identity_headers.groups",
+        "\"Cookie\" is a standard header; pick a custom name",
+    );
+    assert_only_problem(
+        &format!("{UPSTREAM}{ROUTE}[identity_headers]\nemail = \"X-Handoff-User\"\n"),
+        "identity_headers.email",
+        "\"X-Handoff-User\" is used twice",
+    );
+}
+
+#[test]
+fn no_routes_at_all() {
+    assert_only_problem(
+        UPSTREAM,
+        "routes",
+        "at least one [[routes]] entry is needed",
+    );
+    assert_only_problem("", "routes", "at least one [[routes]] entry is needed");
+}
+
+#[test]
+fn wrong_value_types_name_the_key() {
+    let e = assert_only_problem(
+        &format!("{}{UPSTREAM}{ROUTE}", session("leeway_seconds = \"sixty\"")),
+        "session.leeway_seconds",
+        "invalid type: string \"sixty\", expected u64",
+    );
+    assert!(e
+        .to_string()
+        .starts_with("session.leeway_seconds: invalid type"));
+    assert_only_problem(
+        &format!("[server]\nlisten = \"127.0.0.1:8080\"\n{UPSTREAM}{ROUTE}"),
+        "server.listen",
+        "expected a sequence",
+    );
+    assert_only_problem(
+        &format!("{UPSTREAM}{}", route("/", "require_session = \"yes\"")),
+        "routes[0].require_session",
+        "invalid type: string \"yes\", expected a boolean",
+    );
+    assert_only_problem(
+        &format!("[session]\nalgorithms = [\"HS256\"]\nsecret = {{ file = \"session-secret.txt\" }}\n{UPSTREAM}{ROUTE}"),
+        "session",
+        "missing field `cookie`",
+    );
+}
+
+#[test]
+fn one_broken_entry_does_not_hide_the_next() {
+    // A typo in one route, a bad upstream name in the next, a bad path in the third, and a
+    // broken upstream body: all four are reported.
+    let config = format!(
+        "[upstreams.intranet]\nservers = [\"127.0.0.1:9000\"]\n\
+         [upstreams.broken]\nservers = [\"127.0.0.1:9001\"]\nread_timeout_ms = 0\n\
+         {}{}{}{}",
+        route("/a", "identity_header = true"),
+        "[[routes]]\npath = \"/b\"\nupstream = \"intrante\"\n",
+        route("b", ""),
+        "[[routes]]\npath = \"/c\"\nupstream = \"broken\"\n",
+    );
+    let errors = problems(&config);
+    assert_has_problem(
+        &errors,
+        "upstreams.broken.read_timeout_ms",
+        "must be more than 0",
+    );
+    assert_has_problem(&errors, "routes[0].identity_header", "unknown field");
+    assert_has_problem(
+        &errors,
+        "routes[1].upstream",
+        "no upstream named \"intrante\" (defined: broken, intranet)",
+    );
+    assert_has_problem(&errors, "routes[2].path", "must start with `/`");
+    // The route to the broken upstream is not blamed for it.
+    assert_eq!(errors.len(), 4, "{}", list(&errors));
+}
+
+#[test]
+fn errors_display_as_key_colon_message() {
+    let err: ConfigErrors = from_toml_str(
+        &format!(
+            "[server]\nlisten = [\"nowhere\"]\n{UPSTREAM}{}",
+            route("ai", "")
+        ),
+        &fixtures(),
+    )
+    .expect_err("two problems");
+    let shown = err.to_string();
+    assert!(shown.starts_with("config: 2 problems\n"), "{shown}");
+    assert!(
+        shown.contains("\n  server.listen[0]: \"nowhere\" is not an IP:port address"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("\n  routes[0].path: \"ai\" must start with `/`"),
+        "{shown}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets never leak into error output
+// ---------------------------------------------------------------------------------------------
+
+const CANARY: &str = "canary-S3CR3T-7f9e2d41";
+
+#[test]
+fn secret_values_never_appear_in_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("secret.txt"), format!("{CANARY}\n")).expect("secret");
+    // The secret is read fine, but the config has other problems — some of them in the session
+    // section itself, and the secret file is also (wrongly) used where a key or cert is expected.
+    let config = format!(
+        "[server]\nlisten = [\"nowhere\"]\n\
+         [server.tls]\nlisten = [\"127.0.0.1:8443\"]\ncert_file = \"secret.txt\"\nkey_file = \"missing.pem\"\n\
+         [session]\ncookie = \"bad cookie\"\nalgorithms = [\"HS256\", \"RS256\", \"none\"]\n\
+         secret = {{ file = \"secret.txt\" }}\npublic_key_file = \"secret.txt\"\n\
+         login_url = \"ftp://x\"\n\
+         {UPSTREAM}{}",
+        route("/_handoff/x", "allow = {}")
+    );
+    let err = from_toml_str(&config, dir.path()).expect_err("broken config");
+    assert!(err.errors.len() >= 6, "{err}");
+    assert_has_problem(
+        &err.errors,
+        "session.public_key_file",
+        "not a PEM public key",
+    );
+    let shown = format!("{err}\n{err:?}");
+    assert!(!shown.contains(CANARY), "the secret leaked:\n{shown}");
+    assert!(
+        !shown.contains("S3CR3T"),
+        "part of the secret leaked:\n{shown}"
+    );
+
+    // The same config through the binary.
+    let path = dir.path().join("handoff.toml");
+    std::fs::write(&path, &config).expect("write config");
+    let out = check(&path, None);
+    assert_eq!(out.status.code(), Some(2));
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(all.contains("session.public_key_file"), "{all}");
+    assert!(!all.contains(CANARY), "the secret leaked:\n{all}");
+}
+
+#[test]
+fn env_and_literal_secrets_never_appear_in_errors() {
+    // An env secret that is set, in a config with other problems, through the binary.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = format!(
+        "[session]\ncookie = \"intranet_session\"\nalgorithms = [\"HS256\", \"none\"]\n\
+         secret = {{ env = \"INTRANET_SESSION_SECRET\" }}\n{UPSTREAM}{}",
+        route("/", "upstream_typo = 1")
+    );
+    let path = dir.path().join("handoff.toml");
+    std::fs::write(&path, config).expect("write config");
+    let out = check(&path, Some(CANARY));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("session.algorithms[1]"), "{stderr}");
+    assert!(stderr.contains("routes[0].upstream_typo"), "{stderr}");
+    assert!(!stderr.contains(CANARY), "the secret leaked:\n{stderr}");
+
+    // A literal string secret is refused without being repeated.
+    let err = from_toml_str(
+        &format!(
+            "{}{UPSTREAM}{}",
+            session_with("[\"HS256\"]", &format!("secret = \"{CANARY}\"")),
+            route("ai", "")
+        ),
+        &fixtures(),
+    )
+    .expect_err("literal secret");
+    assert_has_problem(&err.errors, "session.secret", "literal secret is refused");
+    let shown = format!("{err}\n{err:?}");
+    assert!(!shown.contains(CANARY), "the secret leaked:\n{shown}");
 }
