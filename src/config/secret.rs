@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+const LITERAL_REFUSED: &str =
+    r#"a literal secret is refused; write { env = "NAME" } or { file = "PATH" }"#;
+
 /// Where a secret comes from, as written in the config file.
 #[derive(Clone, PartialEq, Eq)]
 pub enum SecretRef {
@@ -68,10 +71,24 @@ impl<'de> Deserialize<'de> for SecretRef {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(r#"a secret reference: { env = "NAME" } or { file = "PATH" }"#)
             }
+            // Literal values are refused without ever being echoed in the error.
             fn visit_str<E: de::Error>(self, _: &str) -> Result<SecretRef, E> {
-                Err(E::custom(
-                    r#"a literal secret is refused; write { env = "NAME" } or { file = "PATH" }"#,
-                ))
+                Err(E::custom(LITERAL_REFUSED))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<SecretRef, E> {
+                Err(E::custom(LITERAL_REFUSED))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<SecretRef, E> {
+                Err(E::custom(LITERAL_REFUSED))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<SecretRef, E> {
+                Err(E::custom(LITERAL_REFUSED))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<SecretRef, E> {
+                Err(E::custom(LITERAL_REFUSED))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<SecretRef, A::Error> {
+                Err(de::Error::custom(LITERAL_REFUSED))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
                 let mut found: Option<SecretRef> = None;
@@ -164,6 +181,9 @@ mod tests {
         assert!(parse(r#"secret = "hunter2""#)
             .unwrap_err()
             .contains("literal secret is refused"));
+        let numeric = parse("secret = 84613927").unwrap_err();
+        assert!(numeric.contains("literal secret is refused"), "{numeric}");
+        assert!(!numeric.contains("84613927"), "{numeric}");
         assert!(parse(r#"secret = { env = "A", file = "b" }"#)
             .unwrap_err()
             .contains("exactly one"));

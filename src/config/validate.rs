@@ -36,7 +36,10 @@ impl Problems {
                 } else {
                     format!("{key}.{inner}")
                 };
-                self.add(full, e.into_inner().to_string().trim().to_string());
+                // toml appends "\nin `field`" to value errors; the key path already says it.
+                let message = e.into_inner().to_string();
+                let first = message.split("\nin `").next().unwrap_or_default();
+                self.add(full, first.trim().to_string());
                 None
             }
         }
@@ -585,7 +588,7 @@ fn route_settings(
     let path = parse_route_path(&raw.path)
         .map_err(|e| p.add(format!("{key}.path"), e))
         .ok();
-    if let Some(path) = &path {
+    if let (Some(path), false) = (&path, ctx.endpoints_prefix == "/") {
         let prefix = ctx.endpoints_prefix;
         if normalize_path(path).starts_with(prefix)
             && (path.len() == prefix.len() || path.as_bytes().get(prefix.len()) == Some(&b'/'))

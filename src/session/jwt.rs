@@ -24,8 +24,16 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
-    /// Parses a PEM public key (SPKI `PUBLIC KEY`, or PKCS#1 `RSA PUBLIC KEY`) of any family.
+    /// Parses a PEM public key (SPKI `PUBLIC KEY`, PKCS#1 `RSA PUBLIC KEY`, or the key inside
+    /// a `CERTIFICATE`) of any family. A private key is refused: it does not belong on the
+    /// gateway, and jsonwebtoken would otherwise take it and then fail every token.
     pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        if String::from_utf8_lossy(pem).contains("PRIVATE KEY-----") {
+            return Err(
+                "holds a private key; give the matching public key (openssl pkey -pubout)"
+                    .to_string(),
+            );
+        }
         if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
             return Ok(PublicKey {
                 family: AlgorithmFamily::Rsa,
@@ -105,8 +113,9 @@ impl JwtVerifier {
                 (_, _, Some(pk)) if pk.family == family => pk.key.clone(),
                 (_, _, Some(pk)) => {
                     return Err(format!(
-                        "{alg:?} needs a {family:?} public key, but `public_key_file` holds a {:?} key",
-                        pk.family
+                        "{alg:?} needs {} public key, but `public_key_file` holds {} key",
+                        family_name(family),
+                        family_name(pk.family)
                     ));
                 }
                 (_, _, None) => return Err(format!("{alg:?} needs `public_key_file`")),
@@ -163,6 +172,15 @@ impl JwtVerifier {
                 _ => SessionError::Malformed,
             }),
         }
+    }
+}
+
+fn family_name(family: AlgorithmFamily) -> &'static str {
+    match family {
+        AlgorithmFamily::Hmac => "an HMAC",
+        AlgorithmFamily::Rsa => "an RSA",
+        AlgorithmFamily::Ec => "an EC",
+        AlgorithmFamily::Ed => "an Ed25519",
     }
 }
 

@@ -557,17 +557,36 @@ fn rs256_without_a_public_key_file() {
 
 #[test]
 fn public_key_file_that_is_not_a_public_key() {
-    for file in ["session-secret.txt", "ec_private.pem"] {
+    let e = assert_only_problem(
+        &format!(
+            "{}{UPSTREAM}{ROUTE}",
+            session_with("[\"RS256\"]", "public_key_file = \"session-secret.txt\"")
+        ),
+        "session.public_key_file",
+        "not a PEM public key",
+    );
+    assert!(
+        e.message.contains("session-secret.txt"),
+        "the message names the file: {e}"
+    );
+    // Private keys are refused: jsonwebtoken would take an RSA one and then fail every token.
+    for file in ["ec_private.pem", "rsa_private.pem", "tls_key.pem"] {
         let e = assert_only_problem(
             &format!(
                 "{}{UPSTREAM}{ROUTE}",
                 session_with("[\"RS256\"]", &format!("public_key_file = \"{file}\""))
             ),
             "session.public_key_file",
-            "not a PEM public key",
+            "holds a private key",
         );
         assert!(e.message.contains(file), "the message names the file: {e}");
     }
+    // A certificate carries a public key and is accepted.
+    let config = format!(
+        "{}{UPSTREAM}{ROUTE}",
+        session_with("[\"RS256\"]", "public_key_file = \"tls_cert.pem\"")
+    );
+    assert!(handoff::config::from_toml_str(&config, &fixtures()).is_ok());
     let e = assert_only_problem(
         &format!(
             "{}{UPSTREAM}{ROUTE}",
@@ -587,7 +606,7 @@ fn public_key_of_the_wrong_family() {
             session_with("[\"RS256\"]", "public_key_file = \"ec_public.pem\"")
         ),
         "session.algorithms",
-        "RS256 needs a Rsa public key, but `public_key_file` holds a Ec key",
+        "RS256 needs an RSA public key, but `public_key_file` holds an EC key",
     );
 }
 

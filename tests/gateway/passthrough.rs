@@ -261,3 +261,45 @@ async fn websocket_upgrades_pass_through() {
     assert_eq!(reply.into_data().as_ref(), &[0u8, 1, 2, 255]);
     ws.close(None).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_listener_speaks_http2_and_h2c_works_when_enabled() {
+    let intranet = Intranet::start().await;
+    let tls_port = free_port();
+    let gw = TestGateway::start_with(
+        &upstream_config(&intranet),
+        &format!(
+            "h2c = true\n[server.tls]\nlisten = [\"127.0.0.1:{tls_port}\"]\n\
+             cert_file = \"tls_cert.pem\"\nkey_file = \"tls_key.pem\"\n"
+        ),
+    );
+    wait_until_connectable(format!("127.0.0.1:{tls_port}").parse().unwrap());
+    let tls_client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let resp = tls_client
+        .get(format!("https://localhost:{tls_port}/over-tls?x=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let echo = Echo::from(resp).await;
+    assert_eq!(echo.0["path"], "/over-tls");
+    assert_eq!(echo.0["query"], "x=1");
+    assert_eq!(echo.header("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(
+        echo.header("host").as_deref(),
+        Some(format!("localhost:{tls_port}").as_str())
+    );
+
+    let h2c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2c.get(gw.url("/over-h2c")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let echo = Echo::from(resp).await;
+    assert_eq!(echo.0["path"], "/over-h2c");
+    assert_eq!(echo.header("x-forwarded-proto").as_deref(), Some("http"));
+}
