@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::config::{Config, IdentityHeaderNames, RouteSettings, ServerSettings, SessionSettings};
 use crate::identity::Identity;
 use crate::reply::{wants_html, Reply};
-use crate::routes::{normalize_path, RouteTable};
+use crate::routes::RouteTable;
 use crate::session::SessionError;
 use crate::upstream::{GroupHealth, UpstreamGroup};
 
@@ -105,11 +105,12 @@ impl Gateway {
         if let Some(endpoint) = self.own_endpoint(path) {
             return self.answer_endpoint(endpoint, req);
         }
-        let html = wants_html(&req.headers);
+        // Only replies need to know; proxied requests never pay for the Accept scan.
+        let html = || wants_html(&req.headers);
         let Some(&index) = self.table.find(request_host(req), path) else {
             return (
                 Decision::Reply(Reply::error(
-                    html,
+                    html(),
                     404,
                     "no_route",
                     "Page not found",
@@ -142,7 +143,7 @@ impl Gateway {
                         };
                         let message = format!("You are signed in as {who}. {}", denial.explanation);
                         let reply =
-                            Reply::error(html, 403, "forbidden", "Not for you, sorry", &message);
+                            Reply::error(html(), 403, "forbidden", "Not for you, sorry", &message);
                         return (Decision::Reply(reply), SessionNote::Valid);
                     }
                 }
@@ -155,7 +156,7 @@ impl Gateway {
                 )
             }
             Err(e) if route.require_session => (
-                Decision::Reply(self.unauthenticated(session, req, html, e)),
+                Decision::Reply(self.unauthenticated(session, req, html(), e)),
                 SessionNote::Invalid(e),
             ),
             Err(e) => (
@@ -282,9 +283,4 @@ pub fn request_host(req: &Parts) -> Option<&str> {
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
-}
-
-/// The normal form of the request path, as routes see it (re-exported for logs).
-pub fn route_path(req: &Parts) -> String {
-    normalize_path(req.uri.path()).into_owned()
 }

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Baseline load comparison, one run, side by side on loopback:
+#   origin : nginx serving a 100-byte page (the stand-in intranet)
+#   nginx  : nginx `proxy_pass` to the origin (keep-alive upstream)
+#   handoff: Handoff pass-through (no session check)
+#   handoff+jwt: Handoff verifying an HS256 session cookie and injecting identity headers
+# Each proxy is driven by wrk (1 thread, $CONNS connections, $DUR seconds). Reported: req/s,
+# latency, errors, and CPU time of the proxy process(es) per request ((utime+stime) / requests).
+#
+# Needs: nginx, wrk, python3, and a release build (`cargo build --release`).
+#     benches/baseline.sh            # DUR=10 CONNS=64 by default
+set -euo pipefail
+
+DUR=${DUR:-10}
+CONNS=${CONNS:-64}
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin="$root/target/release/handoff"
+for tool in nginx wrk python3; do
+  command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install nginx wrk)"; exit 1; }
+done
+[ -x "$bin" ] || { echo "needs a release build: cargo build --release"; exit 1; }
+
+work=$(mktemp -d)
+chmod 755 "$work"  # nginx workers run as nobody
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for conf in "$work"/nginx-*.conf; do
+    [ -f "$conf" ] && nginx -p "$work" -c "$conf" -s stop 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ORIGIN=$(free_port); NGINX=$(free_port); HANDOFF=$(free_port)
+
+nginx_conf() { # name, server block
+  cat > "$work/nginx-$1.conf" <<EOF
+worker_processes 2;
+pid $work/nginx-$1.pid;
+error_log $work/nginx-$1.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 128; }
+  $2
+}
+EOF
+  nginx -p "$work" -c "$work/nginx-$1.conf"
+}
+head -c 100 /dev/zero | tr '\0' 'x' > "$work/index.html"
+nginx_conf origin "server { listen 127.0.0.1:$ORIGIN; location / { root $work; } }"
+nginx_conf proxy "server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+
+head -c 32 /dev/urandom | base64 > "$work/secret.txt"
+cat > "$work/handoff.toml" <<EOF
+[server]
+listen = ["127.0.0.1:$HANDOFF"]
+threads = 2
+pid_file = "$work/handoff.pid"
+upgrade_sock = "$work/handoff.sock"
+[session]
+cookie = "intranet_session"
+algorithms = ["HS256"]
+secret = { file = "secret.txt" }
+[upstreams.intranet]
+servers = ["127.0.0.1:$ORIGIN"]
+[[routes]]
+path = "/"
+upstream = "intranet"
+[[routes]]
+path = "/jwt"
+upstream = "intranet"
+require_session = true
+identity_headers = true
+EOF
+cp "$work/index.html" "$work/jwt"
+RUST_LOG=warn "$bin" run --config "$work/handoff.toml" 2>"$work/handoff.err" &
+pids+=($!)
+HANDOFF_PID=$!
+
+TOKEN=$(python3 - "$work/secret.txt" <<'EOF'
+import base64, hashlib, hmac, json, sys, time
+secret = open(sys.argv[1], "rb").read().rstrip(b"\n")
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "u-1", "email": "ada@corp.example", "name": "Ada Lovelace",
+                       "groups": ["eng"], "exp": int(time.time()) + 3600}).encode())
+sig = b64(hmac.new(secret, head + b"." + body, hashlib.sha256).digest())
+print((head + b"." + body + b"." + sig).decode())
+EOF
+)
+
+for port in $ORIGIN $NGINX $HANDOFF; do
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+done
+curl -fsS -o /dev/null "http://127.0.0.1:$HANDOFF/" || { echo "handoff does not proxy"; cat "$work/handoff.err"; exit 1; }
+curl -fsS -o /dev/null -H "Cookie: intranet_session=$TOKEN" "http://127.0.0.1:$HANDOFF/jwt" \
+  || { echo "handoff refuses the bench token"; exit 1; }
+
+ticks() { # total utime+stime (clock ticks) of the given pids
+  local t=0
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo $t
+}
+nginx_pids() { # the proxy's master and its workers
+  local master
+  master=$(cat "$work/nginx-proxy.pid")
+  echo "$master $(pgrep -P "$master" | tr '\n' ' ')"
+}
+HZ=$(getconf CLK_TCK)
+
+printf '%-12s %10s %9s %9s %9s %7s %12s\n' scenario req/s p50 p99 max errors "cpu µs/req"
+run() { # name, pids, url, [header]
+  local name=$1 procs=$2 url=$3 header=${4:-}
+  local before after out reqs
+  before=$(ticks $procs)
+  if [ -n "$header" ]; then
+    out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -H "$header" "$url")
+  else
+    out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$url")
+  fi
+  after=$(ticks $procs)
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  local rps p50 p99 maxl errs
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  maxl=$(echo "$out" | awk '/Latency/ && !/Distribution/ {print $4; exit}')
+  errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {s=s $0 " "} END {print (s=="" ? 0 : "yes")}')
+  local cpu
+  cpu=$(python3 -c "print(f'{($after-$before)/$HZ*1e6/max($reqs,1):.1f}')")
+  printf '%-12s %10s %9s %9s %9s %7s %12s\n' "$name" "$rps" "$p50" "$p99" "$maxl" "$errs" "$cpu"
+}
+run nginx "$(nginx_pids)" "http://127.0.0.1:$NGINX/"
+run handoff "$HANDOFF_PID" "http://127.0.0.1:$HANDOFF/"
+run handoff+jwt "$HANDOFF_PID" "http://127.0.0.1:$HANDOFF/jwt" "Cookie: intranet_session=$TOKEN"
