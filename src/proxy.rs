@@ -164,6 +164,9 @@ impl ProxyHttp for HandoffProxy {
                 ),
             };
             let reply = Reply::error(html, code, "proxy_error", title, message);
+            // The connection is not reused after a failed proxy attempt: say so, or the client
+            // sends its next request into a closing socket.
+            session.set_keepalive(None);
             if let Err(write_err) = write_reply(session, reply).await {
                 tracing::debug!("could not send the error page: {write_err}");
             }

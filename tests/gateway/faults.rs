@@ -26,6 +26,7 @@ async fn dead_upstream_gets_a_502_page_and_the_gateway_keeps_serving() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 502);
+        assert_eq!(resp.headers()["connection"], "close");
         let page = resp.text().await.unwrap();
         assert!(page.contains("The intranet is not answering"), "{page}");
         assert!(

@@ -303,3 +303,43 @@ async fn https_listener_speaks_http2_and_h2c_works_when_enabled() {
     assert_eq!(echo.0["path"], "/over-h2c");
     assert_eq!(echo.header("x-forwarded-proto").as_deref(), Some("http"));
 }
+
+async fn websocket_round_trip(url: String) -> Result<(), String> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .map_err(|e| format!("upgrade: {e}"))?;
+    ws.send(Message::Text("ping".into()))
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(Some(Ok(m))) if m.to_text().ok() == Some("echo:ping") => Ok(()),
+        Ok(Some(Ok(m))) => Err(format!("unexpected message {m:?}")),
+        Ok(Some(Err(e))) => Err(format!("receive: {e}")),
+        Ok(None) => Err("closed right after the upgrade".to_string()),
+        Err(_) => Err("no answer in 5 s".to_string()),
+    }
+}
+
+/// Regression test for cloudflare/pingora#946 (patched in vendor/pingora-proxy): a fast
+/// upstream's 101 used to race the request's empty body and tear the tunnel down.
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_tunnels_survive_a_burst() {
+    let intranet = Intranet::start().await;
+    let gw = TestGateway::start(&upstream_config(&intranet));
+    let mut failures = Vec::new();
+    for _ in 0..10 {
+        let tasks: Vec<_> = (0..20)
+            .map(|_| tokio::spawn(websocket_round_trip(format!("ws://{}/ws", gw.addr))))
+            .collect();
+        for t in tasks {
+            if let Err(e) = t.await.expect("task") {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 200 tunnels failed: {failures:?}",
+        failures.len()
+    );
+}

@@ -97,6 +97,12 @@ async fn websocket_upgrade_requests_are_stripped_too() {
         .await
         .unwrap();
     // The stand-in sends "spoofed" first if it saw the header.
-    let first = ws.next().await.unwrap().unwrap().into_text().unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .expect("an answer in time")
+        .expect("the connection stays open")
+        .unwrap_or_else(|e| panic!("websocket error: {e}"))
+        .into_text()
+        .unwrap();
     assert_eq!(first, "echo:hi");
 }
