@@ -7,7 +7,10 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 use serde::Serialize;
 
-use crate::config::{Config, IdentityHeaderNames, RouteSettings, ServerSettings, SessionSettings};
+use crate::config::{
+    Config, IdentityHeaderNames, RouteSettings, RouteTarget, ServerSettings, SessionSettings,
+};
+use crate::handoff::App;
 use crate::identity::Identity;
 use crate::reply::{wants_html, Reply};
 use crate::routes::RouteTable;
@@ -22,6 +25,7 @@ pub struct Gateway {
     session: Option<SessionSettings>,
     identity_headers: IdentityHeaderNames,
     upstreams: Vec<UpstreamGroup>,
+    apps: Vec<App>,
 }
 
 /// What to do with a request.
@@ -33,6 +37,12 @@ pub enum Decision {
     Proxy {
         route: usize,
         identity: Option<Identity>,
+    },
+    /// Hand the recognised, admitted person on to `apps[app]` (see [`Gateway::handoff`]).
+    Handoff {
+        route: usize,
+        app: usize,
+        identity: Identity,
     },
 }
 
@@ -69,7 +79,13 @@ impl Gateway {
                 .enumerate()
                 .map(|(i, r)| (r.host.clone(), r.path.clone(), i)),
         );
+        let apps = config
+            .apps
+            .into_iter()
+            .map(App::new)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Gateway {
+            apps,
             server: config.server,
             table,
             routes: config.routes,
@@ -91,8 +107,12 @@ impl Gateway {
         &self.upstreams
     }
 
-    pub fn upstream_for(&self, route: usize) -> &UpstreamGroup {
-        &self.upstreams[self.routes[route].upstream]
+    /// The upstream group a proxy route sends to; `None` for a handoff route.
+    pub fn upstream_for(&self, route: usize) -> Option<&UpstreamGroup> {
+        match self.routes[route].target {
+            RouteTarget::Upstream(i) => self.upstreams.get(i),
+            RouteTarget::App(_) => None,
+        }
     }
 
     pub fn identity_header_names(&self) -> &IdentityHeaderNames {
@@ -120,6 +140,11 @@ impl Gateway {
             );
         };
         let route = &self.routes[index];
+        if matches!(route.target, RouteTarget::App(_)) {
+            if let Some(refusal) = handoff_guard(req) {
+                return (Decision::Reply(refusal), SessionNote::NotChecked);
+            }
+        }
         let (Some(session), true) = (
             &self.session,
             route.require_session || route.identity_headers,
@@ -147,13 +172,18 @@ impl Gateway {
                         return (Decision::Reply(reply), SessionNote::Valid);
                     }
                 }
-                (
-                    Decision::Proxy {
+                let decision = match route.target {
+                    RouteTarget::Upstream(_) => Decision::Proxy {
                         route: index,
                         identity: Some(identity),
                     },
-                    SessionNote::Valid,
-                )
+                    RouteTarget::App(app) => Decision::Handoff {
+                        route: index,
+                        app,
+                        identity,
+                    },
+                };
+                (decision, SessionNote::Valid)
             }
             Err(e) if route.require_session => (
                 Decision::Reply(self.unauthenticated(session, req, html(), e)),
@@ -167,6 +197,27 @@ impl Gateway {
                 SessionNote::Invalid(e),
             ),
         }
+    }
+
+    /// Runs a handoff decided by [`Gateway::decide`] and returns what the person sees. A `HEAD`
+    /// request stops here with an empty 200: it never calls the app or sends an email.
+    pub async fn handoff(&self, app: usize, identity: &Identity, req: &Parts) -> Reply {
+        let Some(app) = self.apps.get(app) else {
+            return Reply::text(500, "unknown app\n");
+        };
+        if req.method == http::Method::HEAD {
+            return Reply::text(200, "");
+        }
+        let outcome = app.handoff(identity).await;
+        let default_mapping;
+        let mapping = match &self.session {
+            Some(s) => s.verifier.mapping(),
+            None => {
+                default_mapping = crate::identity::ClaimMapping::default();
+                &default_mapping
+            }
+        };
+        app.reply(outcome, identity, mapping, wants_html(&req.headers))
     }
 
     fn unauthenticated(
@@ -274,6 +325,40 @@ impl Gateway {
                 .map(|v| (n.clone(), v))
         })
         .collect()
+    }
+}
+
+/// Only a top-level navigation may start a handoff: `GET` or `HEAD`, and no `Sec-Fetch-Dest`
+/// other than `document` (an `<img src>` on another site or a `fetch` must not trigger a vendor
+/// call or an email).
+fn handoff_guard(req: &Parts) -> Option<Reply> {
+    let html = wants_html(&req.headers);
+    if req.method != http::Method::GET && req.method != http::Method::HEAD {
+        return Some(
+            Reply::error(
+                html,
+                405,
+                "method_not_allowed",
+                "Open this page from a link",
+                "This address signs you in to an app when you open it in your browser.",
+            )
+            .with_header("Allow", "GET, HEAD".to_string()),
+        );
+    }
+    let dest = req
+        .headers
+        .get("sec-fetch-dest")
+        .map(|v| v.to_str().unwrap_or("?"));
+    match dest {
+        None | Some("document") => None,
+        Some(_) => Some(Reply::error(
+            html,
+            400,
+            "not_a_navigation",
+            "Open this page from a link",
+            "Signing in to an app only happens when you open this address yourself, \
+             not when another page loads it.",
+        )),
     }
 }
 

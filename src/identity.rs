@@ -48,6 +48,9 @@ pub struct ClaimMapping {
     pub name: ClaimPath,
     pub username: ClaimPath,
     pub groups: ClaimPath,
+    pub profile_pic: ClaimPath,
+    pub phone_no: ClaimPath,
+    pub phone_code: ClaimPath,
 }
 
 impl Default for ClaimMapping {
@@ -60,6 +63,9 @@ impl Default for ClaimMapping {
             name: ClaimPath::new("name"),
             username: ClaimPath::new("preferred_username"),
             groups: ClaimPath::new("groups"),
+            profile_pic: ClaimPath::new("picture"),
+            phone_no: ClaimPath::new("phone_no"),
+            phone_code: ClaimPath::new("phone_code"),
         }
     }
 }
@@ -76,9 +82,32 @@ pub struct Identity {
     pub name: String,
     pub username: String,
     pub groups: Vec<String>,
+    /// A picture URL (`picture` in OpenID Connect).
+    pub profile_pic: String,
+    /// A phone number without the country code, as text.
+    pub phone_no: String,
+    /// The country calling code without `+`, as text.
+    pub phone_code: String,
 }
 
 impl ClaimMapping {
+    /// The claim path configured for an [`Identity`] field name (`"email"`, `"last_name"`, …).
+    pub fn path_for(&self, field: &str) -> Option<&ClaimPath> {
+        Some(match field {
+            "id" => &self.id,
+            "email" => &self.email,
+            "first_name" => &self.first_name,
+            "last_name" => &self.last_name,
+            "name" => &self.name,
+            "username" => &self.username,
+            "groups" => &self.groups,
+            "profile_pic" => &self.profile_pic,
+            "phone_no" => &self.phone_no,
+            "phone_code" => &self.phone_code,
+            _ => return None,
+        })
+    }
+
     /// Builds the identity from verified claims. Never fails: a missing claim is an empty field.
     pub fn identity(&self, claims: &Map<String, Value>) -> Identity {
         let text = |p: &ClaimPath| p.find(claims).map(scalar_text).unwrap_or_default();
@@ -104,6 +133,9 @@ impl ClaimMapping {
             name,
             username: text(&self.username),
             groups: self.groups.find(claims).map(group_list).unwrap_or_default(),
+            profile_pic: text(&self.profile_pic),
+            phone_no: text(&self.phone_no),
+            phone_code: text(&self.phone_code).trim_start_matches('+').to_string(),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod gateway;
+pub mod handoff;
 pub mod identity;
 pub mod pages;
 pub mod policy;

@@ -22,6 +22,17 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// Where [`reference_line`] goes on a page; an empty comment until a reference is added.
+pub const REFERENCE_SLOT: &str = "<!--reference-->";
+
+/// The support-reference line of a page.
+pub fn reference_line(reference: &str) -> String {
+    format!(
+        "<p class=\"code\">Reference for the help desk: <strong>{}</strong></p>",
+        escape(reference)
+    )
+}
+
 /// A page with a title and one message, both plain text.
 pub fn render(status: u16, title: &str, message: &str) -> String {
     let title = escape(title);
@@ -45,6 +56,7 @@ p{{line-height:1.5;margin:0 0 1rem}}
 <main>
 <h1>{title}</h1>
 <p>{message}</p>
+{REFERENCE_SLOT}
 <p class="code">HTTP {status}</p>
 </main>
 </body>

@@ -66,6 +66,20 @@ impl ProxyHttp for HandoffProxy {
                 ctx.identity = identity;
                 Ok(false)
             }
+            Decision::Handoff {
+                route,
+                app,
+                identity,
+            } => {
+                ctx.route = Some(route);
+                let reply = self
+                    .gateway
+                    .handoff(app, &identity, session.req_header())
+                    .await;
+                ctx.identity = Some(identity);
+                write_reply(session, reply).await?;
+                Ok(true)
+            }
         }
     }
 
@@ -80,7 +94,7 @@ impl ProxyHttp for HandoffProxy {
         let upgrade = session.is_upgrade_req();
         self.gateway
             .upstream_for(route)
-            .select(upgrade)
+            .and_then(|group| group.select(upgrade))
             .ok_or_else(|| Error::explain(ConnectNoRoute, "upstream group has no server"))
     }
 
@@ -94,7 +108,11 @@ impl ProxyHttp for HandoffProxy {
         // Try the group's other servers once each before giving up.
         ctx.connect_failures += 1;
         if let Some(route) = ctx.route {
-            if ctx.connect_failures < self.gateway.upstream_for(route).server_count() {
+            let servers = self
+                .gateway
+                .upstream_for(route)
+                .map_or(0, |g| g.server_count());
+            if ctx.connect_failures < servers {
                 e.set_retry(true);
             }
         }

@@ -61,6 +61,42 @@ impl Reply {
         }
     }
 
+    /// A 302 whose `Location` may carry a token: never cached, never sent on as a Referer.
+    pub fn token_redirect(location: String) -> Reply {
+        let mut r = Reply::redirect(location);
+        r.headers
+            .push(("Referrer-Policy", "no-referrer".to_string()));
+        r
+    }
+
+    /// Adds a header.
+    pub fn with_header(mut self, name: &'static str, value: String) -> Reply {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Adds a support reference: a line on a page, a `reference` field in JSON.
+    pub fn with_reference(mut self, reference: &str, html: bool) -> Reply {
+        if html {
+            let marker = pages::REFERENCE_SLOT.as_bytes();
+            let body = self.body.as_ref();
+            if let Some(at) = body.windows(marker.len()).position(|w| w == marker) {
+                let line = pages::reference_line(reference);
+                let mut out = Vec::with_capacity(body.len() + line.len());
+                out.extend_from_slice(&body[..at]);
+                out.extend_from_slice(line.as_bytes());
+                out.extend_from_slice(&body[at + marker.len()..]);
+                self.body = Bytes::from(out);
+            }
+        } else if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&self.body) {
+            value["reference"] = reference.into();
+            if let Ok(body) = serde_json::to_vec(&value) {
+                self.body = Bytes::from(body);
+            }
+        }
+        self
+    }
+
     /// An error for either kind of client: a page for browsers, JSON for the rest.
     pub fn error(wants_html: bool, status: u16, code: &str, title: &str, message: &str) -> Reply {
         if wants_html {

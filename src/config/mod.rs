@@ -5,6 +5,7 @@
 //! downstream re-validates: a [`Config`] that exists is a config that works (keys loaded,
 //! addresses resolved, references checked).
 
+mod apps;
 mod raw;
 pub mod secret;
 mod validate;
@@ -29,7 +30,40 @@ pub struct Config {
     pub session: Option<SessionSettings>,
     pub identity_headers: IdentityHeaderNames,
     pub upstreams: Vec<UpstreamSettings>,
+    pub apps: Vec<AppSettings>,
     pub routes: Vec<RouteSettings>,
+}
+
+/// `[apps.NAME]`: a SaaS app people are handed on to.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    pub name: String,
+    pub kind: AppKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum AppKind {
+    YourGpt(YourGptSettings),
+}
+
+/// `kind = "yourgpt"`: YourGPT Custom SSO.
+#[derive(Debug, Clone)]
+pub struct YourGptSettings {
+    pub client_id: String,
+    pub secret: Secret,
+    /// Without a trailing slash.
+    pub api_url: String,
+    /// Without a trailing slash.
+    pub login_url: String,
+    pub partner_id: Option<String>,
+    pub token_ttl: Duration,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    /// Confirmation emails allowed per minute for this client id (YourGPT's limit is 5).
+    pub emails_per_minute: u32,
+    /// A person who reloads within this window after an email was sent sees the
+    /// "check your email" page again instead of triggering a second email.
+    pub email_resend_window: Duration,
 }
 
 /// `[server]`: listeners and the Pingora server settings they map onto.
@@ -149,11 +183,19 @@ pub struct RouteSettings {
     pub key: String,
     pub path: String,
     pub host: Option<HostPattern>,
-    /// Index into [`Config::upstreams`].
-    pub upstream: usize,
+    pub target: RouteTarget,
     pub require_session: bool,
     pub allow: Option<AllowRules>,
     pub identity_headers: bool,
+}
+
+/// Where a route's requests go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// Proxied to [`Config::upstreams`]`[i]`.
+    Upstream(usize),
+    /// Handed on to [`Config::apps`]`[i]`.
+    App(usize),
 }
 
 /// One problem in the config file, with the key it is about.

@@ -61,6 +61,9 @@ pub struct RawIdentity {
     pub name: Option<String>,
     pub username: Option<String>,
     pub groups: Option<String>,
+    pub profile_pic: Option<String>,
+    pub phone_no: Option<String>,
+    pub phone_code: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,8 +133,35 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "identity",
     "identity_headers",
     "upstreams",
+    "apps",
     "routes",
 ];
+
+/// `[apps.NAME]` with `kind = "yourgpt"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawYourGpt {
+    pub kind: String,
+    pub client_id: RawPlainOrSecret,
+    pub secret: SecretRef,
+    pub api_url: Option<String>,
+    pub login_url: Option<String>,
+    pub partner_id: Option<String>,
+    pub token_ttl_seconds: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub emails_per_minute: Option<u32>,
+    pub email_resend_window_seconds: Option<u64>,
+}
+
+/// A value that is not secret but may still come from the environment or a file
+/// (`client_id = "abc"` or `client_id = { env = "YOURGPT_CLIENT_ID" }`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPlainOrSecret {
+    Plain(String),
+    Reference(SecretRef),
+}
 
 /// Upstreams keyed by name, in name order (so error messages are stable).
 pub type RawUpstreams = BTreeMap<String, toml::Value>;

@@ -15,10 +15,14 @@ use crate::routes::{normalize_path, parse_route_path, HostPattern};
 use crate::session::jwt::{parse_algorithm, ClaimRules, JwtVerifier, PublicKey};
 
 /// Collects problems as the sections are converted.
-struct Problems(Vec<ConfigError>);
+pub(super) struct Problems(Vec<ConfigError>);
 
 impl Problems {
-    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn error_count(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigError {
             key: key.into(),
             message: message.into(),
@@ -26,7 +30,11 @@ impl Problems {
     }
 
     /// Deserializes one TOML value, reporting a failure under `key` (plus the path inside).
-    fn parse<T: DeserializeOwned>(&mut self, key: &str, value: toml::Value) -> Option<T> {
+    pub(super) fn parse<T: DeserializeOwned>(
+        &mut self,
+        key: &str,
+        value: toml::Value,
+    ) -> Option<T> {
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -63,15 +71,10 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
     };
     for key in table.keys() {
         if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
-            let hint = if key == "apps" {
-                " (`[apps]` is not supported by this version)"
-            } else {
-                ""
-            };
             p.add(
                 key.clone(),
                 format!(
-                    "unknown section{hint}; expected one of {}",
+                    "unknown section; expected one of {}",
                     TOP_LEVEL_KEYS.join(", ")
                 ),
             );
@@ -115,6 +118,21 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
         upstream_names.insert(name, usize::MAX);
     }
 
+    let raw_apps: BTreeMap<String, toml::Value> = take("apps")
+        .and_then(|v| p.parse("apps", v))
+        .unwrap_or_default();
+    let mut apps = Vec::new();
+    let mut app_names = BTreeMap::new();
+    for (name, value) in raw_apps {
+        app_names.insert(name.clone(), apps.len());
+        match super::apps::app_settings(&name, value, base_dir, &mut p) {
+            Some(app) => apps.push(app),
+            None => {
+                app_names.insert(name, usize::MAX);
+            }
+        }
+    }
+
     let raw_routes: Vec<toml::Value> = take("routes")
         .and_then(|v| p.parse("routes", v))
         .unwrap_or_default();
@@ -130,6 +148,7 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
         };
         let ctx = RouteContext {
             upstreams: &upstream_names,
+            apps: &app_names,
             has_session: session.is_some(),
             endpoints_prefix: &server.endpoints_prefix,
         };
@@ -151,6 +170,7 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
             session,
             identity_headers,
             upstreams,
+            apps,
             routes,
         })
     } else {
@@ -263,6 +283,9 @@ fn claim_mapping(raw: RawIdentity) -> ClaimMapping {
         name: pick(raw.name, d.name),
         username: pick(raw.username, d.username),
         groups: pick(raw.groups, d.groups),
+        profile_pic: pick(raw.profile_pic, d.profile_pic),
+        phone_no: pick(raw.phone_no, d.phone_no),
+        phone_code: pick(raw.phone_code, d.phone_code),
     }
 }
 
@@ -572,8 +595,9 @@ fn upstream_settings(name: &str, raw: RawUpstream, p: &mut Problems) -> Option<U
 }
 
 struct RouteContext<'a> {
-    /// Name → index; `usize::MAX` for an upstream that exists but is itself broken.
+    /// Name → index; `usize::MAX` for an upstream or app that exists but is itself broken.
     upstreams: &'a BTreeMap<String, usize>,
+    apps: &'a BTreeMap<String, usize>,
     has_session: bool,
     endpoints_prefix: &'a str,
 }
@@ -604,41 +628,36 @@ fn route_settings(
             .map_err(|e| p.add(format!("{key}.host"), e))
             .ok()
     });
-    let upstream = match (&raw.upstream, &raw.app) {
+    let target = match (&raw.upstream, &raw.app) {
         (Some(_), Some(_)) => {
             p.add(key.clone(), "give either `upstream` or `app`, not both");
             None
         }
         (None, None) => {
-            p.add(key.clone(), "needs `upstream = \"NAME\"` (where to proxy)");
-            None
-        }
-        (None, Some(app)) => {
             p.add(
-                format!("{key}.app"),
-                format!("no app named {app:?} (this version has no [apps])"),
+                key.clone(),
+                "needs `upstream = \"NAME\"` (proxy) or `app = \"NAME\"` (hand off)",
             );
             None
         }
-        (Some(name), None) => match ctx.upstreams.get(name) {
-            Some(&i) => Some(i),
-            None => {
-                let known: Vec<&str> = ctx.upstreams.keys().map(String::as_str).collect();
-                p.add(
-                    format!("{key}.upstream"),
-                    format!(
-                        "no upstream named {name:?} (defined: {})",
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                );
-                None
-            }
-        },
+        (None, Some(name)) => lookup(&key, "app", name, ctx.apps, p).map(RouteTarget::App),
+        (Some(name), None) => {
+            lookup(&key, "upstream", name, ctx.upstreams, p).map(RouteTarget::Upstream)
+        }
     };
+    let is_app = matches!(target, Some(RouteTarget::App(_)));
+    if is_app && raw.require_session == Some(false) {
+        p.add(
+            format!("{key}.require_session"),
+            "a handoff route always requires a session",
+        );
+    }
+    if is_app && raw.identity_headers == Some(true) {
+        p.add(
+            format!("{key}.identity_headers"),
+            "a handoff route sends nothing upstream; identity headers do not apply",
+        );
+    }
     let allow = raw
         .allow
         .map(|a| AllowRules::new(a.emails, a.domains, a.groups));
@@ -654,7 +673,7 @@ fn route_settings(
             "is false, but `allow` rules need a session",
         );
     }
-    let require_session = raw.require_session.unwrap_or(false) || allow.is_some();
+    let require_session = raw.require_session.unwrap_or(false) || allow.is_some() || is_app;
     let identity_headers = raw.identity_headers.unwrap_or(false);
     if (require_session || identity_headers) && !ctx.has_session {
         p.add(
@@ -665,18 +684,47 @@ fn route_settings(
     if p.0.len() > before {
         return None;
     }
-    let upstream = upstream?;
-    if upstream == usize::MAX {
-        // The upstream itself is broken and already reported.
+    let target = target?;
+    if matches!(
+        target,
+        RouteTarget::Upstream(usize::MAX) | RouteTarget::App(usize::MAX)
+    ) {
+        // The upstream or app itself is broken and already reported.
         return None;
     }
     Some(RouteSettings {
         key,
         path: path?,
         host,
-        upstream,
+        target,
         require_session,
         allow,
         identity_headers,
     })
+}
+
+/// Resolves a route's `upstream`/`app` name, listing the defined ones when it is unknown.
+fn lookup(
+    key: &str,
+    what: &str,
+    name: &str,
+    known: &BTreeMap<String, usize>,
+    p: &mut Problems,
+) -> Option<usize> {
+    if let Some(&i) = known.get(name) {
+        return Some(i);
+    }
+    let names: Vec<&str> = known.keys().map(String::as_str).collect();
+    p.add(
+        format!("{key}.{what}"),
+        format!(
+            "no {what} named {name:?} (defined: {})",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ),
+    );
+    None
 }

@@ -71,6 +71,11 @@ impl SessionVerifier {
         }
     }
 
+    /// How claims become an [`Identity`].
+    pub fn mapping(&self) -> &ClaimMapping {
+        &self.mapping
+    }
+
     /// The session cookie's name.
     pub fn cookie_name(&self) -> &str {
         &self.cookie

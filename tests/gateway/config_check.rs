@@ -212,7 +212,7 @@ vendor = "x"
     assert!(!text(&out.stdout).contains("OK"));
 
     let expected = [
-        ("apps", "not supported by this version"),
+        ("apps.chat.kind", "missing: say which app this is"),
         (
             "server.listen[0]",
             "\"localhost:8080\" is not an IP:port address",
@@ -345,13 +345,9 @@ fn unknown_top_level_section_is_named() {
     assert_has_problem(
         &errors,
         "frobnicate",
-        "unknown section; expected one of server, session, identity, identity_headers, upstreams, routes",
+        "unknown section; expected one of server, session, identity, identity_headers, upstreams, apps, routes",
     );
-    assert_has_problem(
-        &errors,
-        "apps",
-        "unknown section (`[apps]` is not supported by this version)",
-    );
+    assert_has_problem(&errors, "apps.chat.kind", "missing: say which app this is");
 }
 
 #[test]
@@ -403,11 +399,11 @@ fn route_with_both_upstream_and_app_or_neither() {
 }
 
 #[test]
-fn route_with_an_app_is_refused_in_this_version() {
+fn route_naming_a_missing_app() {
     assert_only_problem(
         &format!("{UPSTREAM}[[routes]]\npath = \"/\"\napp = \"chat\"\n"),
         "routes[0].app",
-        "no app named \"chat\" (this version has no [apps])",
+        "no app named \"chat\" (defined: none)",
     );
 }
 

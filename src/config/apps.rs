@@ -1,0 +1,144 @@
+//! `[apps.NAME]` → [`AppSettings`]: the SaaS apps people are handed on to.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::raw::{RawPlainOrSecret, RawYourGpt};
+use super::validate::Problems;
+use super::{AppKind, AppSettings, YourGptSettings};
+
+const KINDS: &str = "\"yourgpt\"";
+
+pub(super) fn app_settings(
+    name: &str,
+    value: toml::Value,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Option<AppSettings> {
+    let key = format!("apps.{name}");
+    let kind = value.get("kind").and_then(toml::Value::as_str);
+    match kind {
+        Some("yourgpt") => {
+            let raw = p.parse::<RawYourGpt>(&key, value)?;
+            yourgpt(&key, raw, base_dir, p).map(|s| AppSettings {
+                name: name.to_string(),
+                kind: AppKind::YourGpt(s),
+            })
+        }
+        Some(other) => {
+            p.add(
+                format!("{key}.kind"),
+                format!("unknown app kind {other:?}; use one of {KINDS}"),
+            );
+            None
+        }
+        None => {
+            p.add(
+                format!("{key}.kind"),
+                format!("missing: say which app this is ({KINDS})"),
+            );
+            None
+        }
+    }
+}
+
+fn yourgpt(
+    key: &str,
+    raw: RawYourGpt,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Option<YourGptSettings> {
+    let before = p.error_count();
+    let client_id = match raw.client_id {
+        RawPlainOrSecret::Plain(id) => id,
+        RawPlainOrSecret::Reference(r) => match r.resolve(base_dir) {
+            Ok(s) => String::from_utf8_lossy(s.expose()).trim().to_string(),
+            Err(e) => {
+                p.add(format!("{key}.client_id"), e);
+                String::new()
+            }
+        },
+    };
+    if client_id.is_empty() && p.error_count() == before {
+        p.add(format!("{key}.client_id"), "must not be empty");
+    }
+    let secret = raw
+        .secret
+        .resolve(base_dir)
+        .map_err(|e| p.add(format!("{key}.secret"), e))
+        .ok();
+    let api_url = base_url(
+        &format!("{key}.api_url"),
+        raw.api_url.as_deref().unwrap_or("https://api.yourgpt.ai"),
+        p,
+    );
+    let login_url = base_url(
+        &format!("{key}.login_url"),
+        raw.login_url
+            .as_deref()
+            .unwrap_or("https://chatbot.yourgpt.ai"),
+        p,
+    );
+    let ttl = raw.token_ttl_seconds.unwrap_or(300);
+    if !(1..=3600).contains(&ttl) {
+        p.add(
+            format!("{key}.token_ttl_seconds"),
+            format!("{ttl} is out of range: 1 to 3600 seconds"),
+        );
+    }
+    let ms = |field: &str, v: Option<u64>, default: u64, p: &mut Problems| {
+        let v = v.unwrap_or(default);
+        if v == 0 {
+            p.add(format!("{key}.{field}"), "must be more than 0");
+        }
+        Duration::from_millis(v)
+    };
+    let connect_timeout = ms("connect_timeout_ms", raw.connect_timeout_ms, 3_000, p);
+    let timeout = ms("timeout_ms", raw.timeout_ms, 10_000, p);
+    let emails_per_minute = raw.emails_per_minute.unwrap_or(5);
+    if emails_per_minute == 0 {
+        p.add(
+            format!("{key}.emails_per_minute"),
+            "must be at least 1 (YourGPT allows 5)",
+        );
+    }
+    if raw.kind != "yourgpt" {
+        p.add(format!("{key}.kind"), "must be \"yourgpt\"");
+    }
+    if p.error_count() > before {
+        return None;
+    }
+    Some(YourGptSettings {
+        client_id,
+        secret: secret?,
+        api_url,
+        login_url,
+        partner_id: raw.partner_id.filter(|s| !s.is_empty()),
+        token_ttl: Duration::from_secs(ttl),
+        connect_timeout,
+        timeout,
+        emails_per_minute,
+        email_resend_window: Duration::from_secs(raw.email_resend_window_seconds.unwrap_or(60)),
+    })
+}
+
+/// An http(s) base URL without query or fragment, returned without its trailing slash.
+fn base_url(key: &str, raw: &str, p: &mut Problems) -> String {
+    match url::Url::parse(raw) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.query().is_none()
+                && u.fragment().is_none() =>
+        {
+            raw.trim_end_matches('/').to_string()
+        }
+        _ => {
+            p.add(
+                key,
+                format!("{raw:?} must be an http(s) URL like \"https://api.yourgpt.ai\""),
+            );
+            String::new()
+        }
+    }
+}

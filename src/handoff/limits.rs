@@ -1,0 +1,115 @@
+//! The two limits on YourGPT's confirmation emails: a rate (YourGPT allows 5 a minute per
+//! client id) and a per-person resend window.
+//!
+//! Both are exact sliding windows over a handful of timestamps. pingora-limits' `Rate` is an
+//! estimator over fixed intervals; "the 6th email within any 60 s never leaves" needs the exact
+//! count, which a few `Instant`s under a mutex give for free.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// At most `limit` events in any `window`.
+pub struct SlidingWindow {
+    limit: usize,
+    window: Duration,
+    events: Mutex<VecDeque<Instant>>,
+}
+
+impl SlidingWindow {
+    pub fn new(limit: u32, window: Duration) -> Self {
+        SlidingWindow {
+            limit: limit as usize,
+            window,
+            events: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Takes a slot now, or says how long until one frees up.
+    pub fn try_acquire(&self, now: Instant) -> Result<(), Duration> {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        while events
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
+        {
+            events.pop_front();
+        }
+        if events.len() < self.limit {
+            events.push_back(now);
+            return Ok(());
+        }
+        let oldest = events.front().copied().unwrap_or(now);
+        Err(self
+            .window
+            .saturating_sub(now.saturating_duration_since(oldest)))
+    }
+}
+
+/// Who was sent an email recently, so a reload does not send another.
+pub struct RecentSends {
+    window: Duration,
+    max_entries: usize,
+    sent: Mutex<HashMap<String, Instant>>,
+}
+
+impl RecentSends {
+    pub fn new(window: Duration) -> Self {
+        RecentSends {
+            window,
+            max_entries: 100_000,
+            sent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `who` was sent an email less than the window ago.
+    pub fn was_recent(&self, who: &str, now: Instant) -> bool {
+        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        sent.get(who)
+            .is_some_and(|t| now.saturating_duration_since(*t) < self.window)
+    }
+
+    pub fn record(&self, who: &str, now: Instant) {
+        if self.window.is_zero() {
+            return;
+        }
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        if sent.len() >= self.max_entries {
+            let window = self.window;
+            sent.retain(|_, t| now.saturating_duration_since(*t) < window);
+        }
+        if sent.len() < self.max_entries {
+            sent.insert(who.to_string(), now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sixth_within_the_window_waits_for_the_oldest() {
+        let w = SlidingWindow::new(5, Duration::from_secs(60));
+        let t0 = Instant::now();
+        for i in 0..5 {
+            assert!(w.try_acquire(t0 + Duration::from_secs(i)).is_ok());
+        }
+        let wait = w.try_acquire(t0 + Duration::from_secs(10)).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(50));
+        assert!(w.try_acquire(t0 + Duration::from_secs(60)).is_ok());
+        assert!(w.try_acquire(t0 + Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
+    fn recent_sends_expire() {
+        let r = RecentSends::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        r.record("a@b.c", t0);
+        assert!(r.was_recent("a@b.c", t0 + Duration::from_secs(59)));
+        assert!(!r.was_recent("a@b.c", t0 + Duration::from_secs(60)));
+        assert!(!r.was_recent("x@b.c", t0));
+        let off = RecentSends::new(Duration::ZERO);
+        off.record("a@b.c", t0);
+        assert!(!off.was_recent("a@b.c", t0));
+    }
+}

@@ -1,0 +1,246 @@
+//! Handing a recognised person on to a SaaS app, already logged in.
+//!
+//! Each app is a small connector, testable without Pingora: from an [`Identity`] to a
+//! [`HandoffOutcome`]. [`App::reply`] turns an outcome into what the person sees and writes the
+//! one log line the operator needs; it never shows or logs a token.
+
+pub mod limits;
+pub mod mint;
+pub mod yourgpt;
+
+use crate::config::{AppKind, AppSettings};
+use crate::identity::{ClaimMapping, Identity};
+use crate::reply::Reply;
+use yourgpt::YourGpt;
+
+/// How a handoff ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandoffOutcome {
+    /// Send the browser here (it may carry a token: never logged).
+    Redirect(String),
+    /// The identity lacks fields the app requires; nothing was sent to the app.
+    MissingIdentity(Vec<&'static str>),
+    /// An email was sent recently; the person should look for it.
+    CheckEmail { sent_now: bool },
+    /// A limit was hit; try again in this many seconds.
+    RetryLater { seconds: u64 },
+    /// The app's API failed or refused.
+    Vendor(VendorFailure),
+    /// Something on our side (e.g. signing) failed.
+    Internal(String),
+}
+
+/// What went wrong talking to the app's API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VendorFailure {
+    /// The API answered with a documented (or undocumented) error code.
+    Rejected {
+        call: &'static str,
+        code: i64,
+        likely_cause: &'static str,
+        message: String,
+    },
+    /// The API answered something that is not its JSON.
+    Garbled {
+        call: &'static str,
+        detail: String,
+    },
+    Timeout {
+        call: &'static str,
+    },
+    Unreachable {
+        call: &'static str,
+        detail: String,
+    },
+}
+
+/// One `[apps.NAME]`, ready to hand people on.
+pub struct App {
+    pub name: String,
+    connector: Connector,
+}
+
+enum Connector {
+    YourGpt(Box<YourGpt>),
+}
+
+impl App {
+    pub fn new(settings: AppSettings) -> Result<Self, String> {
+        let connector = match settings.kind {
+            AppKind::YourGpt(s) => Connector::YourGpt(Box::new(YourGpt::new(s)?)),
+        };
+        Ok(App {
+            name: settings.name,
+            connector,
+        })
+    }
+
+    /// The product name people see.
+    pub fn title(&self) -> &'static str {
+        match self.connector {
+            Connector::YourGpt(_) => "YourGPT",
+        }
+    }
+
+    pub async fn handoff(&self, identity: &Identity) -> HandoffOutcome {
+        match &self.connector {
+            Connector::YourGpt(c) => c.handoff(identity).await,
+        }
+    }
+
+    /// Turns an outcome into the response, and logs it once for the operator.
+    pub fn reply(
+        &self,
+        outcome: HandoffOutcome,
+        identity: &Identity,
+        mapping: &ClaimMapping,
+        html: bool,
+    ) -> Reply {
+        let reference = short_reference();
+        let app = self.name.as_str();
+        let title = self.title();
+        let user = identity.id.as_str();
+        let page = |status, code: &str, heading: &str, message: String| {
+            Reply::error(html, status, code, heading, &message).with_reference(&reference, html)
+        };
+        match outcome {
+            HandoffOutcome::Redirect(location) => {
+                tracing::info!(target: "handoff::handoff", app, user, reference, outcome = "redirected");
+                Reply::token_redirect(location)
+            }
+            HandoffOutcome::MissingIdentity(fields) => {
+                let claims: Vec<String> = fields
+                    .iter()
+                    .map(|f| {
+                        let claim = mapping.path_for(f).map_or("?", |p| p.as_str());
+                        format!("{f} (claim {claim:?})")
+                    })
+                    .collect();
+                tracing::warn!(
+                    target: "handoff::handoff", app, user, reference,
+                    outcome = "identity_incomplete",
+                    "the session has no value for {}; check the [identity] mapping",
+                    claims.join(", ")
+                );
+                page(
+                    422,
+                    "identity_incomplete",
+                    "Some of your details are missing",
+                    format!(
+                        "{title} needs your {}, but your intranet profile does not provide {}. \
+                         Ask the intranet team to complete your profile, then try again.",
+                        "email address, first name and last name",
+                        human_list(&fields)
+                    ),
+                )
+            }
+            HandoffOutcome::CheckEmail { sent_now } => {
+                tracing::info!(target: "handoff::handoff", app, user, reference, outcome = "check_email", sent_now);
+                page(
+                    200,
+                    "check_email",
+                    "Check your email",
+                    format!(
+                        "{title} sent a confirmation link to {}. Open it to finish signing in; \
+                         the link logs you in. No need to reload this page.",
+                        identity.email
+                    ),
+                )
+            }
+            HandoffOutcome::RetryLater { seconds } => {
+                tracing::warn!(target: "handoff::handoff", app, user, reference, outcome = "rate_limited", retry_after = seconds);
+                page(
+                    429,
+                    "rate_limited",
+                    "Please try again shortly",
+                    format!(
+                        "{title} limits how many sign-in emails can be sent. \
+                         Please try again in {seconds} seconds."
+                    ),
+                )
+                .with_header("Retry-After", seconds.to_string())
+            }
+            HandoffOutcome::Vendor(failure) => {
+                let (status, heading, message) = match &failure {
+                    VendorFailure::Timeout { .. } => (
+                        504,
+                        format!("{title} is taking too long"),
+                        format!("{title} did not answer in time. Please try again in a moment."),
+                    ),
+                    VendorFailure::Unreachable { .. } => (
+                        502,
+                        format!("{title} is not answering"),
+                        format!("{title} could not be reached. Please try again in a moment."),
+                    ),
+                    _ => (
+                        502,
+                        format!("{title} could not sign you in"),
+                        format!(
+                            "{title} did not accept the sign-in. This is not something you can \
+                             fix; if it keeps happening, give the help desk the reference below."
+                        ),
+                    ),
+                };
+                log_vendor_failure(app, user, &reference, &failure);
+                page(status, "vendor_error", &heading, message)
+            }
+            HandoffOutcome::Internal(detail) => {
+                tracing::error!(target: "handoff::handoff", app, user, reference, outcome = "internal_error", detail);
+                page(
+                    500,
+                    "internal_error",
+                    "Something went wrong",
+                    "The gateway could not prepare your sign-in. Please try again.".to_string(),
+                )
+            }
+        }
+    }
+}
+
+fn log_vendor_failure(app: &str, user: &str, reference: &str, failure: &VendorFailure) {
+    match failure {
+        VendorFailure::Rejected {
+            call,
+            code,
+            likely_cause,
+            message,
+        } => tracing::warn!(
+            target: "handoff::handoff", app, user, reference, outcome = "vendor_error",
+            call, code, vendor_message = message.as_str(), "likely cause: {likely_cause}"
+        ),
+        VendorFailure::Garbled { call, detail } => tracing::warn!(
+            target: "handoff::handoff", app, user, reference, outcome = "vendor_error",
+            call, "the vendor answered garbage ({detail}): vendor-side trouble"
+        ),
+        VendorFailure::Timeout { call } => tracing::warn!(
+            target: "handoff::handoff", app, user, reference, outcome = "vendor_unreachable",
+            call, "the vendor did not answer in time"
+        ),
+        VendorFailure::Unreachable { call, detail } => tracing::warn!(
+            target: "handoff::handoff", app, user, reference, outcome = "vendor_unreachable",
+            call, "the vendor cannot be reached: {detail}"
+        ),
+    }
+}
+
+/// Eight hex characters a person can read out to the help desk, and an operator can grep for.
+fn short_reference() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
+}
+
+fn human_list(fields: &[&str]) -> String {
+    let words: Vec<&str> = fields
+        .iter()
+        .map(|f| match *f {
+            "email" => "your email address",
+            "first_name" => "your first name",
+            "last_name" => "your last name",
+            other => other,
+        })
+        .collect();
+    match words.as_slice() {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
