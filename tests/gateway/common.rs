@@ -56,6 +56,44 @@ impl ShutdownSignalWatch for NotifyShutdown {
     }
 }
 
+/// Everything the gateways in this test process log (tracing and Pingora's `log` records).
+static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+
+struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .try_init();
+        buf
+    });
+}
+
+/// What has been logged so far by every gateway in this process.
+pub fn captured_logs() -> String {
+    LOGS.get()
+        .map(|b| String::from_utf8_lossy(&b.lock().unwrap_or_else(|e| e.into_inner())).into_owned())
+        .unwrap_or_default()
+}
+
 /// A running gateway, stopped when dropped.
 pub struct TestGateway {
     pub addr: SocketAddr,
@@ -68,6 +106,7 @@ impl TestGateway {
     /// Starts the gateway with `config` (TOML without `[server]`; `server_extra` is added to the
     /// `[server]` table the harness writes). Relative paths resolve in `tests/fixtures`.
     pub fn start_with(config: &str, server_extra: &str) -> TestGateway {
+        capture_logs();
         let port = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
         let text = format!(

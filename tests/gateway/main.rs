@@ -8,3 +8,5 @@ mod policy;
 mod routing;
 mod sessions;
 mod spoofing;
+mod yourgpt;
+mod yourgpt_standin;
