@@ -15,4 +15,5 @@ pub mod reply;
 pub mod routes;
 pub mod server;
 pub mod session;
+pub mod standins;
 pub mod upstream;

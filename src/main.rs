@@ -58,13 +58,14 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match handoff::config::load(&config) {
             Ok(c) => {
+                let count =
+                    |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
                 println!(
-                    "{}: OK ({} route{}, {} upstream{})",
+                    "{}: OK ({}, {}, {})",
                     config.display(),
-                    c.routes.len(),
-                    if c.routes.len() == 1 { "" } else { "s" },
-                    c.upstreams.len(),
-                    if c.upstreams.len() == 1 { "" } else { "s" },
+                    count(c.routes.len(), "route"),
+                    count(c.upstreams.len(), "upstream"),
+                    count(c.apps.len(), "app"),
                 );
                 ExitCode::SUCCESS
             }

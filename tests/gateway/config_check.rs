@@ -97,17 +97,20 @@ fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `handoff check --config PATH`, with `INTRANET_SESSION_SECRET` set to `secret` (or removed).
+/// `handoff check --config PATH`, with the reference config's secrets (`INTRANET_SESSION_SECRET`,
+/// `YOURGPT_SSO_SECRET`) set to `secret` (or removed).
 fn check(path: &Path, secret: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_handoff"));
     cmd.args(["check", "--config"])
         .arg(path)
         .env_remove("HANDOFF_CONFIG")
         .env("RUST_LOG", "warn");
-    match secret {
-        Some(s) => cmd.env("INTRANET_SESSION_SECRET", s),
-        None => cmd.env_remove("INTRANET_SESSION_SECRET"),
-    };
+    for var in ["INTRANET_SESSION_SECRET", "YOURGPT_SSO_SECRET"] {
+        match secret {
+            Some(s) => cmd.env(var, s),
+            None => cmd.env_remove(var),
+        };
+    }
     cmd.output().expect("the handoff binary runs")
 }
 
@@ -147,7 +150,7 @@ fn check_accepts_the_reference_config_when_its_secret_is_set() {
         text(&out.stderr)
     );
     assert!(
-        stdout.contains("OK (2 routes, 1 upstream)"),
+        stdout.contains("OK (3 routes, 1 upstream, 1 app)"),
         "stdout: {stdout}"
     );
 }
@@ -159,6 +162,10 @@ fn check_names_the_missing_secret_variable_and_exits_2() {
     assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
     assert!(
         stderr.contains("session.secret: environment variable INTRANET_SESSION_SECRET is not set"),
+        "stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("apps.yourgpt.secret: environment variable YOURGPT_SSO_SECRET is not set"),
         "stderr:\n{stderr}"
     );
     assert!(stderr.contains("conf/handoff.toml"), "stderr:\n{stderr}");
@@ -271,7 +278,7 @@ fn check_resolves_relative_paths_from_the_config_folder() {
     std::fs::write(&path, config).expect("write config");
     let out = check(&path, None);
     assert_eq!(out.status.code(), Some(0), "stderr:\n{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("OK (1 route, 1 upstream)"));
+    assert!(text(&out.stdout).contains("OK (1 route, 1 upstream, 0 apps)"));
 }
 
 #[test]
@@ -1058,4 +1065,123 @@ fn env_and_literal_secrets_never_appear_in_errors() {
     assert_has_problem(&err.errors, "session.secret", "literal secret is refused");
     let shown = format!("{err}\n{err:?}");
     assert!(!shown.contains(CANARY), "the secret leaked:\n{shown}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// [apps]
+// ---------------------------------------------------------------------------------------------
+
+fn app_config(app_body: &str, route_extra: &str) -> String {
+    format!(
+        "[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = {{ file = \"session-secret.txt\" }}\n\
+         {UPSTREAM}{ROUTE}[apps.gpt]\n{app_body}\n[[routes]]\npath = \"/ai/gpt\"\napp = \"gpt\"\n{route_extra}\n"
+    )
+}
+
+const GOOD_APP: &str =
+    "kind = \"yourgpt\"\nclient_id = \"cid\"\nsecret = { file = \"yourgpt-secret.txt\" }\n";
+
+#[test]
+fn a_valid_yourgpt_app_and_route() {
+    let config = handoff::config::from_toml_str(&app_config(GOOD_APP, ""), &fixtures())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.apps.len(), 1);
+    let route = config.routes.iter().find(|r| r.path == "/ai/gpt").unwrap();
+    assert!(
+        route.require_session,
+        "a handoff route always requires a session"
+    );
+}
+
+#[test]
+fn broken_apps_name_their_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("kind = \"yourgtp\"\n", "apps.gpt.kind", "unknown app kind \"yourgtp\""),
+        ("client_id = \"x\"\n", "apps.gpt.kind", "missing: say which app this is"),
+        (
+            "kind = \"yourgpt\"\nclient_id = \"cid\"\nsecret = \"literal\"\n",
+            "apps.gpt.secret",
+            "literal secret is refused",
+        ),
+        (
+            "kind = \"yourgpt\"\nclient_id = \"cid\"\nsecret = { env = \"HANDOFF_TEST_NO_SUCH_VAR\" }\n",
+            "apps.gpt.secret",
+            "HANDOFF_TEST_NO_SUCH_VAR is not set",
+        ),
+        (
+            "kind = \"yourgpt\"\nclient_id = \"\"\nsecret = { file = \"yourgpt-secret.txt\" }\n",
+            "apps.gpt.client_id",
+            "must not be empty",
+        ),
+        (
+            "kind = \"yourgpt\"\nsecret = { file = \"yourgpt-secret.txt\" }\n",
+            "apps.gpt",
+            "missing field `client_id`",
+        ),
+    ];
+    for (body, key, fragment) in cases {
+        assert_only_problem(&app_config(body, ""), key, fragment);
+    }
+    let with = |extra: &str| app_config(&format!("{GOOD_APP}{extra}\n"), "");
+    assert_only_problem(
+        &with("api_url = \"ftp://api.yourgpt.ai\""),
+        "apps.gpt.api_url",
+        "must be an http(s) URL",
+    );
+    assert_only_problem(
+        &with("login_url = \"chatbot.yourgpt.ai\""),
+        "apps.gpt.login_url",
+        "must be an http(s) URL",
+    );
+    assert_only_problem(
+        &with("token_ttl_seconds = 7200"),
+        "apps.gpt.token_ttl_seconds",
+        "out of range: 1 to 3600",
+    );
+    assert_only_problem(
+        &with("emails_per_minute = 0"),
+        "apps.gpt.emails_per_minute",
+        "must be at least 1",
+    );
+    assert_only_problem(
+        &with("timeout_ms = 0"),
+        "apps.gpt.timeout_ms",
+        "more than 0",
+    );
+    assert_only_problem(
+        &with("clientid = \"x\""),
+        "apps.gpt.clientid",
+        "unknown field `clientid`",
+    );
+}
+
+#[test]
+fn handoff_routes_refuse_what_does_not_apply() {
+    assert_only_problem(
+        &app_config(GOOD_APP, "require_session = false"),
+        "routes[1].require_session",
+        "always requires a session",
+    );
+    assert_only_problem(
+        &app_config(GOOD_APP, "identity_headers = true"),
+        "routes[1].identity_headers",
+        "identity headers do not apply",
+    );
+    assert_only_problem(
+        &app_config(GOOD_APP, "upstream = \"intranet\""),
+        "routes[1]",
+        "give either `upstream` or `app`, not both",
+    );
+    // A handoff route without a [session] section.
+    let config = format!(
+        "{UPSTREAM}{ROUTE}[apps.gpt]\n{GOOD_APP}[[routes]]\npath = \"/ai\"\napp = \"gpt\"\n"
+    );
+    assert_only_problem(&config, "routes[1]", "needs a session");
+    // A route naming an app that is itself broken is not blamed as well.
+    let broken = app_config(
+        "kind = \"yourgpt\"\nclient_id = \"cid\"\nsecret = \"x\"\n",
+        "",
+    );
+    let errors = problems(&broken);
+    assert_eq!(errors.len(), 1, "{}", list(&errors));
 }

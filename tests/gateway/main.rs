@@ -9,4 +9,3 @@ mod routing;
 mod sessions;
 mod spoofing;
 mod yourgpt;
-mod yourgpt_standin;

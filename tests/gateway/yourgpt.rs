@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::yourgpt_standin::{Mode, YourGptStandIn, CLIENT_ID};
+use handoff::standins::yourgpt::{Mode, YourGptStandIn, CLIENT_ID};
 
 const LOGIN: &str = "https://chatbot.yourgpt.test";
 
@@ -22,7 +22,7 @@ struct Setup {
 }
 
 async fn setup(app_extra: &str, route_extra: &str) -> Setup {
-    let api = YourGptStandIn::start(yourgpt_secret()).await;
+    let api = YourGptStandIn::start(yourgpt_secret()).await.unwrap();
     let gw = setup_with_api(&api, &api.url(), app_extra, route_extra).await;
     Setup { gw, api }
 }

@@ -1,6 +1,7 @@
 //! A stand-in for YourGPT's Custom SSO API, checking tokens as the real service documents:
 //! HS256 with the SSO secret, `exp`, and the required claims `email`, `first_name`,
-//! `last_name`. It records every call and can be told how to answer each endpoint.
+//! `last_name`. It records every call and can be told how to answer each endpoint
+//! (see [`Mode`]), including every documented error code.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use axum::Router;
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde_json::{json, Map, Value};
 
+/// The client id the stand-in accepts; any other gets YourGPT's 401.
 pub const CLIENT_ID: &str = "test-sso-client";
 
 /// How an endpoint answers.
@@ -61,11 +63,10 @@ pub struct YourGptStandIn {
 }
 
 impl YourGptStandIn {
-    pub async fn start(secret: Vec<u8>) -> YourGptStandIn {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+    /// Listens on `127.0.0.1:0` and serves until the runtime stops.
+    pub async fn start(secret: Vec<u8>) -> std::io::Result<YourGptStandIn> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
         let standin = YourGptStandIn {
             addr,
             secret: Arc::new(secret),
@@ -78,34 +79,39 @@ impl YourGptStandIn {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        standin
+        Ok(standin)
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The base URL to configure as `api_url`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// How the verify endpoint answers from now on.
     pub fn set_verify(&self, mode: Mode) {
-        self.inner.lock().unwrap().verify_mode = Some(mode);
+        self.lock().verify_mode = Some(mode);
     }
 
+    /// How the confirmation-email endpoint answers from now on.
     pub fn set_email(&self, mode: Mode) {
-        self.inner.lock().unwrap().email_mode = Some(mode);
+        self.lock().email_mode = Some(mode);
     }
 
     /// YourGPT will answer 404 on verify for this address (registered, not yet confirmed).
     pub fn add_unconfirmed(&self, email: &str) {
-        self.inner
-            .lock()
-            .unwrap()
-            .unconfirmed
-            .insert(email.to_lowercase());
+        self.lock().unconfirmed.insert(email.to_lowercase());
     }
 
+    /// Every call received so far, in order.
     pub fn calls(&self) -> Vec<Call> {
-        self.inner.lock().unwrap().calls.clone()
+        self.lock().calls.clone()
     }
 
+    /// How many calls an endpoint (`"verify"` or `"email"`) received.
     pub fn count(&self, endpoint: &str) -> usize {
         self.calls()
             .iter()
@@ -179,7 +185,7 @@ async fn verify(
     let client_id = q.get("sso_client_id").cloned();
     let checked = s.check_token(&token);
     let (mode, unconfirmed) = {
-        let mut inner = s.inner.lock().unwrap();
+        let mut inner = s.lock();
         inner.calls.push(Call {
             endpoint: "verify",
             token: token.clone(),
@@ -228,7 +234,7 @@ async fn send_email(State(s): State<YourGptStandIn>, body: Bytes) -> Response {
     let client_id = parsed["sso_client_id"].as_str().map(str::to_string);
     let checked = s.check_token(&token);
     let mode = {
-        let mut inner = s.inner.lock().unwrap();
+        let mut inner = s.lock();
         inner.calls.push(Call {
             endpoint: "email",
             token: token.clone(),
