@@ -398,3 +398,26 @@ async fn two_hundred_concurrent_handoffs_for_fifty_people() {
     }
     assert_eq!(s.api.count("verify"), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_404_only_in_the_http_status_still_takes_the_email_path() {
+    let s = setup("timeout_ms = 400", "").await;
+    s.api.set_verify(Mode::CodeInStatus(404));
+    let resp = open(&s.gw, &person("carol@corp.example", &[])).await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        location(&resp),
+        format!("{LOGIN}/process-login?should-verify-email=true")
+    );
+    assert_eq!(s.api.count("email"), 1);
+
+    // The email endpoint answering HTML, or too slowly: pages, not crashes.
+    s.api.set_email(Mode::Html);
+    let resp = open(&s.gw, &person("dave@corp.example", &[])).await;
+    assert_eq!(resp.status(), 502);
+    s.api.set_email(Mode::Slow(3000));
+    let resp = open(&s.gw, &person("erin@corp.example", &[])).await;
+    assert_eq!(resp.status(), 504);
+    assert!(resp.text().await.unwrap().contains("taking too long"));
+    assert_no_secrets(&captured_logs(), &s.api);
+}
