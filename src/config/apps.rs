@@ -86,15 +86,12 @@ fn yourgpt(
             format!("{ttl} is out of range: 1 to 3600 seconds"),
         );
     }
-    let ms = |field: &str, v: Option<u64>, default: u64, p: &mut Problems| {
-        let v = v.unwrap_or(default);
-        if v == 0 {
-            p.add(format!("{key}.{field}"), "must be more than 0");
-        }
-        Duration::from_millis(v)
-    };
-    let connect_timeout = ms("connect_timeout_ms", raw.connect_timeout_ms, 3_000, p);
-    let timeout = ms("timeout_ms", raw.timeout_ms, 10_000, p);
+    let connect_timeout = p.positive_ms(
+        &format!("{key}.connect_timeout_ms"),
+        raw.connect_timeout_ms,
+        3_000,
+    );
+    let timeout = p.positive_ms(&format!("{key}.timeout_ms"), raw.timeout_ms, 10_000);
     let emails_per_minute = raw.emails_per_minute.unwrap_or(5);
     if emails_per_minute == 0 {
         p.add(

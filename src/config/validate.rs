@@ -18,6 +18,15 @@ use crate::session::jwt::{parse_algorithm, ClaimRules, JwtVerifier, PublicKey};
 pub(super) struct Problems(Vec<ConfigError>);
 
 impl Problems {
+    /// A duration in milliseconds that must be more than zero (`default` when absent).
+    pub(super) fn positive_ms(&mut self, key: &str, value: Option<u64>, default: u64) -> Duration {
+        let v = value.unwrap_or(default);
+        if v == 0 {
+            self.add(key, "must be more than 0");
+        }
+        Duration::from_millis(v)
+    }
+
     pub(super) fn error_count(&self) -> usize {
         self.0.len()
     }
@@ -506,11 +515,7 @@ fn upstream_settings(name: &str, raw: RawUpstream, p: &mut Problems) -> Option<U
             .unwrap_or_default()
     });
     let ms = |field: &str, v: Option<u64>, default: u64, p: &mut Problems| {
-        let v = v.unwrap_or(default);
-        if v == 0 {
-            p.add(format!("{key}.{field}"), "must be more than 0");
-        }
-        Duration::from_millis(v)
+        p.positive_ms(&format!("{key}.{field}"), v, default)
     };
     let connect_timeout = ms("connect_timeout_ms", raw.connect_timeout_ms, 3_000, p);
     let read_timeout = ms("read_timeout_ms", raw.read_timeout_ms, 60_000, p);

@@ -144,6 +144,16 @@ impl YourGptStandIn {
     }
 }
 
+/// YourGPT's 400 and 401: both endpoints check their parameters the same way.
+fn check_params(token: &str, client_id: Option<&str>) -> Option<Response> {
+    match client_id {
+        _ if token.is_empty() => Some(axum::Json(error(400, "Invalid params")).into_response()),
+        None => Some(axum::Json(error(400, "Invalid params")).into_response()),
+        Some(CLIENT_ID) => None,
+        Some(_) => Some(axum::Json(error(401, "Invalid SSO client id")).into_response()),
+    }
+}
+
 fn error(code: u16, message: &str) -> Value {
     json!({"type": "RXERROR", "message": message, "code": code})
 }
@@ -201,11 +211,8 @@ async fn verify(
     if let Some(r) = forced(mode).await {
         return r;
     }
-    if token.is_empty() || client_id.is_none() {
-        return axum::Json(error(400, "Invalid params")).into_response();
-    }
-    if client_id.as_deref() != Some(CLIENT_ID) {
-        return axum::Json(error(401, "Invalid SSO client id")).into_response();
+    if let Some(refusal) = check_params(&token, client_id.as_deref()) {
+        return refusal;
     }
     let claims = match checked {
         Ok(c) => c,
@@ -247,11 +254,8 @@ async fn send_email(State(s): State<YourGptStandIn>, body: Bytes) -> Response {
     if let Some(r) = forced(mode).await {
         return r;
     }
-    if token.is_empty() || client_id.is_none() {
-        return axum::Json(error(400, "Invalid params")).into_response();
-    }
-    if client_id.as_deref() != Some(CLIENT_ID) {
-        return axum::Json(error(401, "Invalid SSO client id")).into_response();
+    if let Some(refusal) = check_params(&token, client_id.as_deref()) {
+        return refusal;
     }
     if let Err((code, message)) = checked {
         return axum::Json(error(code, message)).into_response();
