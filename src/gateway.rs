@@ -10,10 +10,11 @@ use serde::Serialize;
 use crate::config::{
     Config, IdentityHeaderNames, RouteSettings, RouteTarget, ServerSettings, SessionSettings,
 };
-use crate::handoff::App;
+use crate::handoff::widget::WidgetRewriter;
+use crate::handoff::{App, HandoffRequest};
 use crate::identity::Identity;
 use crate::reply::{wants_html, Reply};
-use crate::routes::RouteTable;
+use crate::routes::{normalize_path, RouteTable};
 use crate::session::SessionError;
 use crate::upstream::{GroupHealth, UpstreamGroup};
 
@@ -26,6 +27,8 @@ pub struct Gateway {
     identity_headers: IdentityHeaderNames,
     upstreams: Vec<UpstreamGroup>,
     apps: Vec<App>,
+    /// Indexes of the apps that sign in widgets on proxied pages.
+    widget_apps: Vec<usize>,
 }
 
 /// What to do with a request.
@@ -34,9 +37,11 @@ pub enum Decision {
     /// Answer it here.
     Reply(Reply),
     /// Proxy it on `route`; `identity` is set when the route looked for a session and found one.
+    /// `widgets`: the response, if it is an HTML page, gets widget sign-in.
     Proxy {
         route: usize,
         identity: Option<Identity>,
+        widgets: bool,
     },
     /// Hand the recognised, admitted person on to `apps[app]` (see [`Gateway::handoff`]).
     Handoff {
@@ -84,7 +89,11 @@ impl Gateway {
             .into_iter()
             .map(App::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let widget_apps = (0..apps.len())
+            .filter(|&i| apps[i].signs_in_widgets())
+            .collect();
         Ok(Gateway {
+            widget_apps,
             apps,
             server: config.server,
             table,
@@ -145,14 +154,19 @@ impl Gateway {
                 return (Decision::Reply(refusal), SessionNote::NotChecked);
             }
         }
+        let widgets = matches!(route.target, RouteTarget::Upstream(_))
+            && !self.widget_apps.is_empty()
+            && req.method == http::Method::GET
+            && wants_html(&req.headers);
         let (Some(session), true) = (
             &self.session,
-            route.require_session || route.identity_headers,
+            route.require_session || route.identity_headers || widgets,
         ) else {
             return (
                 Decision::Proxy {
                     route: index,
                     identity: None,
+                    widgets,
                 },
                 SessionNote::NotChecked,
             );
@@ -176,6 +190,7 @@ impl Gateway {
                     RouteTarget::Upstream(_) => Decision::Proxy {
                         route: index,
                         identity: Some(identity),
+                        widgets,
                     },
                     RouteTarget::App(app) => Decision::Handoff {
                         route: index,
@@ -193,6 +208,7 @@ impl Gateway {
                 Decision::Proxy {
                     route: index,
                     identity: None,
+                    widgets,
                 },
                 SessionNote::Invalid(e),
             ),
@@ -201,14 +217,31 @@ impl Gateway {
 
     /// Runs a handoff decided by [`Gateway::decide`] and returns what the person sees. A `HEAD`
     /// request stops here with an empty 200: it never calls the app or sends an email.
-    pub async fn handoff(&self, app: usize, identity: &Identity, req: &Parts) -> Reply {
+    pub async fn handoff(
+        &self,
+        route: usize,
+        app: usize,
+        identity: &Identity,
+        req: &Parts,
+    ) -> Reply {
         let Some(app) = self.apps.get(app) else {
             return Reply::text(500, "unknown app\n");
         };
         if req.method == http::Method::HEAD {
             return Reply::text(200, "");
         }
-        let outcome = app.handoff(identity).await;
+        let path = normalize_path(req.uri.path());
+        let prefix = self.routes[route].path.as_str();
+        let tail = if prefix == "/" {
+            &path[..]
+        } else {
+            path.get(prefix.len()..).unwrap_or_default()
+        };
+        let request = HandoffRequest {
+            tail,
+            query: req.uri.query(),
+        };
+        let outcome = app.handoff(identity, &request).await;
         let default_mapping;
         let mapping = match &self.session {
             Some(s) => s.verifier.mapping(),
@@ -218,6 +251,25 @@ impl Gateway {
             }
         };
         app.reply(outcome, identity, mapping, wants_html(&req.headers))
+    }
+
+    /// A rewriter that signs in (or, without a person, strips) the widgets of every app with
+    /// `widget = true`, and the page-size cap above which pages pass untouched.
+    pub fn widget_rewriter(&self, identity: Option<&Identity>) -> Option<(WidgetRewriter, usize)> {
+        let mut cap = usize::MAX;
+        let targets: Vec<_> = self
+            .widget_apps
+            .iter()
+            .filter_map(|&i| self.apps[i].widget_target(identity))
+            .map(|(target, max)| {
+                cap = cap.min(max);
+                target
+            })
+            .collect();
+        if targets.is_empty() {
+            return None;
+        }
+        Some((WidgetRewriter::new(targets, cap), cap))
     }
 
     fn unauthenticated(

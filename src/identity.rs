@@ -1,5 +1,7 @@
 //! Who the person is: [`Identity`], built from session claims through a [`ClaimMapping`].
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -51,6 +53,9 @@ pub struct ClaimMapping {
     pub profile_pic: ClaimPath,
     pub phone_no: ClaimPath,
     pub phone_code: ClaimPath,
+    /// Claims apps need as they are (JSON type kept), e.g. TypingMind's own user id; found in
+    /// [`Identity::extra`] under the path as written.
+    pub extra: Vec<ClaimPath>,
 }
 
 impl Default for ClaimMapping {
@@ -66,6 +71,7 @@ impl Default for ClaimMapping {
             profile_pic: ClaimPath::new("picture"),
             phone_no: ClaimPath::new("phone_no"),
             phone_code: ClaimPath::new("phone_code"),
+            extra: Vec::new(),
         }
     }
 }
@@ -88,6 +94,9 @@ pub struct Identity {
     pub phone_no: String,
     /// The country calling code without `+`, as text.
     pub phone_code: String,
+    /// Claims apps asked for, with their JSON type kept, keyed by claim path.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, Value>,
 }
 
 impl ClaimMapping {
@@ -136,6 +145,11 @@ impl ClaimMapping {
             profile_pic: text(&self.profile_pic),
             phone_no: text(&self.phone_no),
             phone_code: text(&self.phone_code).trim_start_matches('+').to_string(),
+            extra: self
+                .extra
+                .iter()
+                .filter_map(|p| p.find(claims).map(|v| (p.as_str().to_string(), v.clone())))
+                .collect(),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The Pingora `ProxyHttp` implementation: glue only. Decisions live in [`Gateway`].
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use http::header::HOST;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
@@ -12,6 +13,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::gateway::{Decision, Gateway, SessionNote};
+use crate::handoff::widget::WidgetRewriter;
 use crate::identity::Identity;
 use crate::reply::{wants_html, Reply};
 
@@ -37,6 +39,10 @@ pub struct RequestCtx {
     identity: Option<Identity>,
     session: SessionNote,
     connect_failures: usize,
+    /// The response may get widget sign-in (a browser GET with widget apps configured).
+    widgets: bool,
+    /// Set once the response turned out to be a rewritable HTML page.
+    rewriter: Option<Mutex<WidgetRewriter>>,
 }
 
 #[async_trait]
@@ -50,6 +56,8 @@ impl ProxyHttp for HandoffProxy {
             identity: None,
             session: SessionNote::NotChecked,
             connect_failures: 0,
+            widgets: false,
+            rewriter: None,
         }
     }
 
@@ -61,9 +69,18 @@ impl ProxyHttp for HandoffProxy {
                 write_reply(session, reply).await?;
                 Ok(true)
             }
-            Decision::Proxy { route, identity } => {
+            Decision::Proxy {
+                route,
+                identity,
+                widgets,
+            } => {
                 ctx.route = Some(route);
                 ctx.identity = identity;
+                ctx.widgets = widgets;
+                if widgets {
+                    // The page is rewritten as it streams: undo any upstream compression.
+                    session.upstream_compression.adjust_decompression(true);
+                }
                 Ok(false)
             }
             Decision::Handoff {
@@ -74,7 +91,7 @@ impl ProxyHttp for HandoffProxy {
                 ctx.route = Some(route);
                 let reply = self
                     .gateway
-                    .handoff(app, &identity, session.req_header())
+                    .handoff(route, app, &identity, session.req_header())
                     .await;
                 ctx.identity = Some(identity);
                 write_reply(session, reply).await?;
@@ -137,7 +154,66 @@ impl ProxyHttp for HandoffProxy {
             }
         }
         self.forwarded_headers(session, upstream)?;
+        if ctx.widgets {
+            // Ask for an uncompressed page; whatever still comes compressed is decompressed.
+            upstream.remove_header(&http::header::ACCEPT_ENCODING);
+        }
         Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !ctx.widgets || response.status != http::StatusCode::OK || !is_plain_html(response) {
+            return Ok(());
+        }
+        let Some((rewriter, cap)) = self.gateway.widget_rewriter(ctx.identity.as_ref()) else {
+            return Ok(());
+        };
+        let length = response
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if length.is_some_and(|n| n > cap) {
+            return Ok(());
+        }
+        // The body changes length as it streams.
+        response.remove_header(&http::header::CONTENT_LENGTH);
+        if !session.is_http2() {
+            response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        if ctx.identity.is_some() {
+            // The page may now carry a per-person code: no shared cache may keep it.
+            response.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+        }
+        ctx.rewriter = Some(Mutex::new(rewriter));
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        let Some(rewriter) = ctx.rewriter.as_mut() else {
+            return Ok(None);
+        };
+        let rewriter = rewriter.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut out = match body.take() {
+            Some(chunk) => rewriter.write(&chunk).to_vec(),
+            None => Vec::new(),
+        };
+        if end_of_stream {
+            out.extend_from_slice(&rewriter.finish());
+        }
+        *body = Some(Bytes::from(out));
+        Ok(None)
     }
 
     async fn fail_to_proxy(
@@ -274,6 +350,20 @@ impl HandoffProxy {
         }
         Ok(())
     }
+}
+
+/// An HTML page with no content encoding left on it (decompression already happened).
+fn is_plain_html(response: &ResponseHeader) -> bool {
+    let header = |name| {
+        response
+            .headers
+            .get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    let html = header(http::header::CONTENT_TYPE).is_some_and(|t| t.starts_with("text/html"));
+    let encoded = header(http::header::CONTENT_ENCODING).is_some_and(|e| e != "identity");
+    html && !encoded
 }
 
 /// Writes a complete [`Reply`], keeping the connection open for the next request.

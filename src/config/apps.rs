@@ -3,11 +3,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{RawPlainOrSecret, RawYourGpt};
+use super::raw::{RawPlainOrSecret, RawTypingMind, RawYourGpt};
 use super::validate::Problems;
-use super::{AppKind, AppSettings, YourGptSettings};
+use super::{AppKind, AppSettings, IdentifyBy, TypingMindSettings, YourGptSettings};
+use crate::identity::ClaimPath;
 
-const KINDS: &str = "\"yourgpt\"";
+const KINDS: &str = "\"yourgpt\", \"typingmind\"";
 
 pub(super) fn app_settings(
     name: &str,
@@ -23,6 +24,13 @@ pub(super) fn app_settings(
             yourgpt(&key, raw, base_dir, p).map(|s| AppSettings {
                 name: name.to_string(),
                 kind: AppKind::YourGpt(s),
+            })
+        }
+        Some("typingmind") => {
+            let raw = p.parse::<RawTypingMind>(&key, value)?;
+            typingmind(&key, raw, base_dir, p).map(|s| AppSettings {
+                name: name.to_string(),
+                kind: AppKind::TypingMind(s),
             })
         }
         Some(other) => {
@@ -119,6 +127,106 @@ fn yourgpt(
     })
 }
 
+fn typingmind(
+    key: &str,
+    raw: RawTypingMind,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Option<TypingMindSettings> {
+    let before = p.error_count();
+    let instance_url = base_url(&format!("{key}.instance_url"), &raw.instance_url, p);
+    let secret = raw
+        .secret
+        .resolve(base_dir)
+        .map_err(|e| p.add(format!("{key}.secret"), e))
+        .ok();
+    let identify_by = match (raw.identify_by.as_deref().unwrap_or("user"), &raw.id_claim) {
+        ("user", None) => IdentifyBy::User,
+        ("email", None) => IdentifyBy::Email,
+        ("id", Some(claim)) if !claim.is_empty() => IdentifyBy::Id {
+            claim: ClaimPath::new(claim.clone()),
+        },
+        ("id", _) => {
+            p.add(
+                format!("{key}.id_claim"),
+                "identify_by = \"id\" needs `id_claim`: the claim holding TypingMind's user id",
+            );
+            IdentifyBy::User
+        }
+        ("user" | "email", Some(_)) => {
+            p.add(
+                format!("{key}.id_claim"),
+                "only applies with identify_by = \"id\"",
+            );
+            IdentifyBy::User
+        }
+        (other, _) => {
+            p.add(
+                format!("{key}.identify_by"),
+                format!("{other:?} is not a payload shape; use \"user\", \"email\" or \"id\""),
+            );
+            IdentifyBy::User
+        }
+    };
+    let mut user_fields = Vec::new();
+    for (field, claim) in raw.user_fields.unwrap_or_default() {
+        if identify_by != IdentifyBy::User {
+            p.add(
+                format!("{key}.user_fields"),
+                "only applies with identify_by = \"user\"",
+            );
+            break;
+        }
+        if matches!(field.as_str(), "id" | "email" | "name") || claim.is_empty() {
+            p.add(
+                format!("{key}.user_fields.{field}"),
+                "id, email and name are always sent; give other fields a claim name",
+            );
+            continue;
+        }
+        user_fields.push((field, ClaimPath::new(claim)));
+    }
+    let ttl = raw.code_ttl_seconds.unwrap_or(300);
+    if !(1..=86_400).contains(&ttl) {
+        p.add(
+            format!("{key}.code_ttl_seconds"),
+            format!("{ttl} is out of range: 1 to 86400 seconds"),
+        );
+    }
+    let suffix = raw
+        .widget_script_suffix
+        .unwrap_or_else(|| "widget.js".to_string());
+    if suffix.is_empty() || suffix.contains(['?', '#']) {
+        p.add(
+            format!("{key}.widget_script_suffix"),
+            "must be the end of a path, e.g. \"widget.js\"",
+        );
+    }
+    let max_page = raw.widget_max_page_bytes.unwrap_or(8 * 1024 * 1024);
+    if max_page == 0 {
+        p.add(
+            format!("{key}.widget_max_page_bytes"),
+            "must be more than 0",
+        );
+    }
+    if raw.kind != "typingmind" {
+        p.add(format!("{key}.kind"), "must be \"typingmind\"");
+    }
+    if p.error_count() > before {
+        return None;
+    }
+    Some(TypingMindSettings {
+        instance_url,
+        secret: secret?,
+        identify_by,
+        user_fields,
+        code_ttl: Duration::from_secs(ttl),
+        widget: raw.widget.unwrap_or(false),
+        widget_script_suffix: suffix,
+        widget_max_page_bytes: usize::try_from(max_page).unwrap_or(usize::MAX),
+    })
+}
+
 /// An http(s) base URL without query or fragment, returned without its trailing slash.
 fn base_url(key: &str, raw: &str, p: &mut Problems) -> String {
     match url::Url::parse(raw) {
@@ -133,7 +241,7 @@ fn base_url(key: &str, raw: &str, p: &mut Problems) -> String {
         _ => {
             p.add(
                 key,
-                format!("{raw:?} must be an http(s) URL like \"https://api.yourgpt.ai\""),
+                format!("{raw:?} must be an http(s) URL like \"https://app.example.com\""),
             );
             String::new()
         }

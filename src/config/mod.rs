@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
+use crate::identity::ClaimPath;
 use crate::policy::AllowRules;
 use crate::routes::HostPattern;
 use crate::session::SessionVerifier;
@@ -44,6 +45,54 @@ pub struct AppSettings {
 #[derive(Debug, Clone)]
 pub enum AppKind {
     YourGpt(YourGptSettings),
+    TypingMind(TypingMindSettings),
+}
+
+impl AppSettings {
+    /// Claims this app needs with their JSON type kept (see [`ClaimMapping::extra`]).
+    pub fn needed_claims(&self) -> Vec<ClaimPath> {
+        match &self.kind {
+            AppKind::YourGpt(_) => Vec::new(),
+            AppKind::TypingMind(t) => {
+                let mut paths: Vec<ClaimPath> =
+                    t.user_fields.iter().map(|(_, p)| p.clone()).collect();
+                if let IdentifyBy::Id { claim } = &t.identify_by {
+                    paths.push(claim.clone());
+                }
+                paths
+            }
+        }
+    }
+}
+
+/// `kind = "typingmind"`: TypingMind's `externalAuthCode`.
+#[derive(Debug, Clone)]
+pub struct TypingMindSettings {
+    /// Without a trailing slash.
+    pub instance_url: String,
+    pub secret: Secret,
+    pub identify_by: IdentifyBy,
+    /// Extra `user` metadata: field name → claim (for `identify_by = "user"`).
+    pub user_fields: Vec<(String, ClaimPath)>,
+    pub code_ttl: Duration,
+    /// Sign in widgets on proxied intranet pages.
+    pub widget: bool,
+    /// A script is this instance's widget when its `src` has the instance's origin and its
+    /// path ends with this (default `widget.js`).
+    pub widget_script_suffix: String,
+    /// Pages larger than this pass untouched.
+    pub widget_max_page_bytes: usize,
+}
+
+/// Which payload shape identifies the person to TypingMind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentifyBy {
+    /// `{"user": {"id": <identity id>, "email", "name", ...metadata}}`: create or identify.
+    User,
+    /// `{"email": ...}`: an existing user by email.
+    Email,
+    /// `{"id": <TypingMind's own id>}` from a claim, its JSON type kept.
+    Id { claim: ClaimPath },
 }
 
 /// `kind = "yourgpt"`: YourGPT Custom SSO.

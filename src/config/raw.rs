@@ -165,3 +165,19 @@ pub enum RawPlainOrSecret {
 
 /// Upstreams keyed by name, in name order (so error messages are stable).
 pub type RawUpstreams = BTreeMap<String, toml::Value>;
+
+/// `[apps.NAME]` with `kind = "typingmind"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTypingMind {
+    pub kind: String,
+    pub instance_url: String,
+    pub secret: SecretRef,
+    pub identify_by: Option<String>,
+    pub id_claim: Option<String>,
+    pub user_fields: Option<BTreeMap<String, String>>,
+    pub code_ttl_seconds: Option<u64>,
+    pub widget: Option<bool>,
+    pub widget_script_suffix: Option<String>,
+    pub widget_max_page_bytes: Option<u64>,
+}

@@ -96,10 +96,32 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
         .unwrap_or_default();
     let server = server_settings(server, base_dir, &mut p);
 
+    let raw_apps: BTreeMap<String, toml::Value> = take("apps")
+        .and_then(|v| p.parse("apps", v))
+        .unwrap_or_default();
+    let mut apps = Vec::new();
+    let mut app_names = BTreeMap::new();
+    for (name, value) in raw_apps {
+        app_names.insert(name.clone(), apps.len());
+        match super::apps::app_settings(&name, value, base_dir, &mut p) {
+            Some(app) => apps.push(app),
+            None => {
+                app_names.insert(name, usize::MAX);
+            }
+        }
+    }
+
     let identity = take("identity")
         .and_then(|v| p.parse::<RawIdentity>("identity", v))
         .unwrap_or_default();
-    let mapping = claim_mapping(identity);
+    let mut mapping = claim_mapping(identity);
+    for app in &apps {
+        for path in app.needed_claims() {
+            if !mapping.extra.contains(&path) {
+                mapping.extra.push(path);
+            }
+        }
+    }
 
     let raw_session = take("session").and_then(|v| p.parse::<RawSession>("session", v));
     let session = raw_session.and_then(|s| session_settings(s, mapping, base_dir, &mut p));
@@ -125,21 +147,6 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
             }
         }
         upstream_names.insert(name, usize::MAX);
-    }
-
-    let raw_apps: BTreeMap<String, toml::Value> = take("apps")
-        .and_then(|v| p.parse("apps", v))
-        .unwrap_or_default();
-    let mut apps = Vec::new();
-    let mut app_names = BTreeMap::new();
-    for (name, value) in raw_apps {
-        app_names.insert(name.clone(), apps.len());
-        match super::apps::app_settings(&name, value, base_dir, &mut p) {
-            Some(app) => apps.push(app),
-            None => {
-                app_names.insert(name, usize::MAX);
-            }
-        }
     }
 
     let raw_routes: Vec<toml::Value> = take("routes")
@@ -295,6 +302,7 @@ fn claim_mapping(raw: RawIdentity) -> ClaimMapping {
         profile_pic: pick(raw.profile_pic, d.profile_pic),
         phone_no: pick(raw.phone_no, d.phone_no),
         phone_code: pick(raw.phone_code, d.phone_code),
+        extra: Vec::new(),
     }
 }
 

@@ -6,12 +6,24 @@
 
 pub mod limits;
 pub mod mint;
+pub mod typingmind;
+pub mod widget;
 pub mod yourgpt;
 
 use crate::config::{AppKind, AppSettings};
 use crate::identity::{ClaimMapping, Identity};
 use crate::reply::Reply;
+use typingmind::TypingMind;
+use widget::WidgetTarget;
 use yourgpt::YourGpt;
+
+/// What a handoff needs from the request besides the person: the part of the path after the
+/// route's prefix, and the query (TypingMind keeps both in its deep links).
+#[derive(Debug, Clone, Default)]
+pub struct HandoffRequest<'a> {
+    pub tail: &'a str,
+    pub query: Option<&'a str>,
+}
 
 /// How a handoff ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,12 +74,14 @@ pub struct App {
 
 enum Connector {
     YourGpt(Box<YourGpt>),
+    TypingMind(Box<TypingMind>),
 }
 
 impl App {
     pub fn new(settings: AppSettings) -> Result<Self, String> {
         let connector = match settings.kind {
             AppKind::YourGpt(s) => Connector::YourGpt(Box::new(YourGpt::new(s)?)),
+            AppKind::TypingMind(s) => Connector::TypingMind(Box::new(TypingMind::new(s))),
         };
         Ok(App {
             name: settings.name,
@@ -79,13 +93,50 @@ impl App {
     pub fn title(&self) -> &'static str {
         match self.connector {
             Connector::YourGpt(_) => "YourGPT",
+            Connector::TypingMind(_) => "TypingMind",
         }
     }
 
-    pub async fn handoff(&self, identity: &Identity) -> HandoffOutcome {
+    pub async fn handoff(
+        &self,
+        identity: &Identity,
+        request: &HandoffRequest<'_>,
+    ) -> HandoffOutcome {
         match &self.connector {
             Connector::YourGpt(c) => c.handoff(identity).await,
+            Connector::TypingMind(c) => c.link(identity, request.tail, request.query),
         }
+    }
+
+    /// Whether this app signs in widgets on proxied pages.
+    pub fn signs_in_widgets(&self) -> bool {
+        matches!(&self.connector, Connector::TypingMind(c) if c.settings().widget)
+    }
+
+    /// The widget rewriting target for this person: a fresh code, or `None` (remove any code)
+    /// when there is no one to sign in or the identity lacks what the payload needs.
+    /// Returns the page-size cap too. `None` when this app has no widget.
+    pub fn widget_target(&self, identity: Option<&Identity>) -> Option<(WidgetTarget, usize)> {
+        let Connector::TypingMind(c) = &self.connector else {
+            return None;
+        };
+        let s = c.settings();
+        if !s.widget {
+            return None;
+        }
+        let code = identity.and_then(|who| c.mint_code(who).ok());
+        WidgetTarget::new(&s.instance_url, &s.widget_script_suffix, code)
+            .map(|t| (t, s.widget_max_page_bytes))
+    }
+
+    /// The claim a missing field comes from, for the operator's log line.
+    fn claim_for<'m>(&'m self, field: &str, mapping: &'m ClaimMapping) -> &'m str {
+        if let (Connector::TypingMind(c), "typingmind_id") = (&self.connector, field) {
+            if let crate::config::IdentifyBy::Id { claim } = &c.settings().identify_by {
+                return claim.as_str();
+            }
+        }
+        mapping.path_for(field).map_or("?", |p| p.as_str())
     }
 
     /// Turns an outcome into the response, and logs it once for the operator.
@@ -111,10 +162,7 @@ impl App {
             HandoffOutcome::MissingIdentity(fields) => {
                 let claims: Vec<String> = fields
                     .iter()
-                    .map(|f| {
-                        let claim = mapping.path_for(f).map_or("?", |p| p.as_str());
-                        format!("{f} (claim {claim:?})")
-                    })
+                    .map(|f| format!("{f} (claim {:?})", self.claim_for(f, mapping)))
                     .collect();
                 tracing::warn!(
                     target: "handoff::handoff", app, user, reference,
@@ -127,9 +175,8 @@ impl App {
                     "identity_incomplete",
                     "Some of your details are missing",
                     format!(
-                        "{title} needs your {}, but your intranet profile does not provide {}. \
+                        "{title} needs details your intranet profile does not provide: {}. \
                          Ask the intranet team to complete your profile, then try again.",
-                        "email address, first name and last name",
                         human_list(&fields)
                     ),
                 )
@@ -235,6 +282,8 @@ fn human_list(fields: &[&str]) -> String {
             "email" => "your email address",
             "first_name" => "your first name",
             "last_name" => "your last name",
+            "id" => "your user id",
+            "typingmind_id" => "your TypingMind user id",
             other => other,
         })
         .collect();
