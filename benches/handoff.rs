@@ -3,13 +3,17 @@
 //! - a whole YourGPT handoff (mint → verify over loopback HTTP → redirect URL) against the
 //!   local stand-in, which verifies the token as YourGPT does.
 //!
+//! - widget sign-in: streaming a page through the lol_html rewriter (MB/s, and time per page)
+//!   versus copying the same chunks untouched (plain pass-through).
+//!
 //! Run: `cargo bench --bench handoff`
 
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use handoff::config::{Secret, YourGptSettings};
 use handoff::handoff::mint::mint_hs256;
+use handoff::handoff::widget::{WidgetRewriter, WidgetTarget};
 use handoff::handoff::yourgpt::YourGpt;
 use handoff::handoff::HandoffOutcome;
 use handoff::identity::Identity;
@@ -73,5 +77,53 @@ fn whole_handoff(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, mint, whole_handoff);
+/// A real-looking page of about `size` bytes with the widget tag in its head.
+fn page(size: usize) -> Vec<u8> {
+    let head = r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Intranet</title>
+<link rel="stylesheet" href="/style.css"><script defer data-agent="a1" src="https://chat.example.test/widget.js"></script>
+</head><body><nav><a href="/">Home</a> <a href="/ai/chat">Chat</a></nav>"#;
+    let row = r#"<div class="item"><h2>News item</h2><p>Lorem ipsum <b>dolor</b> sit amet, <a href="/x?y=1&amp;z=2">link</a>.</p></div>
+"#;
+    let mut html = head.to_string();
+    while html.len() < size {
+        html.push_str(row);
+    }
+    html.push_str("</body></html>");
+    html.into_bytes()
+}
+
+fn widget(c: &mut Criterion) {
+    let code = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyIjp7ImlkIjoidS0xIn19.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
+    let mut group = c.benchmark_group("widget_page");
+    for size in [16 * 1024, 256 * 1024] {
+        let html = page(size);
+        group.throughput(Throughput::Bytes(html.len() as u64));
+        group.bench_with_input(BenchmarkId::new("rewrite", size), &html, |b, html| {
+            b.iter(|| {
+                let target = WidgetTarget::new(
+                    "https://chat.example.test",
+                    "widget.js",
+                    Some(code.to_string()),
+                )
+                .expect("target");
+                let mut rewriter = WidgetRewriter::new(vec![target], usize::MAX);
+                let mut out = 0;
+                for chunk in html.chunks(16 * 1024) {
+                    out += rewriter.write(chunk).len();
+                }
+                out + rewriter.finish().len()
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("pass_through", size), &html, |b, html| {
+            b.iter(|| {
+                html.chunks(16 * 1024)
+                    .map(|chunk| bytes::Bytes::copy_from_slice(chunk).len())
+                    .sum::<usize>()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, mint, whole_handoff, widget);
 criterion_main!(benches);

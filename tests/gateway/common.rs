@@ -185,6 +185,7 @@ impl Intranet {
             .route("/slow", get(slow))
             .route("/ws", get(websocket))
             .route("/status/{code}", any(status))
+            .route("/pages/{name}", get(page))
             .fallback(echo)
             .layer(axum::middleware::map_response(
                 move |mut r: Response| async move {
@@ -285,6 +286,65 @@ struct Delay {
 async fn slow(Query(d): Query<Delay>) -> &'static str {
     tokio::time::sleep(Duration::from_millis(d.ms)).await;
     "slow"
+}
+
+/// The widget tag as TypingMind documents it, for the test instance.
+pub const WIDGET_TAG: &str =
+    r#"<script defer data-agent="a1" src="https://chat.example.test/widget.js"></script>"#;
+
+/// Real-looking intranet pages for widget sign-in, by name; each also served gzip-compressed
+/// (`NAME.gz`, regardless of Accept-Encoding) and streamed in small chunks (`NAME.chunked`).
+pub fn page_body(name: &str) -> Option<String> {
+    let head = "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Intranet</title>\n";
+    let body = "</head>\n<body><h1>Welcome</h1><p>Caf\u{e9} &amp; news</p><script src=\"/app.js\"></script></body>\n</html>\n";
+    Some(match name {
+        "widget" => format!("{head}{WIDGET_TAG}\n{body}"),
+        "upper" => format!(
+            "{head}<SCRIPT DEFER SRC=\"https://chat.example.test/widget.js\" DATA-EXTERNAL-AUTH-CODE=\"stale-code\"></SCRIPT>\n{body}"
+        ),
+        "two" => format!(
+            "{head}{WIDGET_TAG}\n<script src=\"https://chat.example.test/agents/b2/widget.js\" data-external-auth-code=\"stale-code\"></script>\n{body}"
+        ),
+        "foreign" => format!(
+            "{head}<script src=\"https://other.example.test/widget.js\" data-external-auth-code=\"theirs\"></script>\n{body}"
+        ),
+        "plain" => format!("{head}{body}"),
+        "big" => {
+            let filler = "<p>lorem ipsum dolor sit amet, consectetur adipiscing elit</p>\n".repeat(85_000);
+            format!("{head}{WIDGET_TAG}\n</head><body>{filler}</body></html>\n")
+        }
+        _ => return None,
+    })
+}
+
+async fn page(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    let (base, variant) = name.split_once('.').unwrap_or((name.as_str(), ""));
+    let Some(html) = page_body(base) else {
+        return (StatusCode::NOT_FOUND, "no such page").into_response();
+    };
+    let builder = Response::builder().header("content-type", "text/html; charset=utf-8");
+    match variant {
+        "gz" => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(html.as_bytes()).expect("gzip");
+            let bytes = gz.finish().expect("gzip");
+            builder
+                .header("content-encoding", "gzip")
+                .body(Body::from(bytes))
+                .expect("response")
+        }
+        "chunked" => {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = html
+                .into_bytes()
+                .chunks(7)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            builder
+                .body(Body::from_stream(futures_util::stream::iter(chunks)))
+                .expect("response")
+        }
+        _ => builder.body(Body::from(html)).expect("response"),
+    }
 }
 
 async fn status(axum::extract::Path(code): axum::extract::Path<u16>) -> Response {

@@ -98,14 +98,18 @@ fn manifest_dir() -> PathBuf {
 }
 
 /// `handoff check --config PATH`, with the reference config's secrets (`INTRANET_SESSION_SECRET`,
-/// `YOURGPT_SSO_SECRET`) set to `secret` (or removed).
+/// `YOURGPT_SSO_SECRET`, `TYPINGMIND_JWT_SECRET`) set to `secret` (or removed).
 fn check(path: &Path, secret: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_handoff"));
     cmd.args(["check", "--config"])
         .arg(path)
         .env_remove("HANDOFF_CONFIG")
         .env("RUST_LOG", "warn");
-    for var in ["INTRANET_SESSION_SECRET", "YOURGPT_SSO_SECRET"] {
+    for var in [
+        "INTRANET_SESSION_SECRET",
+        "YOURGPT_SSO_SECRET",
+        "TYPINGMIND_JWT_SECRET",
+    ] {
         match secret {
             Some(s) => cmd.env(var, s),
             None => cmd.env_remove(var),
@@ -150,7 +154,7 @@ fn check_accepts_the_reference_config_when_its_secret_is_set() {
         text(&out.stderr)
     );
     assert!(
-        stdout.contains("OK (3 routes, 1 upstream, 1 app)"),
+        stdout.contains("OK (4 routes, 1 upstream, 2 apps)"),
         "stdout: {stdout}"
     );
 }
@@ -1184,4 +1188,78 @@ fn handoff_routes_refuse_what_does_not_apply() {
     );
     let errors = problems(&broken);
     assert_eq!(errors.len(), 1, "{}", list(&errors));
+}
+
+const TM_APP: &str = "kind = \"typingmind\"\ninstance_url = \"https://chat.example.test\"\nsecret = { file = \"typingmind-secret.txt\" }\n";
+
+#[test]
+fn a_valid_typingmind_app_and_the_claims_it_needs() {
+    let body = format!(
+        "{TM_APP}identify_by = \"id\"\nid_claim = \"tm.id\"\nwidget = true\ncode_ttl_seconds = 60\n"
+    );
+    let config = handoff::config::from_toml_str(&app_config(&body, ""), &fixtures())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.apps.len(), 1);
+    assert_eq!(config.apps[0].needed_claims().len(), 1);
+}
+
+#[test]
+fn broken_typingmind_apps_name_their_key() {
+    let with = |extra: &str| app_config(&format!("{TM_APP}{extra}\n"), "");
+    assert_only_problem(
+        &with("identify_by = \"phone\""),
+        "apps.gpt.identify_by",
+        "\"phone\" is not a payload shape",
+    );
+    assert_only_problem(
+        &with("identify_by = \"id\""),
+        "apps.gpt.id_claim",
+        "needs `id_claim`",
+    );
+    assert_only_problem(
+        &with("id_claim = \"tm_id\""),
+        "apps.gpt.id_claim",
+        "only applies with identify_by = \"id\"",
+    );
+    assert_only_problem(
+        &with("identify_by = \"email\"\nuser_fields = { dept = \"d\" }"),
+        "apps.gpt.user_fields",
+        "only applies with identify_by = \"user\"",
+    );
+    assert_only_problem(
+        &with("user_fields = { email = \"mail\" }"),
+        "apps.gpt.user_fields.email",
+        "always sent",
+    );
+    assert_only_problem(
+        &with("code_ttl_seconds = 0"),
+        "apps.gpt.code_ttl_seconds",
+        "out of range",
+    );
+    assert_only_problem(
+        &with("widget_script_suffix = \"widget.js?v=1\""),
+        "apps.gpt.widget_script_suffix",
+        "end of a path",
+    );
+    assert_only_problem(
+        &with("widget_max_page_bytes = 0"),
+        "apps.gpt.widget_max_page_bytes",
+        "more than 0",
+    );
+    assert_only_problem(
+        &app_config(
+            "kind = \"typingmind\"\ninstance_url = \"chat.example.test\"\nsecret = { file = \"typingmind-secret.txt\" }\n",
+            "",
+        ),
+        "apps.gpt.instance_url",
+        "must be an http(s) URL",
+    );
+    assert_only_problem(
+        &app_config(
+            "kind = \"typingmind\"\ninstance_url = \"https://x.test\"\nsecret = \"s\"\n",
+            "",
+        ),
+        "apps.gpt.secret",
+        "literal secret is refused",
+    );
 }

@@ -8,4 +8,5 @@ mod policy;
 mod routing;
 mod sessions;
 mod spoofing;
+mod typingmind;
 mod yourgpt;

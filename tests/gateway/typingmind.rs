@@ -1,0 +1,355 @@
+//! TypingMind: externalAuthCode links and widget sign-in on proxied intranet pages. Every code
+//! is decoded here, independently, with the instance secret.
+
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+use serde_json::{json, Map, Value};
+
+use crate::common::*;
+
+const INSTANCE: &str = "https://chat.example.test";
+
+fn secret() -> Vec<u8> {
+    read_fixture("typingmind-secret.txt")
+        .into_iter()
+        .filter(|b| *b != b'\n')
+        .collect()
+}
+
+/// Verifies a code as TypingMind would and returns its payload.
+fn decode_code(code: &str) -> Map<String, Value> {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.validate_aud = false;
+    v.leeway = 0;
+    decode::<Map<String, Value>>(code, &DecodingKey::from_secret(&secret()), &v)
+        .unwrap_or_else(|e| panic!("the code does not verify: {e}"))
+        .claims
+}
+
+async fn gateway(app_extra: &str) -> (TestGateway, Intranet) {
+    let intranet = Intranet::start().await;
+    let config = format!(
+        "{session}{upstream}\
+         [apps.chat]\nkind = \"typingmind\"\ninstance_url = \"{INSTANCE}/\"\n\
+         secret = {{ file = \"typingmind-secret.txt\" }}\n{app_extra}\n\
+         [[routes]]\npath = \"/ai/chat\"\napp = \"chat\"\n",
+        session = session_config(&["HS256"], ""),
+        upstream = upstream_config(&intranet),
+    );
+    (TestGateway::start(&config), intranet)
+}
+
+async fn get(gw: &TestGateway, path: &str, claims: Option<&Value>) -> reqwest::Response {
+    let mut req = client()
+        .get(gw.url(path))
+        .header("Accept", "text/html,application/xhtml+xml")
+        .header("Sec-Fetch-Dest", "document");
+    if let Some(c) = claims {
+        req = req.header("Cookie", format!("intranet_session={}", hs256(c)));
+    }
+    req.send().await.unwrap()
+}
+
+fn code_in_location(resp: &reqwest::Response) -> (String, String) {
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let (before, code) = location
+        .rsplit_once("externalAuthCode=")
+        .unwrap_or_else(|| panic!("no code in {location}"));
+    (before.to_string(), code.to_string())
+}
+
+fn assert_fresh(payload: &Map<String, Value>, ttl: u64) {
+    let iat = payload["iat"].as_u64().unwrap();
+    assert_eq!(payload["exp"].as_u64().unwrap() - iat, ttl);
+    assert!(iat.abs_diff(now()) < 30);
+    assert_eq!(payload["jti"].as_str().unwrap().len(), 36);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn link_with_the_user_shape_and_metadata() {
+    let (gw, _i) = gateway("user_fields = { department = \"dept\", level = \"org.level\" }").await;
+    let mut ada = person("ada@corp.example", &["eng"]);
+    ada["name"] = json!("Ada Lovelace");
+    ada["dept"] = json!("R&D");
+    ada["org"] = json!({"level": 7});
+    let resp = get(&gw, "/ai/chat", Some(&ada)).await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["referrer-policy"], "no-referrer");
+    let (before, code) = code_in_location(&resp);
+    assert_eq!(before, format!("{INSTANCE}/?"));
+    let payload = decode_code(&code);
+    assert_eq!(
+        payload["user"],
+        json!({"id": "id-ada@corp.example", "email": "ada@corp.example",
+               "name": "Ada Lovelace", "department": "R&D", "level": 7})
+    );
+    assert!(!payload.contains_key("email") && !payload.contains_key("id"));
+    assert_fresh(&payload, 300);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn link_with_the_email_and_id_shapes() {
+    let (gw, _i) = gateway("identify_by = \"email\"\ncode_ttl_seconds = 90").await;
+    let resp = get(&gw, "/ai/chat", Some(&person("bob@corp.example", &[]))).await;
+    let payload = decode_code(&code_in_location(&resp).1);
+    assert_eq!(payload["email"], "bob@corp.example");
+    assert!(!payload.contains_key("user"));
+    assert_fresh(&payload, 90);
+
+    let (gw, _i) = gateway("identify_by = \"id\"\nid_claim = \"tm_id\"").await;
+    let mut numeric = person("c@corp.example", &[]);
+    numeric["tm_id"] = json!(1234);
+    let payload = decode_code(&code_in_location(&get(&gw, "/ai/chat", Some(&numeric)).await).1);
+    assert_eq!(payload["id"], json!(1234), "a number stays a number");
+    let mut text = person("c@corp.example", &[]);
+    text["tm_id"] = json!("tm-77");
+    let payload = decode_code(&code_in_location(&get(&gw, "/ai/chat", Some(&text)).await).1);
+    assert_eq!(payload["id"], json!("tm-77"), "a string stays a string");
+    assert!(!payload.contains_key("email"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_links_keep_their_tail_and_query() {
+    let (gw, _i) = gateway("").await;
+    let ada = person("ada@corp.example", &[]);
+    let cases = [
+        ("/ai/chat/agents/x?y=1", format!("{INSTANCE}/agents/x?y=1&")),
+        ("/ai/chat/", format!("{INSTANCE}/?")),
+        (
+            "/ai/chat/c/a%20b%2Fc?q=%E2%9C%93&empty=&flag",
+            format!("{INSTANCE}/c/a%20b%2Fc?q=%E2%9C%93&empty=&flag&"),
+        ),
+        (
+            "/ai/chat/x?externalAuthCode=stolen&keep=1&externalAuth%43ode=again",
+            format!("{INSTANCE}/x?keep=1&"),
+        ),
+        ("/ai/chat//agents/./y/../z", format!("{INSTANCE}/agents/z?")),
+    ];
+    for (path, expected) in cases {
+        let resp = get(&gw, path, Some(&ada)).await;
+        assert_eq!(resp.status(), 302, "{path}");
+        let (before, code) = code_in_location(&resp);
+        assert_eq!(before, expected, "{path}");
+        decode_code(&code);
+        let location = resp.headers()["location"].to_str().unwrap();
+        assert_eq!(
+            location.matches("externalAuthCode=").count(),
+            1,
+            "{location}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_identity_fields_get_a_page_and_no_code() {
+    let (gw, _i) = gateway("identify_by = \"id\"\nid_claim = \"tm_id\"").await;
+    let resp = get(&gw, "/ai/chat", Some(&person("ada@corp.example", &[]))).await;
+    assert_eq!(resp.status(), 422);
+    assert!(resp.headers().get("location").is_none());
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("your TypingMind user id"), "{page}");
+    assert!(captured_logs().contains("typingmind_id (claim \"tm_id\")"));
+
+    let (gw, _i) = gateway("identify_by = \"email\"").await;
+    let mut no_email = person("x@corp.example", &[]);
+    no_email.as_object_mut().unwrap().remove("email");
+    let resp = get(&gw, "/ai/chat", Some(&no_email)).await;
+    assert_eq!(resp.status(), 422);
+    assert!(resp.text().await.unwrap().contains("your email address"));
+
+    let (gw, _i) = gateway("").await;
+    let mut no_id = person("x@corp.example", &[]);
+    no_id.as_object_mut().unwrap().remove("sub");
+    let resp = get(&gw, "/ai/chat", Some(&no_id)).await;
+    assert_eq!(resp.status(), 422);
+    assert!(resp.text().await.unwrap().contains("your user id"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_top_level_navigations_get_a_link() {
+    let (gw, _i) = gateway("").await;
+    let resp = client()
+        .get(gw.url("/ai/chat"))
+        .header("Sec-Fetch-Dest", "image")
+        .header(
+            "Cookie",
+            format!("intranet_session={}", hs256(&person("a@corp.example", &[]))),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get("location").is_none());
+}
+
+// ----------------------------------------------------------------------------------------------
+// Widget sign-in
+// ----------------------------------------------------------------------------------------------
+
+/// The code written into each widget tag of a page, in order.
+fn codes_in(html: &str) -> Vec<String> {
+    html.split("data-external-auth-code=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn widget_tags_get_a_fresh_code_for_the_person() {
+    let (gw, _i) = gateway("widget = true").await;
+    let ada = person("ada@corp.example", &[]);
+    let resp = get(&gw, "/pages/widget", Some(&ada)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("content-length").is_none());
+    assert_eq!(resp.headers()["cache-control"], "private, no-store");
+    let html = resp.text().await.unwrap();
+    assert!(html.contains(r#"<script defer data-agent="a1" src="https://chat.example.test/widget.js" data-external-auth-code=""#), "{html}");
+    let codes = codes_in(&html);
+    assert_eq!(codes.len(), 1);
+    let payload = decode_code(&codes[0]);
+    assert_eq!(payload["user"]["email"], "ada@corp.example");
+    assert_fresh(&payload, 300);
+    // Everything else is as the intranet sent it.
+    let expected = page_body("widget").unwrap().replace(
+        "widget.js\"></script>",
+        &format!(
+            "widget.js\" data-external-auth-code=\"{}\"></script>",
+            codes[0]
+        ),
+    );
+    assert_eq!(html, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upper_case_two_tags_foreign_instances_and_stale_codes() {
+    let (gw, _i) = gateway("widget = true").await;
+    let ada = person("ada@corp.example", &[]);
+
+    let html = get(&gw, "/pages/upper", Some(&ada))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("stale-code"), "{html}");
+    let codes = codes_in(&html);
+    assert_eq!(codes.len(), 1, "{html}");
+    decode_code(&codes[0]);
+
+    let html = get(&gw, "/pages/two", Some(&ada))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let codes = codes_in(&html);
+    assert_eq!(codes.len(), 2, "{html}");
+    assert!(!html.contains("stale-code"));
+    for c in &codes {
+        assert_eq!(decode_code(c)["user"]["email"], "ada@corp.example");
+    }
+
+    let resp = get(&gw, "/pages/foreign", Some(&ada)).await;
+    let html = resp.text().await.unwrap();
+    assert_eq!(
+        codes_in(&html),
+        vec!["theirs"],
+        "another instance's tag is left alone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compressed_chunked_and_big_pages_are_signed_in_too() {
+    let (gw, _i) = gateway("widget = true").await;
+    let ada = person("ada@corp.example", &[]);
+    for path in ["/pages/widget.gz", "/pages/widget.chunked", "/pages/big"] {
+        let resp = get(&gw, path, Some(&ada)).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        assert!(resp.headers().get("content-encoding").is_none(), "{path}");
+        let html = resp.text().await.unwrap();
+        let codes = codes_in(&html);
+        assert_eq!(codes.len(), 1, "{path}");
+        decode_code(&codes[0]);
+        let base = path
+            .trim_start_matches("/pages/")
+            .split('.')
+            .next()
+            .unwrap();
+        let original = page_body(base).unwrap();
+        assert_eq!(
+            html.len(),
+            original.len() + r#" data-external-auth-code="""#.len() + codes[0].len(),
+            "{path}: nothing else changed in length"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_without_a_widget_come_back_byte_for_byte() {
+    let (gw, _i) = gateway("widget = true").await;
+    let ada = person("ada@corp.example", &[]);
+    for path in ["/pages/plain", "/pages/plain.chunked", "/pages/plain.gz"] {
+        let html = get(&gw, path, Some(&ada)).await.bytes().await.unwrap();
+        assert_eq!(html, page_body("plain").unwrap().as_bytes(), "{path}");
+    }
+    // Not HTML, or not a browser navigation: untouched, headers and all.
+    let resp = client().get(gw.url("/pages/widget")).send().await.unwrap();
+    assert!(resp.headers().get("content-length").is_some());
+    assert_eq!(resp.text().await.unwrap(), page_body("widget").unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_session_codes_are_removed_never_left_stale() {
+    let (gw, _i) = gateway("widget = true").await;
+    for path in ["/pages/upper", "/pages/two", "/pages/widget"] {
+        let resp = get(&gw, path, None).await;
+        assert_eq!(resp.status(), 200);
+        let html = resp.text().await.unwrap();
+        assert!(codes_in(&html).is_empty(), "{path}: {html}");
+        assert!(
+            !html.to_lowercase().contains("data-external-auth-code"),
+            "{path}"
+        );
+    }
+    // An expired session is no session.
+    let mut expired = person("ada@corp.example", &[]);
+    expired["exp"] = json!(now() - 3600);
+    let html = get(&gw, "/pages/two", Some(&expired))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(codes_in(&html).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn widget_pages_still_strip_spoofed_identity_headers() {
+    let (gw, _i) = gateway("widget = true").await;
+    let resp = client()
+        .get(gw.url("/echo"))
+        .header("Accept", "text/html")
+        .header("X-Handoff-Email", "ceo@corp.example")
+        .header("Accept-Encoding", "gzip")
+        .header(
+            "Cookie",
+            format!(
+                "intranet_session={}",
+                hs256(&person("ada@corp.example", &[]))
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    let echo = Echo::from(resp).await;
+    assert!(echo.header("x-handoff-email").is_none());
+    assert!(
+        echo.header("accept-encoding").is_none(),
+        "rewritable requests ask for an uncompressed page"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn widgets_off_leaves_pages_alone() {
+    let (gw, _i) = gateway("").await;
+    let resp = get(&gw, "/pages/upper", Some(&person("ada@corp.example", &[]))).await;
+    assert_eq!(resp.text().await.unwrap(), page_body("upper").unwrap());
+}
