@@ -4,6 +4,8 @@
 #   nginx  : nginx `proxy_pass` to the origin (keep-alive upstream)
 #   handoff: Handoff pass-through (no session check)
 #   handoff+jwt: Handoff verifying an HS256 session cookie and injecting identity headers
+#   page / page+widget: a 16 KB HTML page with the TypingMind widget tag through Handoff, as a
+#   plain pass-through and with widget sign-in (session check, fresh code, lol_html rewrite)
 # Each proxy is driven by wrk (1 thread, $CONNS connections, $DUR seconds). Reported: req/s,
 # latency, errors, and CPU time of the proxy process(es) per request ((utime+stime) / requests).
 #
@@ -43,6 +45,7 @@ error_log $work/nginx-$1.err warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  types { text/html html; }
   upstream origin { server 127.0.0.1:$ORIGIN; keepalive 128; }
   $2
 }
@@ -50,10 +53,21 @@ EOF
   nginx -p "$work" -c "$work/nginx-$1.conf"
 }
 head -c 100 /dev/zero | tr '\0' 'x' > "$work/index.html"
+python3 - "$work/page.html" <<'EOF'
+import sys
+head = ('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Intranet</title>'
+        '<script defer src="https://chat.example.test/widget.js"></script></head><body>')
+row = '<div class="item"><h2>News</h2><p>Lorem <b>ipsum</b> <a href="/x?y=1&amp;z=2">link</a>.</p></div>\n'
+html = head
+while len(html) < 16384:
+    html += row
+open(sys.argv[1], "w").write(html + "</body></html>")
+EOF
 nginx_conf origin "server { listen 127.0.0.1:$ORIGIN; location / { root $work; } }"
 nginx_conf proxy "server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 
 head -c 32 /dev/urandom | base64 > "$work/secret.txt"
+head -c 32 /dev/urandom | base64 > "$work/tm-secret.txt"
 cat > "$work/handoff.toml" <<EOF
 [server]
 listen = ["127.0.0.1:$HANDOFF"]
@@ -66,6 +80,11 @@ algorithms = ["HS256"]
 secret = { file = "secret.txt" }
 [upstreams.intranet]
 servers = ["127.0.0.1:$ORIGIN"]
+[apps.chat]
+kind = "typingmind"
+instance_url = "https://chat.example.test"
+secret = { file = "tm-secret.txt" }
+widget = true
 [[routes]]
 path = "/"
 upstream = "intranet"
@@ -98,6 +117,8 @@ done
 curl -fsS -o /dev/null "http://127.0.0.1:$HANDOFF/" || { echo "handoff does not proxy"; cat "$work/handoff.err"; exit 1; }
 curl -fsS -o /dev/null -H "Cookie: intranet_session=$TOKEN" "http://127.0.0.1:$HANDOFF/jwt" \
   || { echo "handoff refuses the bench token"; exit 1; }
+curl -fsS -H "Cookie: intranet_session=$TOKEN" -H "Accept: text/html" "http://127.0.0.1:$HANDOFF/page.html" \
+  | grep -q 'data-external-auth-code=' || { echo "handoff does not sign the widget in"; exit 1; }
 
 ticks() { # total utime+stime (clock ticks) of the given pids
   local t=0
@@ -118,7 +139,9 @@ run() { # name, pids, url, [header]
   local name=$1 procs=$2 url=$3 header=${4:-}
   local before after out reqs
   before=$(ticks $procs)
-  if [ -n "$header" ]; then
+  if [ -n "${WRK_ACCEPT_HTML:-}" ]; then
+    out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -H "$header" -H "Accept: text/html" "$url")
+  elif [ -n "$header" ]; then
     out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -H "$header" "$url")
   else
     out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "$url")
@@ -138,3 +161,6 @@ run() { # name, pids, url, [header]
 run nginx "$(nginx_pids)" "http://127.0.0.1:$NGINX/"
 run handoff "$HANDOFF_PID" "http://127.0.0.1:$HANDOFF/"
 run handoff+jwt "$HANDOFF_PID" "http://127.0.0.1:$HANDOFF/jwt" "Cookie: intranet_session=$TOKEN"
+# wrk sends one -H; the page scenarios differ only in Accept, which decides widget sign-in.
+run page "$HANDOFF_PID" "http://127.0.0.1:$HANDOFF/page.html" "Cookie: intranet_session=$TOKEN"
+WRK_ACCEPT_HTML=1 run page+widget "$HANDOFF_PID" "http://127.0.0.1:$HANDOFF/page.html" "Cookie: intranet_session=$TOKEN"

@@ -94,6 +94,18 @@ fn page(size: usize) -> Vec<u8> {
 
 fn widget(c: &mut Criterion) {
     let code = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyIjp7ImlkIjoidS0xIn19.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
+    c.bench_function("widget_rewriter_setup", |b| {
+        b.iter(|| {
+            let target = WidgetTarget::new(
+                "https://chat.example.test",
+                "widget.js",
+                Some(code.to_string()),
+            )
+            .expect("target");
+            let mut rewriter = WidgetRewriter::new(vec![target], usize::MAX);
+            rewriter.finish().len()
+        })
+    });
     let mut group = c.benchmark_group("widget_page");
     for size in [16 * 1024, 256 * 1024] {
         let html = page(size);
