@@ -205,14 +205,23 @@ impl ProxyHttp for HandoffProxy {
             return Ok(None);
         };
         let rewriter = rewriter.get_mut().unwrap_or_else(|e| e.into_inner());
-        let mut out = match body.take() {
-            Some(chunk) => rewriter.write(&chunk).to_vec(),
-            None => Vec::new(),
+        let out = match body.take() {
+            Some(chunk) => rewriter.write(&chunk),
+            None => Bytes::new(),
         };
-        if end_of_stream {
-            out.extend_from_slice(&rewriter.finish());
-        }
-        *body = Some(Bytes::from(out));
+        *body = Some(if end_of_stream {
+            let last = rewriter.finish();
+            if out.is_empty() {
+                last
+            } else {
+                let mut both = Vec::with_capacity(out.len() + last.len());
+                both.extend_from_slice(&out);
+                both.extend_from_slice(&last);
+                Bytes::from(both)
+            }
+        } else {
+            out
+        });
         Ok(None)
     }
 

@@ -55,10 +55,12 @@ impl WidgetTarget {
 }
 
 type Output = Arc<Mutex<Vec<u8>>>;
+/// Where lol_html writes the rewritten page: into [`Output`], drained after every chunk.
+type Sink = Box<dyn FnMut(&[u8]) + Send>;
 
 /// Rewrites one response body, chunk by chunk.
 pub struct WidgetRewriter {
-    rewriter: Option<HtmlRewriter<'static, Box<dyn FnMut(&[u8]) + Send>>>,
+    rewriter: Option<HtmlRewriter<'static, Sink>>,
     output: Output,
     seen: usize,
     max_bytes: usize,
@@ -69,7 +71,7 @@ impl WidgetRewriter {
     pub fn new(targets: Vec<WidgetTarget>, max_bytes: usize) -> Self {
         let output: Output = Arc::new(Mutex::new(Vec::new()));
         let sink_output = output.clone();
-        let sink: Box<dyn FnMut(&[u8]) + Send> = Box::new(move |chunk: &[u8]| {
+        let sink: Sink = Box::new(move |chunk: &[u8]| {
             sink_output
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
