@@ -92,16 +92,20 @@ fn page(size: usize) -> Vec<u8> {
     html.into_bytes()
 }
 
+fn widget_target(code: &str) -> WidgetTarget {
+    WidgetTarget::new(
+        "https://chat.example.test",
+        "widget.js",
+        Some(code.to_string()),
+    )
+    .expect("target")
+}
+
 fn widget(c: &mut Criterion) {
     let code = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyIjp7ImlkIjoidS0xIn19.c2lnbmF0dXJlLXNpZ25hdHVyZQ";
     c.bench_function("widget_rewriter_setup", |b| {
         b.iter(|| {
-            let target = WidgetTarget::new(
-                "https://chat.example.test",
-                "widget.js",
-                Some(code.to_string()),
-            )
-            .expect("target");
+            let target = widget_target(code);
             let mut rewriter = WidgetRewriter::new(vec![target], usize::MAX);
             rewriter.finish().len()
         })
@@ -112,12 +116,7 @@ fn widget(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(html.len() as u64));
         group.bench_with_input(BenchmarkId::new("rewrite", size), &html, |b, html| {
             b.iter(|| {
-                let target = WidgetTarget::new(
-                    "https://chat.example.test",
-                    "widget.js",
-                    Some(code.to_string()),
-                )
-                .expect("target");
+                let target = widget_target(code);
                 let mut rewriter = WidgetRewriter::new(vec![target], usize::MAX);
                 let mut out = 0;
                 for chunk in html.chunks(16 * 1024) {

@@ -107,9 +107,6 @@ fn yourgpt(
             "must be at least 1 (YourGPT allows 5)",
         );
     }
-    if raw.kind != "yourgpt" {
-        p.add(format!("{key}.kind"), "must be \"yourgpt\"");
-    }
     if p.error_count() > before {
         return None;
     }
@@ -208,9 +205,6 @@ fn typingmind(
             format!("{key}.widget_max_page_bytes"),
             "must be more than 0",
         );
-    }
-    if raw.kind != "typingmind" {
-        p.add(format!("{key}.kind"), "must be \"typingmind\"");
     }
     if p.error_count() > before {
         return None;

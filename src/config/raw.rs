@@ -141,6 +141,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawYourGpt {
+    /// Already dispatched on; present so `deny_unknown_fields` accepts it.
+    #[allow(dead_code)]
     pub kind: String,
     pub client_id: RawPlainOrSecret,
     pub secret: SecretRef,
@@ -170,6 +172,8 @@ pub type RawUpstreams = BTreeMap<String, toml::Value>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTypingMind {
+    /// Already dispatched on; present so `deny_unknown_fields` accepts it.
+    #[allow(dead_code)]
     pub kind: String,
     pub instance_url: String,
     pub secret: SecretRef,

@@ -438,6 +438,14 @@ pub fn hs256(claims: &Value) -> String {
     sign(Algorithm::HS256, claims)
 }
 
+/// A secret fixture's bytes, as a `{ file = ... }` reference reads them (newline dropped).
+pub fn secret_fixture(name: &str) -> Vec<u8> {
+    read_fixture(name)
+        .into_iter()
+        .filter(|b| *b != b'\n')
+        .collect()
+}
+
 pub fn read_fixture(name: &str) -> Vec<u8> {
     std::fs::read(fixtures().join(name)).expect("fixture")
 }

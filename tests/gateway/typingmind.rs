@@ -9,10 +9,7 @@ use crate::common::*;
 const INSTANCE: &str = "https://chat.example.test";
 
 fn secret() -> Vec<u8> {
-    read_fixture("typingmind-secret.txt")
-        .into_iter()
-        .filter(|b| *b != b'\n')
-        .collect()
+    secret_fixture("typingmind-secret.txt")
 }
 
 /// Verifies a code as TypingMind would and returns its payload.

@@ -10,10 +10,7 @@ use handoff::standins::yourgpt::{Mode, YourGptStandIn, CLIENT_ID};
 const LOGIN: &str = "https://chatbot.yourgpt.test";
 
 fn yourgpt_secret() -> Vec<u8> {
-    read_fixture("yourgpt-secret.txt")
-        .into_iter()
-        .filter(|b| *b != b'\n')
-        .collect()
+    secret_fixture("yourgpt-secret.txt")
 }
 
 struct Setup {
