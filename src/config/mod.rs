@@ -49,7 +49,7 @@ pub enum AppKind {
 }
 
 impl AppSettings {
-    /// Claims this app needs with their JSON type kept (see [`ClaimMapping::extra`]).
+    /// Claims this app needs with their JSON type kept (see [`crate::identity::ClaimMapping::extra`]).
     pub fn needed_claims(&self) -> Vec<ClaimPath> {
         match &self.kind {
             AppKind::YourGpt(_) => Vec::new(),
