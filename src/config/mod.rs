@@ -7,7 +7,11 @@
 
 mod apps;
 mod raw;
+mod routes;
 pub mod secret;
+mod server;
+mod session;
+mod upstreams;
 mod validate;
 
 use std::fmt;

@@ -1,0 +1,96 @@
+//! `[server]` → [`ServerSettings`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::raw::*;
+use super::validate::Problems;
+use super::*;
+use crate::routes::parse_route_path;
+
+pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems) -> ServerSettings {
+    let listen = raw
+        .listen
+        .unwrap_or_else(|| vec!["127.0.0.1:8080".to_string()]);
+    for (i, addr) in listen.iter().enumerate() {
+        check_listen(&format!("server.listen[{i}]"), addr, p);
+    }
+    let tls = raw.tls.map(|t| {
+        if t.listen.is_empty() {
+            p.add("server.tls.listen", "give at least one address");
+        }
+        for (i, addr) in t.listen.iter().enumerate() {
+            check_listen(&format!("server.tls.listen[{i}]"), addr, p);
+        }
+        TlsListeners {
+            listen: t.listen,
+            cert_file: readable_file("server.tls.cert_file", &t.cert_file, base_dir, p),
+            key_file: readable_file("server.tls.key_file", &t.key_file, base_dir, p),
+        }
+    });
+    if listen.is_empty() && tls.is_none() {
+        p.add("server.listen", "no listener: give at least one address");
+    }
+    let threads = raw.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    if threads == 0 {
+        p.add("server.threads", "must be at least 1");
+    }
+    let prefix = raw
+        .endpoints_prefix
+        .unwrap_or_else(|| "/_handoff".to_string());
+    let endpoints_prefix = match parse_route_path(&prefix) {
+        Ok(path) if path != "/" => path,
+        Ok(_) => {
+            p.add("server.endpoints_prefix", "must not be `/`");
+            prefix
+        }
+        Err(e) => {
+            p.add("server.endpoints_prefix", e);
+            prefix
+        }
+    };
+    let ca_file = raw
+        .ca_file
+        .map(|f| readable_file("server.ca_file", &f, base_dir, p));
+    ServerSettings {
+        listen,
+        tls,
+        h2c: raw.h2c.unwrap_or(false),
+        threads,
+        work_stealing: raw.work_stealing.unwrap_or(true),
+        grace_period_seconds: raw.grace_period_seconds.unwrap_or(10),
+        graceful_shutdown_timeout_seconds: raw.graceful_shutdown_timeout_seconds.unwrap_or(5),
+        pid_file: raw
+            .pid_file
+            .unwrap_or_else(|| "/tmp/handoff.pid".to_string()),
+        upgrade_sock: raw
+            .upgrade_sock
+            .unwrap_or_else(|| "/tmp/handoff_upgrade.sock".to_string()),
+        daemon: raw.daemon.unwrap_or(false),
+        error_log: raw.error_log,
+        ca_file,
+        upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size.unwrap_or(128),
+        endpoints_prefix,
+        trust_forwarded_headers: raw.trust_forwarded_headers.unwrap_or(false),
+    }
+}
+
+fn check_listen(key: &str, addr: &str, p: &mut Problems) {
+    if addr.parse::<SocketAddr>().is_err() {
+        p.add(
+            key,
+            format!("{addr:?} is not an IP:port address (e.g. \"127.0.0.1:8080\" or \"[::]:443\")"),
+        );
+    }
+}
+
+/// Checks that a file can be read, and returns its path resolved against the config's folder.
+pub(super) fn readable_file(key: &str, path: &str, base_dir: &Path, p: &mut Problems) -> String {
+    let full = base_dir.join(path);
+    if let Err(e) = std::fs::File::open(&full) {
+        p.add(key, format!("cannot read {}: {e}", full.display()));
+    }
+    full.display().to_string()
+}
