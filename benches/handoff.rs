@@ -64,7 +64,8 @@ fn whole_handoff(c: &mut Criterion) {
     let standin = rt
         .block_on(YourGptStandIn::start(SECRET.to_vec()))
         .expect("stand-in");
-    let yourgpt = YourGpt::new(settings(standin.url())).expect("client");
+    let emails = handoff::handoff::limits::EmailLimits::default().for_client(CLIENT_ID, 5);
+    let yourgpt = YourGpt::new(settings(standin.url()), emails).expect("client");
     let who = ada();
     c.bench_function("yourgpt_handoff_against_standin", |b| {
         b.to_async(&rt).iter(|| async {

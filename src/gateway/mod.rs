@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue};
 use crate::config::{
     Config, IdentityHeaderNames, RouteSettings, RouteTarget, ServerSettings, SessionSettings,
 };
+use crate::handoff::limits::EmailLimits;
 use crate::handoff::widget::WidgetRewriter;
 use crate::handoff::{App, HandoffRequest};
 use crate::identity::Identity;
@@ -85,10 +86,11 @@ impl Gateway {
                 .enumerate()
                 .map(|(i, r)| (r.host.clone(), r.path.clone(), i)),
         );
+        let mut limits = EmailLimits::default();
         let apps = config
             .apps
             .into_iter()
-            .map(App::new)
+            .map(|app| App::new(app, &mut limits))
             .collect::<Result<Vec<_>, _>>()?;
         let widget_apps = (0..apps.len())
             .filter(|&i| apps[i].signs_in_widgets())

@@ -6,7 +6,7 @@
 //! count, which a few `Instant`s under a mutex give for free.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// At most `limit` events in any `window`.
@@ -42,6 +42,22 @@ impl SlidingWindow {
         Err(self
             .window
             .saturating_sub(now.saturating_duration_since(oldest)))
+    }
+}
+
+/// One email limit per YourGPT client id: apps that share a client id share its limit (the
+/// first such app's `emails_per_minute`), since YourGPT counts per organisation.
+#[derive(Default)]
+pub struct EmailLimits {
+    by_client: HashMap<String, Arc<SlidingWindow>>,
+}
+
+impl EmailLimits {
+    pub fn for_client(&mut self, client_id: &str, per_minute: u32) -> Arc<SlidingWindow> {
+        self.by_client
+            .entry(client_id.to_string())
+            .or_insert_with(|| Arc::new(SlidingWindow::new(per_minute, Duration::from_secs(60))))
+            .clone()
     }
 }
 
@@ -98,6 +114,18 @@ mod tests {
         assert_eq!(wait, Duration::from_secs(50));
         assert!(w.try_acquire(t0 + Duration::from_secs(60)).is_ok());
         assert!(w.try_acquire(t0 + Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
+    fn apps_sharing_a_client_id_share_its_limit() {
+        let mut limits = EmailLimits::default();
+        let a = limits.for_client("org-1", 1);
+        let b = limits.for_client("org-1", 5);
+        let other = limits.for_client("org-2", 1);
+        let now = Instant::now();
+        assert!(a.try_acquire(now).is_ok());
+        assert!(b.try_acquire(now).is_err(), "one organisation, one limit");
+        assert!(other.try_acquire(now).is_ok());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod yourgpt;
 use crate::config::{AppKind, AppSettings};
 use crate::identity::{ClaimMapping, Identity};
 use crate::reply::Reply;
+use limits::EmailLimits;
 use typingmind::TypingMind;
 use widget::WidgetTarget;
 use yourgpt::YourGpt;
@@ -78,9 +79,13 @@ enum Connector {
 }
 
 impl App {
-    pub fn new(settings: AppSettings) -> Result<Self, String> {
+    /// Builds an app; YourGPT apps take their client id's email limit from `limits`.
+    pub fn new(settings: AppSettings, limits: &mut EmailLimits) -> Result<Self, String> {
         let connector = match settings.kind {
-            AppKind::YourGpt(s) => Connector::YourGpt(Box::new(YourGpt::new(s)?)),
+            AppKind::YourGpt(s) => {
+                let emails = limits.for_client(&s.client_id, s.emails_per_minute);
+                Connector::YourGpt(Box::new(YourGpt::new(s, emails)?))
+            }
             AppKind::TypingMind(s) => Connector::TypingMind(Box::new(TypingMind::new(s))),
         };
         Ok(App {

@@ -5,7 +5,8 @@
 //! `code` when present, else the HTTP status ([`parse_answer`]); the email rate limit is per
 //! client id ([`super::limits`]).
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 
@@ -22,7 +23,7 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub struct YourGpt {
     settings: YourGptSettings,
     http: reqwest::Client,
-    emails: SlidingWindow,
+    emails: Arc<SlidingWindow>,
     recent: RecentSends,
 }
 
@@ -100,7 +101,9 @@ impl Call {
 }
 
 impl YourGpt {
-    pub fn new(settings: YourGptSettings) -> Result<Self, String> {
+    /// `emails` is the confirmation-email limit of this app's client id (see
+    /// [`super::limits::EmailLimits`]).
+    pub fn new(settings: YourGptSettings, emails: Arc<SlidingWindow>) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
@@ -108,7 +111,7 @@ impl YourGpt {
             .build()
             .map_err(|e| format!("cannot build the YourGPT HTTP client: {e}"))?;
         Ok(YourGpt {
-            emails: SlidingWindow::new(settings.emails_per_minute, Duration::from_secs(60)),
+            emails,
             recent: RecentSends::new(settings.email_resend_window),
             settings,
             http,

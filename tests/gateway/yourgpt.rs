@@ -418,3 +418,39 @@ async fn a_404_only_in_the_http_status_still_takes_the_email_path() {
     assert!(resp.text().await.unwrap().contains("taking too long"));
     assert_no_secrets(&captured_logs(), &s.api);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apps_sharing_a_client_id_share_the_email_limit() {
+    let api = YourGptStandIn::start(yourgpt_secret()).await.unwrap();
+    let intranet = Intranet::start().await;
+    let app = |name: &str| {
+        format!(
+            "[apps.{name}]\nkind = \"yourgpt\"\nclient_id = \"{CLIENT_ID}\"\n\
+             secret = {{ file = \"yourgpt-secret.txt\" }}\napi_url = \"{}\"\nlogin_url = \"{LOGIN}\"\n\
+             [[routes]]\npath = \"/ai/{name}\"\napp = \"{name}\"\n",
+            api.url()
+        )
+    };
+    let gw = TestGateway::start(&format!(
+        "{}{}{}{}",
+        session_config(&["HS256"], ""),
+        upstream_config(&intranet),
+        app("a"),
+        app("b"),
+    ));
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let who = format!("shared{i}@corp.example");
+        api.add_unconfirmed(&who);
+        let route = if i % 2 == 0 { "/ai/a" } else { "/ai/b" };
+        let resp = client()
+            .get(gw.url(route))
+            .header("Cookie", cookie_for(&person(&who, &[])))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [302, 302, 302, 302, 302, 429]);
+    assert_eq!(api.count("email"), 5, "YourGPT counts per organisation");
+}
