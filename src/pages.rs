@@ -22,21 +22,18 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Where [`reference_line`] goes on a page; an empty comment until a reference is added.
-pub const REFERENCE_SLOT: &str = "<!--reference-->";
-
-/// The support-reference line of a page.
-pub fn reference_line(reference: &str) -> String {
-    format!(
-        "<p class=\"code\">Reference for the help desk: <strong>{}</strong></p>",
-        escape(reference)
-    )
-}
-
-/// A page with a title and one message, both plain text.
-pub fn render(status: u16, title: &str, message: &str) -> String {
+/// A page with a title and one message, both plain text, and optionally a support reference.
+pub fn render(status: u16, title: &str, message: &str, reference: Option<&str>) -> String {
     let title = escape(title);
     let message = escape(message);
+    let reference = reference
+        .map(|r| {
+            format!(
+                "<p class=\"code\">Reference for the help desk: <strong>{}</strong></p>\n",
+                escape(r)
+            )
+        })
+        .unwrap_or_default();
     format!(
         r#"<!doctype html>
 <html lang="en">
@@ -56,8 +53,7 @@ p{{line-height:1.5;margin:0 0 1rem}}
 <main>
 <h1>{title}</h1>
 <p>{message}</p>
-{REFERENCE_SLOT}
-<p class="code">HTTP {status}</p>
+{reference}<p class="code">HTTP {status}</p>
 </main>
 </body>
 </html>
@@ -71,9 +67,10 @@ mod tests {
 
     #[test]
     fn dynamic_text_is_escaped() {
-        let html = render(403, "<script>x</script>", "a \"b\" & 'c'");
+        let html = render(403, "<script>x</script>", "a \"b\" & 'c'", Some("<r>"));
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"));
         assert!(html.contains("a &quot;b&quot; &amp; &#39;c&#39;"));
+        assert!(html.contains("<strong>&lt;r&gt;</strong>"));
     }
 }

@@ -28,11 +28,11 @@ impl Reply {
 
     /// An HTML page (see [`pages`]).
     pub fn page(status: u16, title: &str, message: &str) -> Reply {
-        let mut r = Reply::new(
-            status,
-            "text/html; charset=utf-8",
-            pages::render(status, title, message),
-        );
+        Reply::html(status, pages::render(status, title, message, None))
+    }
+
+    fn html(status: u16, body: String) -> Reply {
+        let mut r = Reply::new(status, "text/html; charset=utf-8", body);
         r.headers
             .push(("Content-Security-Policy", pages::CSP.to_string()));
         r.headers
@@ -75,46 +75,39 @@ impl Reply {
         self
     }
 
-    /// Adds a support reference: a line on a page, a `reference` field in JSON.
-    pub fn with_reference(mut self, reference: &str, html: bool) -> Reply {
-        if html {
-            let marker = pages::REFERENCE_SLOT.as_bytes();
-            let body = self.body.as_ref();
-            if let Some(at) = body.windows(marker.len()).position(|w| w == marker) {
-                let line = pages::reference_line(reference);
-                let mut out = Vec::with_capacity(body.len() + line.len());
-                out.extend_from_slice(&body[..at]);
-                out.extend_from_slice(line.as_bytes());
-                out.extend_from_slice(&body[at + marker.len()..]);
-                self.body = Bytes::from(out);
-            }
-        } else if let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&self.body) {
-            value["reference"] = reference.into();
-            if let Ok(body) = serde_json::to_vec(&value) {
-                self.body = Bytes::from(body);
-            }
-        }
-        self
-    }
-
     /// An error for either kind of client: a page for browsers, JSON for the rest.
     pub fn error(wants_html: bool, status: u16, code: &str, title: &str, message: &str) -> Reply {
+        Reply::error_with_reference(wants_html, status, code, title, message, None)
+    }
+
+    /// [`Reply::error`] carrying a support reference: a line on the page, a `reference` field
+    /// in JSON.
+    pub fn error_with_reference(
+        wants_html: bool,
+        status: u16,
+        code: &str,
+        title: &str,
+        message: &str,
+        reference: Option<&str>,
+    ) -> Reply {
         if wants_html {
-            Reply::page(status, title, message)
-        } else {
-            #[derive(Serialize)]
-            struct Body<'a> {
-                error: &'a str,
-                message: &'a str,
-            }
-            Reply::json(
-                status,
-                &Body {
-                    error: code,
-                    message,
-                },
-            )
+            return Reply::html(status, pages::render(status, title, message, reference));
         }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            message: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reference: Option<&'a str>,
+        }
+        Reply::json(
+            status,
+            &Body {
+                error: code,
+                message,
+                reference,
+            },
+        )
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

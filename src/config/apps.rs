@@ -59,22 +59,15 @@ fn yourgpt(
     let before = p.error_count();
     let client_id = match raw.client_id {
         RawPlainOrSecret::Plain(id) => id,
-        RawPlainOrSecret::Reference(r) => match r.resolve(base_dir) {
-            Ok(s) => String::from_utf8_lossy(s.expose()).trim().to_string(),
-            Err(e) => {
-                p.add(format!("{key}.client_id"), e);
-                String::new()
-            }
-        },
+        RawPlainOrSecret::Reference(r) => p
+            .secret(&format!("{key}.client_id"), &r, base_dir)
+            .map(|s| String::from_utf8_lossy(s.expose()).trim().to_string())
+            .unwrap_or_default(),
     };
     if client_id.is_empty() && p.error_count() == before {
         p.add(format!("{key}.client_id"), "must not be empty");
     }
-    let secret = raw
-        .secret
-        .resolve(base_dir)
-        .map_err(|e| p.add(format!("{key}.secret"), e))
-        .ok();
+    let secret = p.secret(&format!("{key}.secret"), &raw.secret, base_dir);
     let api_url = base_url(
         &format!("{key}.api_url"),
         raw.api_url.as_deref().unwrap_or("https://api.yourgpt.ai"),
@@ -132,11 +125,7 @@ fn typingmind(
 ) -> Option<TypingMindSettings> {
     let before = p.error_count();
     let instance_url = base_url(&format!("{key}.instance_url"), &raw.instance_url, p);
-    let secret = raw
-        .secret
-        .resolve(base_dir)
-        .map_err(|e| p.add(format!("{key}.secret"), e))
-        .ok();
+    let secret = p.secret(&format!("{key}.secret"), &raw.secret, base_dir);
     let identify_by = match (raw.identify_by.as_deref().unwrap_or("user"), &raw.id_claim) {
         ("user", None) => IdentifyBy::User,
         ("email", None) => IdentifyBy::Email,

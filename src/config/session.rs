@@ -59,13 +59,10 @@ pub(super) fn session_settings(
             Err(e) => p.add(format!("session.algorithms[{i}]"), e),
         }
     }
-    let secret = raw.secret.as_ref().and_then(|r| match r.resolve(base_dir) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            p.add("session.secret", e);
-            None
-        }
-    });
+    let secret = raw
+        .secret
+        .as_ref()
+        .and_then(|r| p.secret("session.secret", r, base_dir));
     let public_key = raw.public_key_file.as_ref().and_then(|file| {
         let full = base_dir.join(file);
         match std::fs::read(&full) {
@@ -171,26 +168,16 @@ pub(super) fn identity_header_names(
                     format!("identity_headers.{key}"),
                     format!("{text:?} is not a valid header name"),
                 );
-                HeaderName::from_static(default_lower(default))
+                HeaderName::from_static(default)
             }
         }
     };
     IdentityHeaderNames {
-        id: name("id", raw.id, "X-Handoff-User"),
-        email: name("email", raw.email, "X-Handoff-Email"),
-        name: name("name", raw.name, "X-Handoff-Name"),
-        username: name("username", raw.username, "X-Handoff-Username"),
-        groups: name("groups", raw.groups, "X-Handoff-Groups"),
-    }
-}
-
-fn default_lower(default: &'static str) -> &'static str {
-    match default {
-        "X-Handoff-User" => "x-handoff-user",
-        "X-Handoff-Email" => "x-handoff-email",
-        "X-Handoff-Name" => "x-handoff-name",
-        "X-Handoff-Username" => "x-handoff-username",
-        _ => "x-handoff-groups",
+        id: name("id", raw.id, "x-handoff-user"),
+        email: name("email", raw.email, "x-handoff-email"),
+        name: name("name", raw.name, "x-handoff-name"),
+        username: name("username", raw.username, "x-handoff-username"),
+        groups: name("groups", raw.groups, "x-handoff-groups"),
     }
 }
 

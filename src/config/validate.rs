@@ -17,6 +17,11 @@ use super::*;
 pub(super) struct Problems(Vec<ConfigError>);
 
 impl Problems {
+    /// Reads a secret, reporting a missing or unreadable one under `key`.
+    pub(super) fn secret(&mut self, key: &str, r: &SecretRef, base_dir: &Path) -> Option<Secret> {
+        r.resolve(base_dir).map_err(|e| self.add(key, e)).ok()
+    }
+
     /// A duration in milliseconds that must be more than zero (`default` when absent).
     pub(super) fn positive_ms(&mut self, key: &str, value: Option<u64>, default: u64) -> Duration {
         let v = value.unwrap_or(default);

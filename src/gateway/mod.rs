@@ -244,16 +244,17 @@ impl Gateway {
             tail,
             query: req.uri.query(),
         };
-        let outcome = app.handoff(identity, &request).await;
-        let default_mapping;
-        let mapping = match &self.session {
-            Some(s) => s.verifier.mapping(),
-            None => {
-                default_mapping = crate::identity::ClaimMapping::default();
-                &default_mapping
-            }
+        // Handoff routes require a session (config validation), so `session` is set here.
+        let Some(session) = &self.session else {
+            return Reply::text(500, "no [session] configured\n");
         };
-        app.reply(outcome, identity, mapping, wants_html(&req.headers))
+        let outcome = app.handoff(identity, &request).await;
+        app.reply(
+            outcome,
+            identity,
+            session.verifier.mapping(),
+            wants_html(&req.headers),
+        )
     }
 
     /// A rewriter that signs in (or, without a person, strips) the widgets of every app with

@@ -157,7 +157,7 @@ impl App {
         let title = self.title();
         let user = identity.id.as_str();
         let page = |status, code: &str, heading: &str, message: String| {
-            Reply::error(html, status, code, heading, &message).with_reference(&reference, html)
+            Reply::error_with_reference(html, status, code, heading, &message, Some(&reference))
         };
         match outcome {
             HandoffOutcome::Redirect(location) => {
