@@ -62,7 +62,7 @@ impl ProxyHttp for HandoffProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let (decision, note) = self.gateway.decide(session.req_header());
+        let (decision, note) = self.gateway.decide(session.req_header()).await;
         ctx.session = note;
         match decision {
             Decision::Reply(reply) => {
@@ -296,6 +296,7 @@ impl ProxyHttp for HandoffProxy {
                 status,
                 route,
                 session = ctx.session.label(),
+                source = ctx.session.source(),
                 user,
                 ms = format_args!("{elapsed_ms:.2}"),
             ),
@@ -306,6 +307,7 @@ impl ProxyHttp for HandoffProxy {
                 status,
                 route,
                 session = ctx.session.label(),
+                source = ctx.session.source(),
                 user,
                 ms = format_args!("{elapsed_ms:.2}"),
                 error = %e,

@@ -8,10 +8,12 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::Opt;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora::services::background::background_service;
 
 use crate::config::{Config, ServerSettings};
 use crate::gateway::Gateway;
 use crate::proxy::HandoffProxy;
+use crate::session::jwks::JwksRefresher;
 
 /// Maps `[server]` onto Pingora's own settings (there is no second YAML file).
 pub fn pingora_conf(s: &ServerSettings) -> ServerConf {
@@ -60,7 +62,17 @@ pub fn build(config: Config, opt: Option<Opt>) -> Result<Server, String> {
             proxy.add_tls_with_settings(addr, None, tls_settings);
         }
     }
-    server.add_service(proxy);
+    let jwks = gateway.jwks().map(|jwks| {
+        server.add_service(background_service(
+            "jwks refresh",
+            JwksRefresher(jwks.clone()),
+        ))
+    });
+    let proxy = server.add_service(proxy);
+    // With `startup_wait_ms`, the listeners open once the first keys are in (or the wait ran out).
+    if let Some(jwks) = jwks {
+        proxy.add_dependency(jwks);
+    }
     for group in gateway.upstreams() {
         if let Some(health) = group.health_service() {
             server.add_service(health);

@@ -42,6 +42,8 @@ pub struct RawTls {
 #[serde(deny_unknown_fields)]
 pub struct RawSession {
     pub cookie: String,
+    pub sources: Option<Vec<String>>,
+    #[serde(default)]
     pub algorithms: Vec<String>,
     pub secret: Option<SecretRef>,
     pub public_key_file: Option<String>,
@@ -49,6 +51,35 @@ pub struct RawSession {
     pub audience: Option<String>,
     pub leeway_seconds: Option<u64>,
     pub login_url: Option<String>,
+    pub jwks: Option<RawJwks>,
+    pub userinfo: Option<RawUserinfo>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwks {
+    pub url: String,
+    pub cache_seconds: Option<u64>,
+    pub min_cache_seconds: Option<u64>,
+    pub max_cache_seconds: Option<u64>,
+    pub unknown_kid_cooldown_seconds: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub startup_wait_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUserinfo {
+    pub url: String,
+    pub cookies: Option<Vec<String>>,
+    pub timeout_ms: Option<u64>,
+    pub cache_seconds: Option<u64>,
+    pub negative_cache_seconds: Option<u64>,
+    pub stale_while_revalidate_seconds: Option<u64>,
+    pub on_error: Option<String>,
+    pub max_stale_seconds: Option<u64>,
+    pub max_entries: Option<usize>,
+    pub max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -2,6 +2,10 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
 
 use http::HeaderName;
 
@@ -9,8 +13,10 @@ use super::raw::*;
 use super::validate::Problems;
 use super::*;
 use crate::identity::{ClaimMapping, ClaimPath};
-use crate::session::jwt::{parse_algorithm, ClaimRules, JwtVerifier, PublicKey};
-use crate::session::SessionVerifier;
+use crate::session::jwks::{Jwks, JwksSettings};
+use crate::session::jwt::{parse_algorithm, ClaimRules, JwtVerifier, PublicKey, VerifyingKeys};
+use crate::session::userinfo::{OnError, Userinfo, UserinfoSettings};
+use crate::session::{SessionVerifier, Source};
 
 pub(super) fn claim_mapping(raw: RawIdentity) -> ClaimMapping {
     let d = ClaimMapping::default();
@@ -37,60 +43,38 @@ pub(super) fn session_settings(
     p: &mut Problems,
 ) -> Option<SessionSettings> {
     let before = p.error_count();
-    if raw.cookie.is_empty() || !raw.cookie.bytes().all(is_cookie_name_byte) {
+    if !is_cookie_name(&raw.cookie) {
         p.add(
             "session.cookie",
             format!("{:?} is not a valid cookie name", raw.cookie),
         );
     }
-    if raw.algorithms.is_empty() {
+    let uses_jwt = raw.secret.is_some() || raw.public_key_file.is_some() || raw.jwks.is_some();
+    if !uses_jwt && raw.userinfo.is_none() {
         p.add(
-            "session.algorithms",
-            "list at least one algorithm, e.g. [\"HS256\"]",
+            "session",
+            "give `secret` (HS256/384/512), `public_key_file` or [session.jwks] (RS*, PS*, ES*, \
+             EdDSA) for JWT sessions, or [session.userinfo] for opaque session cookies",
         );
     }
-    let mut algorithms = Vec::new();
-    for (i, name) in raw.algorithms.iter().enumerate() {
-        match parse_algorithm(name) {
-            Ok(a) if algorithms.contains(&a) => {
-                p.add(format!("session.algorithms[{i}]"), "listed twice");
-            }
-            Ok(a) => algorithms.push(a),
-            Err(e) => p.add(format!("session.algorithms[{i}]"), e),
-        }
-    }
+    let sources = sources(raw.sources.as_deref(), uses_jwt, raw.userinfo.is_some(), p);
+    let algorithms = if uses_jwt {
+        algorithms(&raw.algorithms, p)
+    } else {
+        Vec::new()
+    };
     let secret = raw
         .secret
         .as_ref()
         .and_then(|r| p.secret("session.secret", r, base_dir));
-    let public_key = raw.public_key_file.as_ref().and_then(|file| {
-        let full = base_dir.join(file);
-        match std::fs::read(&full) {
-            Err(e) => {
-                p.add(
-                    "session.public_key_file",
-                    format!("cannot read {}: {e}", full.display()),
-                );
-                None
-            }
-            Ok(pem) => match PublicKey::from_pem(&pem) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    p.add(
-                        "session.public_key_file",
-                        format!("{}: {e}", full.display()),
-                    );
-                    None
-                }
-            },
-        }
-    });
-    if raw.secret.is_none() && raw.public_key_file.is_none() {
-        p.add(
-            "session",
-            "give `secret` (HS256/384/512) or `public_key_file` (RS*, PS*, ES*, EdDSA)",
-        );
-    }
+    let public_key = raw
+        .public_key_file
+        .as_ref()
+        .and_then(|file| public_key(&base_dir.join(file), p));
+    let jwks = raw.jwks.and_then(|j| jwks_settings(j, p));
+    let userinfo = raw
+        .userinfo
+        .and_then(|u| userinfo_settings(u, &raw.cookie, p));
     let login_url = raw.login_url.and_then(|url| {
         let absolute = url::Url::parse(&url.replace(LoginUrl::PLACEHOLDER, "x"))
             .map(|u| matches!(u.scheme(), "http" | "https"))
@@ -122,17 +106,213 @@ pub(super) fn session_settings(
     if p.error_count() > before {
         return None;
     }
-    let hmac = secret.as_ref().map(Secret::expose);
-    match JwtVerifier::new(&algorithms, hmac, public_key.as_ref(), &rules) {
-        Ok(jwt) => Some(SessionSettings {
-            verifier: SessionVerifier::new(raw.cookie, jwt, mapping),
-            login_url,
-        }),
+    let jwt = if uses_jwt {
+        let jwks = match jwks.map(Jwks::new).transpose() {
+            Ok(j) => j.map(Arc::new),
+            Err(e) => {
+                p.add("session.jwks", e);
+                return None;
+            }
+        };
+        let keys = VerifyingKeys {
+            hmac: secret.as_ref().map(|s| s.expose().to_vec()),
+            public_key,
+            jwks,
+        };
+        match JwtVerifier::new(&algorithms, keys, &rules) {
+            Ok(jwt) => Some(jwt),
+            Err(e) => {
+                p.add("session.algorithms", e);
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    let userinfo = match userinfo
+        .map(|u| Userinfo::new(u, mapping.clone()))
+        .transpose()
+    {
+        Ok(u) => u,
         Err(e) => {
-            p.add("session.algorithms", e);
-            None
+            p.add("session.userinfo", e);
+            return None;
+        }
+    };
+    Some(SessionSettings {
+        verifier: SessionVerifier::new(raw.cookie, sources, jwt, userinfo, mapping),
+        login_url,
+    })
+}
+
+/// `[session] sources`, or the default: the JWT sources when JWT keys are configured, then
+/// userinfo when it is.
+fn sources(
+    listed: Option<&[String]>,
+    uses_jwt: bool,
+    uses_userinfo: bool,
+    p: &mut Problems,
+) -> Vec<Source> {
+    let available = |s: Source| match s {
+        Source::Cookie | Source::Bearer => uses_jwt,
+        Source::Userinfo => uses_userinfo,
+    };
+    let Some(listed) = listed else {
+        return Source::ALL.into_iter().filter(|&s| available(s)).collect();
+    };
+    if listed.is_empty() {
+        p.add(
+            "session.sources",
+            "list at least one of \"cookie\", \"bearer\", \"userinfo\"",
+        );
+    }
+    let mut sources = Vec::new();
+    for (i, name) in listed.iter().enumerate() {
+        let key = format!("session.sources[{i}]");
+        match Source::ALL.into_iter().find(|s| s.label() == name) {
+            None => p.add(
+                key,
+                format!("unknown source {name:?}; use \"cookie\", \"bearer\" or \"userinfo\""),
+            ),
+            Some(s) if sources.contains(&s) => p.add(key, "listed twice"),
+            Some(s) if !available(s) => p.add(
+                key,
+                match s {
+                    Source::Userinfo => "\"userinfo\" needs [session.userinfo]",
+                    _ => "JWT sources need `secret`, `public_key_file` or [session.jwks]",
+                },
+            ),
+            Some(s) => sources.push(s),
         }
     }
+    sources
+}
+
+fn algorithms(names: &[String], p: &mut Problems) -> Vec<Algorithm> {
+    if names.is_empty() {
+        p.add(
+            "session.algorithms",
+            "list at least one algorithm, e.g. [\"HS256\"]",
+        );
+    }
+    let mut algorithms = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        match parse_algorithm(name) {
+            Ok(a) if algorithms.contains(&a) => {
+                p.add(format!("session.algorithms[{i}]"), "listed twice");
+            }
+            Ok(a) => algorithms.push(a),
+            Err(e) => p.add(format!("session.algorithms[{i}]"), e),
+        }
+    }
+    algorithms
+}
+
+fn public_key(full: &Path, p: &mut Problems) -> Option<PublicKey> {
+    let key = "session.public_key_file";
+    match std::fs::read(full) {
+        Err(e) => {
+            p.add(key, format!("cannot read {}: {e}", full.display()));
+            None
+        }
+        Ok(pem) => PublicKey::from_pem(&pem)
+            .map_err(|e| p.add(key, format!("{}: {e}", full.display())))
+            .ok(),
+    }
+}
+
+fn jwks_settings(raw: RawJwks, p: &mut Problems) -> Option<JwksSettings> {
+    let url = p.http_url("session.jwks.url", &raw.url);
+    let min_cache = p.positive_seconds("session.jwks.min_cache_seconds", raw.min_cache_seconds, 60);
+    let max_cache = p.positive_seconds(
+        "session.jwks.max_cache_seconds",
+        raw.max_cache_seconds,
+        86_400,
+    );
+    let cache = p.positive_seconds("session.jwks.cache_seconds", raw.cache_seconds, 600);
+    if min_cache > max_cache {
+        p.add(
+            "session.jwks.min_cache_seconds",
+            "must not be more than max_cache_seconds",
+        );
+    }
+    let settings = JwksSettings {
+        cache,
+        min_cache,
+        max_cache,
+        unknown_kid_cooldown: p.positive_seconds(
+            "session.jwks.unknown_kid_cooldown_seconds",
+            raw.unknown_kid_cooldown_seconds,
+            30,
+        ),
+        timeout: p.positive_ms("session.jwks.timeout_ms", raw.timeout_ms, 2000),
+        startup_wait: Duration::from_millis(raw.startup_wait_ms.unwrap_or(5000)),
+        url: url?,
+    };
+    Some(settings)
+}
+
+fn userinfo_settings(
+    raw: RawUserinfo,
+    session_cookie: &str,
+    p: &mut Problems,
+) -> Option<UserinfoSettings> {
+    let url = p.http_url("session.userinfo.url", &raw.url);
+    let cookies = raw
+        .cookies
+        .unwrap_or_else(|| vec![session_cookie.to_string()]);
+    if cookies.is_empty() {
+        p.add(
+            "session.userinfo.cookies",
+            "list at least one cookie (leave the key out to send the session cookie)",
+        );
+    }
+    for (i, c) in cookies.iter().enumerate() {
+        if !is_cookie_name(c) {
+            p.add(
+                format!("session.userinfo.cookies[{i}]"),
+                format!("{c:?} is not a valid cookie name"),
+            );
+        }
+    }
+    let on_error = match raw.on_error.as_deref() {
+        None | Some("closed") => OnError::Closed,
+        Some("open_with_stale") => OnError::OpenWithStale,
+        Some(other) => {
+            p.add(
+                "session.userinfo.on_error",
+                format!("{other:?} is not a failure mode; use \"closed\" or \"open_with_stale\""),
+            );
+            OnError::Closed
+        }
+    };
+    let max_entries = raw.max_entries.unwrap_or(10_000);
+    if max_entries < 10 {
+        p.add("session.userinfo.max_entries", "must be at least 10");
+    }
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(64 * 1024);
+    if max_body_bytes == 0 {
+        p.add("session.userinfo.max_body_bytes", "must be more than 0");
+    }
+    let settings = UserinfoSettings {
+        cookies,
+        timeout: p.positive_ms("session.userinfo.timeout_ms", raw.timeout_ms, 2000),
+        cache: p.positive_seconds("session.userinfo.cache_seconds", raw.cache_seconds, 60),
+        negative_cache: Duration::from_secs(raw.negative_cache_seconds.unwrap_or(5)),
+        stale_while_revalidate: Duration::from_secs(
+            raw.stale_while_revalidate_seconds.unwrap_or(30),
+        ),
+        on_error,
+        max_stale: Duration::from_secs(raw.max_stale_seconds.unwrap_or(300)),
+        max_entries,
+        max_body_bytes,
+        url: url?,
+    };
+    Some(settings)
+}
+
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(is_cookie_name_byte)
 }
 
 /// RFC 6265 cookie-name (an RFC 7230 token).

@@ -31,6 +31,40 @@ impl Problems {
         Duration::from_millis(v)
     }
 
+    /// A duration in seconds that must be more than zero (`default` when absent).
+    pub(super) fn positive_seconds(
+        &mut self,
+        key: &str,
+        value: Option<u64>,
+        default: u64,
+    ) -> Duration {
+        let v = value.unwrap_or(default);
+        if v == 0 {
+            self.add(key, "must be more than 0");
+        }
+        Duration::from_secs(v)
+    }
+
+    /// An absolute http(s) URL with a host (a query is allowed, a fragment is not).
+    pub(super) fn http_url(&mut self, key: &str, raw: &str) -> Option<url::Url> {
+        match url::Url::parse(raw) {
+            Ok(u)
+                if matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.fragment().is_none() =>
+            {
+                Some(u)
+            }
+            _ => {
+                self.add(
+                    key,
+                    format!("{raw:?} must be an http(s) URL like \"https://sso.example.com/jwks\""),
+                );
+                None
+            }
+        }
+    }
+
     pub(super) fn error_count(&self) -> usize {
         self.0.len()
     }

@@ -2,6 +2,8 @@
 //! endpoints, no route, login redirect, denial) or proxy it on a route, with or without a
 //! recognised person. Works on `http` types only; `proxy.rs` is the Pingora glue.
 
+use std::sync::Arc;
+
 use http::header::HOST;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue};
@@ -15,7 +17,8 @@ use crate::handoff::{App, HandoffRequest};
 use crate::identity::Identity;
 use crate::reply::{wants_html, Reply};
 use crate::routes::{normalize_path, RouteTable};
-use crate::session::SessionError;
+use crate::session::jwks::Jwks;
+use crate::session::{SessionError, Source};
 use crate::upstream::UpstreamGroup;
 
 mod endpoints;
@@ -58,7 +61,8 @@ pub enum Decision {
 pub enum SessionNote {
     /// The route did not look for a session.
     NotChecked,
-    Valid,
+    /// Recognised, by this source.
+    Valid(Source),
     Invalid(SessionError),
 }
 
@@ -66,8 +70,16 @@ impl SessionNote {
     pub fn label(self) -> &'static str {
         match self {
             SessionNote::NotChecked => "-",
-            SessionNote::Valid => "valid",
+            SessionNote::Valid(_) => "valid",
             SessionNote::Invalid(e) => e.reason(),
+        }
+    }
+
+    /// The source that recognised the person, or `-`.
+    pub fn source(self) -> &'static str {
+        match self {
+            SessionNote::Valid(source) => source.label(),
+            _ => "-",
         }
     }
 }
@@ -119,6 +131,11 @@ impl Gateway {
         &self.upstreams
     }
 
+    /// The JWKS key cache, when the session's keys are published at a URL.
+    pub fn jwks(&self) -> Option<&Arc<Jwks>> {
+        self.session.as_ref().and_then(|s| s.verifier.jwks())
+    }
+
     /// The upstream group a proxy route sends to; `None` for a handoff route.
     pub fn upstream_for(&self, route: usize) -> Option<&UpstreamGroup> {
         match self.routes[route].target {
@@ -131,11 +148,12 @@ impl Gateway {
         &self.identity_headers
     }
 
-    /// Decides what to do with a request.
-    pub fn decide(&self, req: &Parts) -> (Decision, SessionNote) {
+    /// Decides what to do with a request. Only waits when the session must be looked up (a
+    /// JWKS refetch for an unknown key, or a userinfo call that is not cached).
+    pub async fn decide(&self, req: &Parts) -> (Decision, SessionNote) {
         let path = req.uri.path();
         if let Some(endpoint) = self.own_endpoint(path) {
-            return self.answer_endpoint(endpoint, req);
+            return self.answer_endpoint(endpoint, req).await;
         }
         // Only replies need to know; proxied requests never pay for the Accept scan.
         let html = || wants_html(&req.headers);
@@ -174,8 +192,9 @@ impl Gateway {
                 SessionNote::NotChecked,
             );
         };
-        match session.verifier.identify(&req.headers) {
-            Ok(identity) => {
+        let handoff = matches!(route.target, RouteTarget::App(_));
+        match session.verifier.identify(&req.headers, !handoff).await {
+            Ok((identity, source)) => {
                 if let Some(rules) = &route.allow {
                     if let Err(denial) = rules.check(&identity) {
                         let who = if identity.email.is_empty() {
@@ -186,7 +205,7 @@ impl Gateway {
                         let message = format!("You are signed in as {who}. {}", denial.explanation);
                         let reply =
                             Reply::error(html(), 403, "forbidden", "Not for you, sorry", &message);
-                        return (Decision::Reply(reply), SessionNote::Valid);
+                        return (Decision::Reply(reply), SessionNote::Valid(source));
                     }
                 }
                 let decision = match route.target {
@@ -201,7 +220,7 @@ impl Gateway {
                         identity,
                     },
                 };
-                (decision, SessionNote::Valid)
+                (decision, SessionNote::Valid(source))
             }
             Err(e) if route.require_session => (
                 Decision::Reply(self.unauthenticated(session, req, html(), e)),
@@ -283,6 +302,17 @@ impl Gateway {
         html: bool,
         e: SessionError,
     ) -> Reply {
+        if e == SessionError::Unavailable {
+            return Reply::error(
+                html,
+                503,
+                "session_unavailable",
+                "Sign-in is not answering",
+                "The intranet's sign-in service is not answering right now, so the gateway \
+                 cannot tell who you are. Please try again in a minute.",
+            )
+            .with_header("Retry-After", "10".to_string());
+        }
         if html {
             if let Some(login) = &session.login_url {
                 let return_to = req.uri.path_and_query().map_or("/", |pq| pq.as_str());

@@ -5,6 +5,7 @@
 //! algorithm must be on the allow-list before any key is touched. `alg: none` is never allowed.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -12,6 +13,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
+use super::jwks::{Jwks, KeyMiss};
 use super::SessionError;
 
 /// Tokens longer than this are refused before any parsing (a cookie is at most ~4 KiB anyway).
@@ -75,13 +77,18 @@ struct AlgorithmCheck {
     alg: Algorithm,
     /// The JOSE name, as it appears in a token header.
     name: String,
-    key: DecodingKey,
     validation: Validation,
 }
+
+/// At most this many published keys are tried for a token without a `kid`.
+const MAX_KEYS_WITHOUT_KID: usize = 8;
 
 /// Verifies tokens. Built once at load time: one ready `Validation` per allowed algorithm.
 pub struct JwtVerifier {
     checks: Vec<AlgorithmCheck>,
+    hmac: Option<DecodingKey>,
+    public_key: Option<PublicKey>,
+    jwks: Option<Arc<Jwks>>,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -89,37 +96,49 @@ impl fmt::Debug for JwtVerifier {
         let algs: Vec<Algorithm> = self.checks.iter().map(|c| c.alg).collect();
         f.debug_struct("JwtVerifier")
             .field("algorithms", &algs)
+            .field("jwks", &self.jwks)
             .finish_non_exhaustive()
     }
 }
 
+/// The keys a [`JwtVerifier`] checks signatures with. HMAC algorithms only ever use `hmac`;
+/// asymmetric ones only `public_key` (matching family) and `jwks`.
+#[derive(Default)]
+pub struct VerifyingKeys {
+    pub hmac: Option<Vec<u8>>,
+    pub public_key: Option<PublicKey>,
+    pub jwks: Option<Arc<Jwks>>,
+}
+
 impl JwtVerifier {
-    /// Pairs each allowed algorithm with the one key of its family. Fails, naming the algorithm,
+    /// Checks that each allowed algorithm has a key it can use. Fails, naming the algorithm,
     /// when the key it needs is not configured.
     pub fn new(
         algorithms: &[Algorithm],
-        hmac_secret: Option<&[u8]>,
-        public_key: Option<&PublicKey>,
+        keys: VerifyingKeys,
         rules: &ClaimRules,
     ) -> Result<Self, String> {
         let mut checks = Vec::with_capacity(algorithms.len());
         for &alg in algorithms {
             let family = alg.family();
-            let key = match (family, hmac_secret, public_key) {
-                (AlgorithmFamily::Hmac, Some(secret), _) => DecodingKey::from_secret(secret),
-                (AlgorithmFamily::Hmac, None, _) => {
+            match (family, &keys.hmac, &keys.public_key, &keys.jwks) {
+                (AlgorithmFamily::Hmac, Some(_), _, _) => {}
+                (AlgorithmFamily::Hmac, None, _, _) => {
                     return Err(format!("{alg:?} needs `secret`"));
                 }
-                (_, _, Some(pk)) if pk.family == family => pk.key.clone(),
-                (_, _, Some(pk)) => {
+                (_, _, _, Some(_)) => {}
+                (_, _, Some(pk), None) if pk.family == family => {}
+                (_, _, Some(pk), None) => {
                     return Err(format!(
                         "{alg:?} needs {} public key, but `public_key_file` holds {} key",
                         family_name(family),
                         family_name(pk.family)
                     ));
                 }
-                (_, _, None) => return Err(format!("{alg:?} needs `public_key_file`")),
-            };
+                (_, _, None, None) => {
+                    return Err(format!("{alg:?} needs `public_key_file` or [session.jwks]"));
+                }
+            }
             let mut validation = Validation::new(alg);
             validation.leeway = rules.leeway_seconds;
             validation.validate_exp = true;
@@ -141,37 +160,95 @@ impl JwtVerifier {
             checks.push(AlgorithmCheck {
                 alg,
                 name: format!("{alg:?}"),
-                key,
                 validation,
             });
         }
-        Ok(JwtVerifier { checks })
+        Ok(JwtVerifier {
+            checks,
+            hmac: keys.hmac.as_deref().map(DecodingKey::from_secret),
+            public_key: keys.public_key,
+            jwks: keys.jwks,
+        })
+    }
+
+    /// The JWKS key cache, when configured.
+    pub fn jwks(&self) -> Option<&Arc<Jwks>> {
+        self.jwks.as_ref()
     }
 
     /// Verifies one token and returns its claims, or the precise reason it was refused.
-    pub fn verify(&self, token: &str) -> Result<Map<String, Value>, SessionError> {
+    ///
+    /// An asymmetric token with a `kid` is checked against the published key of that id (an
+    /// unknown id may trigger one refetch, see [`Jwks::key`]), falling back to the static
+    /// public key; one without a `kid` against the static key, else each published key of its
+    /// algorithm.
+    pub async fn verify(&self, token: &str) -> Result<Map<String, Value>, SessionError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(SessionError::Malformed);
         }
-        let alg_name = header_alg(token)?;
+        let header = read_header(token)?;
         let check = self
             .checks
             .iter()
-            .find(|c| c.name == alg_name)
+            .find(|c| c.name == header.alg)
             .ok_or(SessionError::AlgorithmNotAllowed)?;
-        match jsonwebtoken::decode::<Map<String, Value>>(token, &check.key, &check.validation) {
-            Ok(data) => Ok(data.claims),
-            Err(e) => Err(match e.kind() {
-                ErrorKind::InvalidSignature => SessionError::BadSignature,
-                ErrorKind::ExpiredSignature => SessionError::Expired,
-                ErrorKind::ImmatureSignature => SessionError::NotYetValid,
-                ErrorKind::InvalidIssuer => SessionError::WrongIssuer,
-                ErrorKind::InvalidAudience => SessionError::WrongAudience,
-                ErrorKind::MissingRequiredClaim(_) => SessionError::MissingClaim,
-                ErrorKind::InvalidAlgorithm => SessionError::AlgorithmNotAllowed,
-                _ => SessionError::Malformed,
-            }),
+        if check.alg.family() == AlgorithmFamily::Hmac {
+            let key = self
+                .hmac
+                .as_ref()
+                .ok_or(SessionError::AlgorithmNotAllowed)?;
+            return decode(token, key, check);
         }
+        let static_key = self
+            .public_key
+            .as_ref()
+            .filter(|pk| pk.family == check.alg.family());
+        let Some(jwks) = &self.jwks else {
+            let pk = static_key.ok_or(SessionError::AlgorithmNotAllowed)?;
+            return decode(token, &pk.key, check);
+        };
+        if let Some(kid) = &header.kid {
+            match (jwks.key(kid, check.alg).await, static_key) {
+                (Ok(key), _) => return decode(token, key.decoding_key(), check),
+                (Err(_), Some(pk)) => return decode(token, &pk.key, check),
+                (Err(KeyMiss::Unknown), None) => return Err(SessionError::UnknownKey),
+                (Err(KeyMiss::NotLoaded), None) => return Err(SessionError::Unavailable),
+            }
+        }
+        if let Some(pk) = static_key {
+            return decode(token, &pk.key, check);
+        }
+        let keys = jwks
+            .keys_for(check.alg)
+            .map_err(|_| SessionError::Unavailable)?;
+        let mut error = SessionError::UnknownKey;
+        for key in keys.iter().take(MAX_KEYS_WITHOUT_KID) {
+            match decode(token, key.decoding_key(), check) {
+                Err(SessionError::BadSignature) => error = SessionError::BadSignature,
+                result => return result,
+            }
+        }
+        Err(error)
+    }
+}
+
+fn decode(
+    token: &str,
+    key: &DecodingKey,
+    check: &AlgorithmCheck,
+) -> Result<Map<String, Value>, SessionError> {
+    match jsonwebtoken::decode::<Map<String, Value>>(token, key, &check.validation) {
+        Ok(data) => Ok(data.claims),
+        Err(e) => Err(match e.kind() {
+            ErrorKind::InvalidSignature => SessionError::BadSignature,
+            ErrorKind::ExpiredSignature => SessionError::Expired,
+            ErrorKind::ImmatureSignature => SessionError::NotYetValid,
+            ErrorKind::InvalidIssuer => SessionError::WrongIssuer,
+            ErrorKind::InvalidAudience => SessionError::WrongAudience,
+            ErrorKind::MissingRequiredClaim(_) => SessionError::MissingClaim,
+            ErrorKind::InvalidAlgorithm => SessionError::AlgorithmNotAllowed,
+            _ => SessionError::Malformed,
+        }),
     }
 }
 
@@ -184,8 +261,16 @@ fn family_name(family: AlgorithmFamily) -> &'static str {
     }
 }
 
-/// Reads `alg` from the token's header without trusting anything else in it.
-fn header_alg(token: &str) -> Result<String, SessionError> {
+/// The parts of a token's header used to pick the key. Nothing else in it is trusted.
+struct TokenHeader {
+    alg: String,
+    kid: Option<String>,
+}
+
+/// A `kid` longer than this is refused as malformed (real ones are short ids or thumbprints).
+const MAX_KID_BYTES: usize = 256;
+
+fn read_header(token: &str) -> Result<TokenHeader, SessionError> {
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -198,10 +283,16 @@ fn header_alg(token: &str) -> Result<String, SessionError> {
     #[derive(serde::Deserialize)]
     struct Header {
         alg: String,
+        kid: Option<String>,
     }
-    serde_json::from_slice::<Header>(&bytes)
-        .map(|h| h.alg)
-        .map_err(|_| SessionError::Malformed)
+    let h: Header = serde_json::from_slice(&bytes).map_err(|_| SessionError::Malformed)?;
+    if h.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_BYTES) {
+        return Err(SessionError::Malformed);
+    }
+    Ok(TokenHeader {
+        alg: h.alg,
+        kid: h.kid,
+    })
 }
 
 /// Parses a JOSE algorithm name. `none` and unknown names are refused.
@@ -237,20 +328,25 @@ mod tests {
     }
 
     fn verifier(rules: ClaimRules) -> JwtVerifier {
-        JwtVerifier::new(&[Algorithm::HS256], Some(b"k".as_slice()), None, &rules).unwrap()
+        let keys = VerifyingKeys {
+            hmac: Some(b"k".to_vec()),
+            ..VerifyingKeys::default()
+        };
+        JwtVerifier::new(&[Algorithm::HS256], keys, &rules).unwrap()
     }
 
-    #[test]
-    fn valid_token_gives_claims() {
+    #[tokio::test]
+    async fn valid_token_gives_claims() {
         let v = verifier(ClaimRules::default());
         let claims = v
             .verify(&hs(json!({"sub": "a", "exp": now() + 60}), b"k"))
+            .await
             .unwrap();
         assert_eq!(claims["sub"], "a");
     }
 
-    #[test]
-    fn each_refusal_has_its_reason() {
+    #[tokio::test]
+    async fn each_refusal_has_its_reason() {
         let rules = ClaimRules {
             issuer: Some("iss-1".into()),
             audience: Some("aud-1".into()),
@@ -258,7 +354,7 @@ mod tests {
         };
         let v = verifier(rules);
         let good = json!({"iss": "iss-1", "aud": "aud-1", "exp": now() + 60});
-        assert!(v.verify(&hs(good.clone(), b"k")).is_ok());
+        assert!(v.verify(&hs(good.clone(), b"k")).await.is_ok());
         let with = |k: &str, val: Value| {
             let mut c = good.clone();
             c[k] = val;
@@ -270,44 +366,56 @@ mod tests {
             hs(c, b"k")
         };
         assert_eq!(
-            v.verify(&hs(good.clone(), b"other")),
+            v.verify(&hs(good.clone(), b"other")).await,
             Err(SessionError::BadSignature)
         );
         assert_eq!(
-            v.verify(&with("exp", json!(now() - 10))),
+            v.verify(&with("exp", json!(now() - 10))).await,
             Err(SessionError::Expired)
         );
         assert!(
-            v.verify(&with("exp", json!(now() - 2))).is_ok(),
+            v.verify(&with("exp", json!(now() - 2))).await.is_ok(),
             "within leeway"
         );
         assert_eq!(
-            v.verify(&with("nbf", json!(now() + 60))),
+            v.verify(&with("nbf", json!(now() + 60))).await,
             Err(SessionError::NotYetValid)
         );
         assert_eq!(
-            v.verify(&with("iss", json!("evil"))),
+            v.verify(&with("iss", json!("evil"))).await,
             Err(SessionError::WrongIssuer)
         );
         assert_eq!(
-            v.verify(&with("aud", json!("evil"))),
+            v.verify(&with("aud", json!("evil"))).await,
             Err(SessionError::WrongAudience)
         );
-        assert_eq!(v.verify(&without("iss")), Err(SessionError::MissingClaim));
-        assert_eq!(v.verify(&without("aud")), Err(SessionError::MissingClaim));
-        assert_eq!(v.verify(&without("exp")), Err(SessionError::MissingClaim));
-        assert_eq!(v.verify("a.b"), Err(SessionError::Malformed));
-        assert_eq!(v.verify("a.b.c.d"), Err(SessionError::Malformed));
-        assert_eq!(v.verify(&"x".repeat(20_000)), Err(SessionError::Malformed));
+        assert_eq!(
+            v.verify(&without("iss")).await,
+            Err(SessionError::MissingClaim)
+        );
+        assert_eq!(
+            v.verify(&without("aud")).await,
+            Err(SessionError::MissingClaim)
+        );
+        assert_eq!(
+            v.verify(&without("exp")).await,
+            Err(SessionError::MissingClaim)
+        );
+        assert_eq!(v.verify("a.b").await, Err(SessionError::Malformed));
+        assert_eq!(v.verify("a.b.c.d").await, Err(SessionError::Malformed));
+        assert_eq!(
+            v.verify(&"x".repeat(20_000)).await,
+            Err(SessionError::Malformed)
+        );
     }
 
-    #[test]
-    fn none_and_unlisted_algorithms_are_refused() {
+    #[tokio::test]
+    async fn none_and_unlisted_algorithms_are_refused() {
         let v = verifier(ClaimRules::default());
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         let body = URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{}}}"#, now() + 60));
         assert_eq!(
-            v.verify(&format!("{header}.{body}.")),
+            v.verify(&format!("{header}.{body}.")).await,
             Err(SessionError::AlgorithmNotAllowed)
         );
         let hs512 = encode(
@@ -316,7 +424,10 @@ mod tests {
             &EncodingKey::from_secret(b"k"),
         )
         .unwrap();
-        assert_eq!(v.verify(&hs512), Err(SessionError::AlgorithmNotAllowed));
+        assert_eq!(
+            v.verify(&hs512).await,
+            Err(SessionError::AlgorithmNotAllowed)
+        );
         assert!(parse_algorithm("none").is_err());
         assert!(parse_algorithm("hs256").is_err());
         assert_eq!(parse_algorithm("EdDSA"), Ok(Algorithm::EdDSA));
@@ -324,16 +435,22 @@ mod tests {
 
     #[test]
     fn missing_key_for_an_algorithm_is_named() {
+        let hmac_only = VerifyingKeys {
+            hmac: Some(b"k".to_vec()),
+            ..VerifyingKeys::default()
+        };
+        let err =
+            JwtVerifier::new(&[Algorithm::RS256], hmac_only, &ClaimRules::default()).unwrap_err();
+        assert!(
+            err.contains("RS256 needs `public_key_file` or [session.jwks]"),
+            "{err}"
+        );
         let err = JwtVerifier::new(
-            &[Algorithm::RS256],
-            Some(b"k"),
-            None,
+            &[Algorithm::HS256],
+            VerifyingKeys::default(),
             &ClaimRules::default(),
         )
         .unwrap_err();
-        assert!(err.contains("RS256 needs `public_key_file`"), "{err}");
-        let err =
-            JwtVerifier::new(&[Algorithm::HS256], None, None, &ClaimRules::default()).unwrap_err();
         assert!(err.contains("HS256 needs `secret`"), "{err}");
     }
 }

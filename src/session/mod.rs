@@ -1,15 +1,22 @@
 //! "Who is this?" — recognising the intranet's logged-in user from the request.
 //!
-//! Today the session is a JWT in a cookie ([`jwt`]); the result is an [`Identity`] or a
-//! [`SessionError`] precise enough for logs and metrics, and never containing the token.
+//! A person is recognised by one of several [`Source`]s, tried in the configured order: a JWT
+//! in the session cookie or in `Authorization: Bearer` ([`jwt`], with static keys and/or
+//! [`jwks`]), or an opaque session cookie looked up at the intranet's [`userinfo`] endpoint.
+//! The result is an [`Identity`] and the source that recognised it, or a [`SessionError`]
+//! precise enough for logs and metrics, and never containing the token.
 
+pub mod fetch;
+pub mod jwks;
 pub mod jwt;
+pub mod userinfo;
 
-use http::header::COOKIE;
+use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
 use crate::identity::{ClaimMapping, Identity};
 use jwt::JwtVerifier;
+use userinfo::{Answer, LookupError, Userinfo};
 
 /// How many cookies of the session's name are tried, in the order the client sent them.
 const MAX_CANDIDATES: usize = 4;
@@ -25,6 +32,8 @@ pub enum SessionError {
     AlgorithmNotAllowed,
     #[error("the token's signature does not verify")]
     BadSignature,
+    #[error("the token was signed with a key the intranet does not publish")]
+    UnknownKey,
     #[error("the session has expired")]
     Expired,
     #[error("the token is not valid yet")]
@@ -35,6 +44,10 @@ pub enum SessionError {
     WrongAudience,
     #[error("the token lacks a required claim (exp, iss or aud)")]
     MissingClaim,
+    #[error("the intranet does not recognise this session")]
+    Rejected,
+    #[error("the intranet's sign-in service is not answering")]
+    Unavailable,
 }
 
 impl SessionError {
@@ -45,28 +58,66 @@ impl SessionError {
             SessionError::Malformed => "malformed",
             SessionError::AlgorithmNotAllowed => "algorithm_not_allowed",
             SessionError::BadSignature => "bad_signature",
+            SessionError::UnknownKey => "unknown_key",
             SessionError::Expired => "expired",
             SessionError::NotYetValid => "not_yet_valid",
             SessionError::WrongIssuer => "wrong_issuer",
             SessionError::WrongAudience => "wrong_audience",
             SessionError::MissingClaim => "missing_claim",
+            SessionError::Rejected => "rejected",
+            SessionError::Unavailable => "unavailable",
         }
     }
 }
 
-/// Recognises the person from the session cookie: cookie → verified claims → [`Identity`].
+/// Where a person can be recognised from (`[session] sources`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A JWT in the session cookie.
+    Cookie,
+    /// A JWT in `Authorization: Bearer` (API clients; never on handoff routes).
+    Bearer,
+    /// The session cookie, looked up at the intranet's userinfo endpoint.
+    Userinfo,
+}
+
+impl Source {
+    pub const ALL: [Source; 3] = [Source::Cookie, Source::Bearer, Source::Userinfo];
+
+    /// The name used in the config, logs and `whoami`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Source::Cookie => "cookie",
+            Source::Bearer => "bearer",
+            Source::Userinfo => "userinfo",
+        }
+    }
+}
+
+/// Recognises the person: sources in order → verified claims → [`Identity`].
 #[derive(Debug)]
 pub struct SessionVerifier {
     cookie: String,
-    jwt: JwtVerifier,
+    sources: Vec<Source>,
+    jwt: Option<JwtVerifier>,
+    userinfo: Option<Userinfo>,
     mapping: ClaimMapping,
 }
 
 impl SessionVerifier {
-    pub fn new(cookie: String, jwt: JwtVerifier, mapping: ClaimMapping) -> Self {
+    /// `sources` must only name sources whose verifier is given (config validation makes sure).
+    pub fn new(
+        cookie: String,
+        sources: Vec<Source>,
+        jwt: Option<JwtVerifier>,
+        userinfo: Option<Userinfo>,
+        mapping: ClaimMapping,
+    ) -> Self {
         SessionVerifier {
             cookie,
+            sources,
             jwt,
+            userinfo,
             mapping,
         }
     }
@@ -81,16 +132,52 @@ impl SessionVerifier {
         &self.cookie
     }
 
-    /// Finds and verifies the session in the request's headers.
+    /// The JWKS key cache, when keys are published at a URL.
+    pub fn jwks(&self) -> Option<&std::sync::Arc<jwks::Jwks>> {
+        self.jwt.as_ref().and_then(JwtVerifier::jwks)
+    }
+
+    /// Finds the person in the request's headers, trying each source in order; the first that
+    /// recognises them wins. `bearer` is false where a bearer token must not count (handoff
+    /// routes: a browser navigation carries the cookie).
     ///
+    /// When no source recognises the person, the reason reported is "unavailable" if a source
+    /// could not ask (so a browser is not sent to a login page that would send it straight
+    /// back), else that of the last source that found a credential, else "missing".
+    pub async fn identify(
+        &self,
+        headers: &HeaderMap,
+        bearer: bool,
+    ) -> Result<(Identity, Source), SessionError> {
+        let mut error = SessionError::Missing;
+        for &source in &self.sources {
+            let result = match source {
+                Source::Cookie => self.by_cookie(headers).await,
+                Source::Bearer if bearer => self.by_bearer(headers).await,
+                Source::Bearer => Err(SessionError::Missing),
+                Source::Userinfo => self.by_userinfo(headers).await,
+            };
+            match result {
+                Ok(identity) => return Ok((identity, source)),
+                Err(SessionError::Missing) => {}
+                Err(e) if error != SessionError::Unavailable => error = e,
+                Err(_) => {}
+            }
+        }
+        Err(error)
+    }
+
     /// Cookies are read from every `Cookie` header (HTTP/2 clients send several). When the
     /// session cookie appears more than once, the first one that verifies wins; when none does,
     /// the first one's reason is reported. That is deterministic, and it tolerates the stale
     /// duplicate a browser keeps for another path or domain.
-    pub fn identify(&self, headers: &HeaderMap) -> Result<Identity, SessionError> {
+    async fn by_cookie(&self, headers: &HeaderMap) -> Result<Identity, SessionError> {
+        let Some(jwt) = &self.jwt else {
+            return Err(SessionError::Missing);
+        };
         let mut first_error = None;
         for token in session_cookies(headers, &self.cookie).take(MAX_CANDIDATES) {
-            match self.jwt.verify(&token) {
+            match jwt.verify(&token).await {
                 Ok(claims) => return Ok(self.mapping.identity(&claims)),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -99,6 +186,34 @@ impl SessionVerifier {
         }
         Err(first_error.unwrap_or(SessionError::Missing))
     }
+
+    async fn by_bearer(&self, headers: &HeaderMap) -> Result<Identity, SessionError> {
+        let (Some(jwt), Some(token)) = (&self.jwt, bearer_token(headers)) else {
+            return Err(SessionError::Missing);
+        };
+        let claims = jwt.verify(token).await?;
+        Ok(self.mapping.identity(&claims))
+    }
+
+    async fn by_userinfo(&self, headers: &HeaderMap) -> Result<Identity, SessionError> {
+        let Some(userinfo) = &self.userinfo else {
+            return Err(SessionError::Missing);
+        };
+        match userinfo.lookup(headers).await {
+            Ok(Answer::Person(identity)) => Ok(Identity::clone(&identity)),
+            Ok(Answer::NotSignedIn) => Err(SessionError::Rejected),
+            Err(LookupError::NoCookie) => Err(SessionError::Missing),
+            Err(LookupError::Unavailable) => Err(SessionError::Unavailable),
+        }
+    }
+}
+
+/// The token of the (first) `Authorization: Bearer …` header; the scheme is case-insensitive.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// The values of every cookie called `name`, across all `Cookie` headers, in order.
@@ -134,6 +249,24 @@ mod tests {
         let h = headers(&["a=1; s=first", "b=2; s=second; s=third"]);
         let found: Vec<String> = session_cookies(&h, "s").collect();
         assert_eq!(found, vec!["first", "second", "third"]);
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_authorization_header() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            h
+        };
+        assert_eq!(
+            bearer_token(&with("Bearer abc.def.ghi")),
+            Some("abc.def.ghi")
+        );
+        assert_eq!(bearer_token(&with("bearer  tok ")), Some("tok"));
+        assert_eq!(bearer_token(&with("Basic dXNlcjpwYXNz")), None);
+        assert_eq!(bearer_token(&with("Bearer ")), None);
+        assert_eq!(bearer_token(&with("Bearer")), None);
+        assert_eq!(bearer_token(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -28,11 +28,20 @@ pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// A port for a gateway to listen on. Taken below the kernel's ephemeral range (32768+), from
+/// a counter: a port the OS hands out for `bind(0)` or an outbound connection (tests open
+/// thousands) can then never be the one a gateway is about to bind, and two gateways in this
+/// process never get the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let base = 20_000 + (std::process::id() as usize % 100) * 100;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = u16::try_from(base + n % 2_800).expect("port below 32768");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub fn wait_until_connectable(addr: SocketAddr) {

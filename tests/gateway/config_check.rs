@@ -549,7 +549,7 @@ fn rs256_without_a_public_key_file() {
     assert_only_problem(
         &format!("{}{UPSTREAM}{ROUTE}", session_with("[\"RS256\"]", "")),
         "session",
-        "give `secret` (HS256/384/512) or `public_key_file`",
+        "give `secret` (HS256/384/512), `public_key_file` or [session.jwks]",
     );
     // HS256 with only a public key.
     assert_only_problem(
