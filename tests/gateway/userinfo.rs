@@ -388,3 +388,27 @@ async fn sources_are_tried_in_the_configured_order() {
     let (status, body) = whoami(&cookie_only, &format!("{SID}=bob-sid")).await;
     assert_eq!((status, body["reason"].as_str()), (401, Some("missing")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_is_bounded_and_drops_the_oldest_first() {
+    let intranet = Intranet::start().await;
+    let idp = IdentityProvider::start().await;
+    for i in 0..30 {
+        idp.add_session(&format!("s{i}"), json!({"sub": format!("user-{i}")}));
+    }
+    let gw = TestGateway::start(&config(&idp, &intranet, "", "max_entries = 10"));
+    for i in 0..30 {
+        let (status, body) = whoami(&gw, &format!("{SID}=s{i}")).await;
+        assert_eq!(
+            (status, body["id"].as_str()),
+            (200, Some(format!("user-{i}").as_str()))
+        );
+    }
+    assert_eq!(idp.userinfo_calls(), 30);
+    for i in 25..30 {
+        whoami(&gw, &format!("{SID}=s{i}")).await;
+    }
+    assert_eq!(idp.userinfo_calls(), 30, "the newest entries are kept");
+    whoami(&gw, &format!("{SID}=s0")).await;
+    assert_eq!(idp.userinfo_calls(), 31, "the oldest was dropped");
+}
