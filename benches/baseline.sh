@@ -4,6 +4,8 @@
 #   nginx  : nginx `proxy_pass` to the origin (keep-alive upstream)
 #   handoff: Handoff pass-through (no session check)
 #   handoff+jwt: Handoff verifying an HS256 session cookie and injecting identity headers
+#   handoff+userinfo: the same with an opaque session cookie, recognised through the userinfo
+#   endpoint (served by the origin nginx) — cached, so one call for the whole run
 #   page / page+widget: a 16 KB HTML page with the TypingMind widget tag through Handoff, as a
 #   plain pass-through and with widget sign-in (session check, fresh code, lol_html rewrite)
 # Each proxy is driven by wrk (1 thread, $CONNS connections, $DUR seconds). Reported: req/s,
@@ -63,7 +65,9 @@ while len(html) < 16384:
     html += row
 open(sys.argv[1], "w").write(html + "</body></html>")
 EOF
-nginx_conf origin "server { listen 127.0.0.1:$ORIGIN; location / { root $work; } }"
+nginx_conf origin "server { listen 127.0.0.1:$ORIGIN; location / { root $work; } \
+  location = /userinfo { default_type application/json; \
+    return 200 '{\"sub\":\"u-1\",\"email\":\"ada@corp.example\",\"name\":\"Ada Lovelace\",\"groups\":[\"eng\"]}'; } }"
 nginx_conf proxy "server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 
 head -c 32 /dev/urandom | base64 > "$work/secret.txt"
@@ -78,6 +82,9 @@ upgrade_sock = "$work/handoff.sock"
 cookie = "intranet_session"
 algorithms = ["HS256"]
 secret = { file = "secret.txt" }
+[session.userinfo]
+url = "http://127.0.0.1:$ORIGIN/userinfo"
+cookies = ["sid"]
 [upstreams.intranet]
 servers = ["127.0.0.1:$ORIGIN"]
 [apps.chat]
@@ -93,8 +100,14 @@ path = "/jwt"
 upstream = "intranet"
 require_session = true
 identity_headers = true
+[[routes]]
+path = "/opaque"
+upstream = "intranet"
+require_session = true
+identity_headers = true
 EOF
 cp "$work/index.html" "$work/jwt"
+cp "$work/index.html" "$work/opaque"
 RUST_LOG=warn "$bin" run --config "$work/handoff.toml" 2>"$work/handoff.err" &
 pids+=($!)
 HANDOFF_PID=$!
@@ -117,6 +130,8 @@ done
 curl -fsS -o /dev/null "http://127.0.0.1:$HANDOFF/" || { echo "handoff does not proxy"; cat "$work/handoff.err"; exit 1; }
 curl -fsS -o /dev/null -H "Cookie: intranet_session=$TOKEN" "http://127.0.0.1:$HANDOFF/jwt" \
   || { echo "handoff refuses the bench token"; exit 1; }
+curl -fsS -o /dev/null -H "Cookie: sid=opaque-bench-session" "http://127.0.0.1:$HANDOFF/opaque" \
+  || { echo "handoff does not recognise the opaque cookie"; cat "$work/handoff.err"; exit 1; }
 curl -fsS -H "Cookie: intranet_session=$TOKEN" -H "Accept: text/html" "http://127.0.0.1:$HANDOFF/page.html" \
   | grep -q 'data-external-auth-code=' || { echo "handoff does not sign the widget in"; exit 1; }
 
@@ -134,7 +149,7 @@ nginx_pids() { # the proxy's master and its workers
 }
 HZ=$(getconf CLK_TCK)
 
-printf '%-12s %10s %9s %9s %9s %7s %12s\n' scenario req/s p50 p99 max errors "cpu µs/req"
+printf '%-16s %10s %9s %9s %9s %7s %12s\n' scenario req/s p50 p99 max errors "cpu µs/req"
 run() { # name, pids, url, [header]
   local name=$1 procs=$2 url=$3 header=${4:-}
   local before after out reqs
@@ -156,11 +171,12 @@ run() { # name, pids, url, [header]
   errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {s=s $0 " "} END {print (s=="" ? 0 : "yes")}')
   local cpu
   cpu=$(python3 -c "print(f'{($after-$before)/$HZ*1e6/max($reqs,1):.1f}')")
-  printf '%-12s %10s %9s %9s %9s %7s %12s\n' "$name" "$rps" "$p50" "$p99" "$maxl" "$errs" "$cpu"
+  printf '%-16s %10s %9s %9s %9s %7s %12s\n' "$name" "$rps" "$p50" "$p99" "$maxl" "$errs" "$cpu"
 }
 run nginx "$(nginx_pids)" "http://127.0.0.1:$NGINX/"
 run handoff "$HANDOFF_PID" "http://127.0.0.1:$HANDOFF/"
 run handoff+jwt "$HANDOFF_PID" "http://127.0.0.1:$HANDOFF/jwt" "Cookie: intranet_session=$TOKEN"
+run handoff+userinfo "$HANDOFF_PID" "http://127.0.0.1:$HANDOFF/opaque" "Cookie: sid=opaque-bench-session"
 # wrk sends one -H; the page scenarios differ only in Accept, which decides widget sign-in.
 run page "$HANDOFF_PID" "http://127.0.0.1:$HANDOFF/page.html" "Cookie: intranet_session=$TOKEN"
 WRK_ACCEPT_HTML=1 run page+widget "$HANDOFF_PID" "http://127.0.0.1:$HANDOFF/page.html" "Cookie: intranet_session=$TOKEN"

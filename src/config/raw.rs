@@ -50,6 +50,8 @@ pub struct RawSession {
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub leeway_seconds: Option<u64>,
+    pub token_cache_seconds: Option<u64>,
+    pub token_cache_entries: Option<usize>,
     pub login_url: Option<String>,
     pub jwks: Option<RawJwks>,
     pub userinfo: Option<RawUserinfo>,

@@ -15,6 +15,7 @@ use super::*;
 use crate::identity::{ClaimMapping, ClaimPath};
 use crate::session::jwks::{Jwks, JwksSettings};
 use crate::session::jwt::{parse_algorithm, ClaimRules, JwtVerifier, PublicKey, VerifyingKeys};
+use crate::session::token_cache::{TokenCache, TokenCacheSettings};
 use crate::session::userinfo::{OnError, Userinfo, UserinfoSettings};
 use crate::session::{SessionVerifier, Source};
 
@@ -98,6 +99,13 @@ pub(super) fn session_settings(
             );
         }
     }
+    let token_cache = TokenCacheSettings {
+        ttl: Duration::from_secs(raw.token_cache_seconds.unwrap_or(60)),
+        max_entries: raw.token_cache_entries.unwrap_or(10_000),
+    };
+    if token_cache.max_entries < 10 {
+        p.add("session.token_cache_entries", "must be at least 10");
+    }
     let rules = ClaimRules {
         issuer: raw.issuer,
         audience: raw.audience,
@@ -119,10 +127,17 @@ pub(super) fn session_settings(
             public_key,
             jwks,
         };
-        match JwtVerifier::new(&algorithms, keys, &rules) {
-            Ok(jwt) => Some(jwt),
+        let jwt = match JwtVerifier::new(&algorithms, keys, &rules) {
+            Ok(jwt) => jwt,
             Err(e) => {
                 p.add("session.algorithms", e);
+                return None;
+            }
+        };
+        match TokenCache::new(token_cache) {
+            Ok(cache) => Some((jwt, cache)),
+            Err(e) => {
+                p.add("session.token_cache_seconds", e);
                 return None;
             }
         }

@@ -155,6 +155,11 @@ impl Jwks {
         }
     }
 
+    /// Bumped on every successful fetch (`None` before the first).
+    pub fn generation(&self) -> Option<u64> {
+        self.current.load().as_ref().map(|s| s.generation)
+    }
+
     /// Every key that may verify an `alg` token, for tokens without a `kid`.
     pub fn keys_for(&self, alg: Algorithm) -> Result<Vec<Arc<SigningKey>>, KeyMiss> {
         let set = self.current.load_full().ok_or(KeyMiss::NotLoaded)?;

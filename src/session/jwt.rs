@@ -89,6 +89,7 @@ pub struct JwtVerifier {
     hmac: Option<DecodingKey>,
     public_key: Option<PublicKey>,
     jwks: Option<Arc<Jwks>>,
+    leeway_seconds: u64,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -168,7 +169,13 @@ impl JwtVerifier {
             hmac: keys.hmac.as_deref().map(DecodingKey::from_secret),
             public_key: keys.public_key,
             jwks: keys.jwks,
+            leeway_seconds: rules.leeway_seconds,
         })
+    }
+
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    pub fn leeway_seconds(&self) -> u64 {
+        self.leeway_seconds
     }
 
     /// The JWKS key cache, when configured.

@@ -6,9 +6,11 @@
 //! The result is an [`Identity`] and the source that recognised it, or a [`SessionError`]
 //! precise enough for logs and metrics, and never containing the token.
 
+mod cache;
 pub mod fetch;
 pub mod jwks;
 pub mod jwt;
+pub mod token_cache;
 pub mod userinfo;
 
 use http::header::{AUTHORIZATION, COOKIE};
@@ -16,6 +18,7 @@ use http::HeaderMap;
 
 use crate::identity::{ClaimMapping, Identity};
 use jwt::JwtVerifier;
+use token_cache::TokenCache;
 use userinfo::{Answer, LookupError, Userinfo};
 
 /// How many cookies of the session's name are tried, in the order the client sent them.
@@ -99,17 +102,18 @@ impl Source {
 pub struct SessionVerifier {
     cookie: String,
     sources: Vec<Source>,
-    jwt: Option<JwtVerifier>,
+    jwt: Option<(JwtVerifier, TokenCache)>,
     userinfo: Option<Userinfo>,
     mapping: ClaimMapping,
 }
 
 impl SessionVerifier {
     /// `sources` must only name sources whose verifier is given (config validation makes sure).
+    /// Verified JWTs are remembered in `tokens`.
     pub fn new(
         cookie: String,
         sources: Vec<Source>,
-        jwt: Option<JwtVerifier>,
+        jwt: Option<(JwtVerifier, TokenCache)>,
         userinfo: Option<Userinfo>,
         mapping: ClaimMapping,
     ) -> Self {
@@ -134,7 +138,7 @@ impl SessionVerifier {
 
     /// The JWKS key cache, when keys are published at a URL.
     pub fn jwks(&self) -> Option<&std::sync::Arc<jwks::Jwks>> {
-        self.jwt.as_ref().and_then(JwtVerifier::jwks)
+        self.jwt.as_ref().and_then(|(jwt, _)| jwt.jwks())
     }
 
     /// Finds the person in the request's headers, trying each source in order; the first that
@@ -172,13 +176,10 @@ impl SessionVerifier {
     /// the first one's reason is reported. That is deterministic, and it tolerates the stale
     /// duplicate a browser keeps for another path or domain.
     async fn by_cookie(&self, headers: &HeaderMap) -> Result<Identity, SessionError> {
-        let Some(jwt) = &self.jwt else {
-            return Err(SessionError::Missing);
-        };
         let mut first_error = None;
         for token in session_cookies(headers, &self.cookie).take(MAX_CANDIDATES) {
-            match jwt.verify(&token).await {
-                Ok(claims) => return Ok(self.mapping.identity(&claims)),
+            match self.by_jwt(&token).await {
+                Ok(identity) => return Ok(identity),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -188,11 +189,25 @@ impl SessionVerifier {
     }
 
     async fn by_bearer(&self, headers: &HeaderMap) -> Result<Identity, SessionError> {
-        let (Some(jwt), Some(token)) = (&self.jwt, bearer_token(headers)) else {
+        match bearer_token(headers) {
+            Some(token) => self.by_jwt(token).await,
+            None => Err(SessionError::Missing),
+        }
+    }
+
+    /// A JWT's person: remembered from an earlier verification, or verified now.
+    async fn by_jwt(&self, token: &str) -> Result<Identity, SessionError> {
+        let Some((jwt, tokens)) = &self.jwt else {
             return Err(SessionError::Missing);
         };
+        let generation = jwt.jwks().and_then(|j| j.generation());
+        if let Some(identity) = tokens.get(token, generation) {
+            return Ok(identity);
+        }
         let claims = jwt.verify(token).await?;
-        Ok(self.mapping.identity(&claims))
+        let identity = self.mapping.identity(&claims);
+        tokens.put(token, &claims, jwt.leeway_seconds(), &identity, generation);
+        Ok(identity)
     }
 
     async fn by_userinfo(&self, headers: &HeaderMap) -> Result<Identity, SessionError> {

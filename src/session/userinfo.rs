@@ -13,12 +13,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
 use http::header::{ACCEPT, COOKIE};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 use tokio::sync::OnceCell;
 
+use super::cache::{make_room, CacheKey, KeyedHash};
 use super::fetch::{read_capped, FetchError};
 use crate::identity::{ClaimMapping, Identity};
 
@@ -68,7 +67,6 @@ pub enum LookupError {
     Unavailable,
 }
 
-type CacheKey = [u8; 32];
 type Flight = Arc<OnceCell<Result<Answer, FetchError>>>;
 
 struct Entry {
@@ -93,8 +91,7 @@ struct Inner {
     settings: UserinfoSettings,
     mapping: ClaimMapping,
     http: reqwest::Client,
-    /// The key of the cookie hash, random per process.
-    hash_key: [u8; 32],
+    hash: KeyedHash,
     cache: Mutex<HashMap<CacheKey, Slot>>,
 }
 
@@ -114,14 +111,13 @@ impl Userinfo {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| format!("cannot build the userinfo HTTP client: {e}"))?;
-        let mut hash_key = [0u8; 32];
-        getrandom::fill(&mut hash_key).map_err(|e| format!("no randomness for the cache: {e}"))?;
+        let hash = KeyedHash::random()?;
         Ok(Userinfo {
             inner: Arc::new(Inner {
                 settings,
                 mapping,
                 http,
-                hash_key,
+                hash,
                 cache: Mutex::new(HashMap::new()),
             }),
         })
@@ -134,7 +130,7 @@ impl Userinfo {
     /// Who the session cookies in `headers` belong to.
     pub async fn lookup(&self, headers: &http::HeaderMap) -> Result<Answer, LookupError> {
         let cookies = self.cookie_header(headers).ok_or(LookupError::NoCookie)?;
-        let key = self.inner.key(&cookies);
+        let key = self.inner.hash.of(cookies.as_bytes());
         let flight = {
             let mut cache = self.inner.lock();
             let now = Instant::now();
@@ -265,13 +261,6 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn key(&self, cookies: &str) -> CacheKey {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.hash_key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        mac.update(cookies.as_bytes());
-        mac.finalize().into_bytes().into()
-    }
-
     fn lifetime(&self, answer: &Answer) -> Duration {
         match answer {
             Answer::Person(_) => self.settings.cache,
@@ -294,30 +283,19 @@ impl Inner {
         }
     }
 
-    /// Before a new entry goes in a full cache: drop what has outlived its use; if that is not
-    /// enough, the oldest tenth. Amortised, an insert stays O(1).
+    /// Before a new entry goes in a full cache: entries with a call in flight stay.
     fn make_room(&self, cache: &mut HashMap<CacheKey, Slot>, now: Instant) {
-        if cache.len() < self.settings.max_entries {
-            return;
-        }
-        cache.retain(|_, slot| {
-            slot.flight.is_some()
-                || slot.entry.as_ref().is_some_and(|e| {
-                    now.saturating_duration_since(e.fetched) < self.keep_for(&e.answer)
+        let outlived = |slot: &Slot| {
+            slot.flight.is_none()
+                && slot.entry.as_ref().is_none_or(|e| {
+                    now.saturating_duration_since(e.fetched) >= self.keep_for(&e.answer)
                 })
-        });
-        let target = self.settings.max_entries - self.settings.max_entries / 10 - 1;
-        if cache.len() > target {
-            let mut ages: Vec<(Instant, CacheKey)> = cache
-                .iter()
-                .filter(|(_, s)| s.flight.is_none())
-                .filter_map(|(k, s)| s.entry.as_ref().map(|e| (e.fetched, *k)))
-                .collect();
-            ages.sort_unstable_by_key(|(at, _)| *at);
-            for (_, k) in ages.iter().take(cache.len() - target) {
-                cache.remove(k);
-            }
-        }
+        };
+        let born = |slot: &Slot| match (&slot.flight, &slot.entry) {
+            (None, Some(e)) => Some(e.fetched),
+            _ => None,
+        };
+        make_room(cache, self.settings.max_entries, outlived, born);
     }
 
     async fn fetch(&self, cookies: &str) -> Result<Answer, FetchError> {

@@ -1380,6 +1380,19 @@ fn broken_userinfo_settings_name_their_key() {
 }
 
 #[test]
+fn a_token_cache_too_small_is_refused() {
+    assert_only_problem(
+        &format!("{}{UPSTREAM}{ROUTE}", session("token_cache_entries = 3")),
+        "session.token_cache_entries",
+        "at least 10",
+    );
+    assert_accepted(&format!(
+        "{}{UPSTREAM}{ROUTE}",
+        session("token_cache_seconds = 0\ntoken_cache_entries = 10")
+    ));
+}
+
+#[test]
 fn sources_must_exist_and_be_configured() {
     assert_only_problem(
         &userinfo_session("sources = [\"cookie\"]", ""),

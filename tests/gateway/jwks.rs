@@ -377,3 +377,33 @@ fn with_kid(token: &str, kid: &str) -> String {
     h["kid"] = Value::from(kid);
     format!("{}.{rest}", URL_SAFE_NO_PAD.encode(h.to_string()))
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_withdrawn_from_the_set_stops_verifying_even_for_remembered_tokens() {
+    let intranet = Intranet::start().await;
+    let idp = IdentityProvider::start().await;
+    let old = TestKey::rsa("rsa_private.pem", "old");
+    let new = TestKey::rsa("rsa2_private.pem", "new");
+    idp.publish(&[&old, &new]);
+    idp.set_max_age(Some(1));
+    let gw = TestGateway::start(&config(
+        &idp,
+        &intranet,
+        "[\"RS256\"]",
+        "token_cache_seconds = 600",
+        "min_cache_seconds = 1",
+    ));
+    let token = old.sign(&person("ada@corp.example", &[]));
+    assert_eq!(whoami(&gw, &token).await.0, 200);
+    assert_eq!(whoami(&gw, &token).await.0, 200, "remembered");
+    idp.publish(&[&new]);
+    let fetched = idp.jwks_fetches();
+    assert!(eventually(Duration::from_secs(5), || idp.jwks_fetches() > fetched).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = whoami(&gw, &token).await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (401, Some("unknown_key")),
+        "{body}"
+    );
+}

@@ -1,6 +1,8 @@
 //! Recognising the person from the intranet's JWT session cookie, and refusing with the right
 //! reason. `whoami` shows what the gateway saw; a route that requires a session shows it too.
 
+use std::time::Duration;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
@@ -306,4 +308,21 @@ async fn without_login_url_browsers_get_a_401_page() {
         text.contains("You are not signed in to the intranet."),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remembered_token_still_expires_on_time() {
+    let intranet = Intranet::start().await;
+    let gw = gateway(
+        &["HS256"],
+        "leeway_seconds = 0\ntoken_cache_seconds = 600",
+        &intranet,
+    );
+    let mut claims = person("ada@corp.example", &[]);
+    claims["exp"] = json!(now() + 2);
+    let token = hs256(&claims);
+    assert_eq!(reason(&gw, &token).await, "valid");
+    assert_eq!(reason(&gw, &token).await, "valid", "remembered");
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(reason(&gw, &token).await, "expired");
 }
