@@ -136,10 +136,6 @@ impl Jwks {
         })
     }
 
-    pub fn settings(&self) -> &JwksSettings {
-        &self.settings
-    }
-
     /// The key with this `kid` that may verify an `alg` token. An unknown `kid` triggers one
     /// refetch, unless one already ran within the cooldown.
     pub async fn key(&self, kid: &str, alg: Algorithm) -> Result<Arc<SigningKey>, KeyMiss> {

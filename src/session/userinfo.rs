@@ -123,10 +123,6 @@ impl Userinfo {
         })
     }
 
-    pub fn settings(&self) -> &UserinfoSettings {
-        &self.inner.settings
-    }
-
     /// Who the session cookies in `headers` belong to.
     pub async fn lookup(&self, headers: &http::HeaderMap) -> Result<Answer, LookupError> {
         let cookies = self.cookie_header(headers).ok_or(LookupError::NoCookie)?;
@@ -283,17 +279,24 @@ impl Inner {
         }
     }
 
-    /// Before a new entry goes in a full cache: entries with a call in flight stay.
+    /// Before a new entry goes in a full cache. Entries with a call someone waits for stay; a
+    /// call nobody waits for any more (its requests were cancelled) does not hold its slot.
     fn make_room(&self, cache: &mut HashMap<CacheKey, Slot>, now: Instant) {
+        let awaited = |slot: &Slot| {
+            slot.flight
+                .as_ref()
+                .is_some_and(|f| Arc::strong_count(f) > 1)
+        };
         let outlived = |slot: &Slot| {
-            slot.flight.is_none()
+            !awaited(slot)
                 && slot.entry.as_ref().is_none_or(|e| {
                     now.saturating_duration_since(e.fetched) >= self.keep_for(&e.answer)
                 })
         };
-        let born = |slot: &Slot| match (&slot.flight, &slot.entry) {
-            (None, Some(e)) => Some(e.fetched),
-            _ => None,
+        let born = |slot: &Slot| match (awaited(slot), &slot.entry) {
+            (false, Some(e)) => Some(e.fetched),
+            (false, None) => Some(now),
+            (true, _) => None,
         };
         make_room(cache, self.settings.max_entries, outlived, born);
     }
