@@ -408,6 +408,18 @@ impl Echo {
     }
 }
 
+/// `whoami` with this `Cookie` header: (status, JSON body).
+pub async fn whoami(gw: &TestGateway, cookie: &str) -> (u16, Value) {
+    let resp = client()
+        .get(gw.url("/_handoff/whoami"))
+        .header("Cookie", cookie)
+        .send()
+        .await
+        .expect("whoami");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("json"))
+}
+
 /// The test session secret (tests/fixtures/session-secret.txt).
 pub fn session_secret() -> Vec<u8> {
     std::fs::read(fixtures().join("session-secret.txt")).expect("secret fixture")

@@ -29,15 +29,8 @@ fn config(
 }
 
 /// `whoami` with the token as the session cookie: (status, body).
-async fn whoami(gw: &TestGateway, token: &str) -> (u16, Value) {
-    let resp = client()
-        .get(gw.url("/_handoff/whoami"))
-        .header("Cookie", format!("intranet_session={token}"))
-        .send()
-        .await
-        .expect("whoami");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("json"))
+async fn whoami_token(gw: &TestGateway, token: &str) -> (u16, Value) {
+    whoami(gw, &format!("intranet_session={token}")).await
 }
 
 async fn readyz(gw: &TestGateway) -> (u16, Value) {
@@ -71,7 +64,7 @@ async fn published_keys_verify_and_a_rotation_fails_no_request() {
     let gw = TestGateway::start(&config(&idp, &intranet, "[\"RS256\"]", "", ""));
     // The listeners opened after the first fetch: the very first request verifies.
     let ada = person("ada@corp.example", &["eng"]);
-    let (status, body) = whoami(&gw, &old.sign(&ada)).await;
+    let (status, body) = whoami_token(&gw, &old.sign(&ada)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["email"], "ada@corp.example");
     assert_eq!(body["source"], "cookie");
@@ -86,14 +79,14 @@ async fn published_keys_verify_and_a_rotation_fails_no_request() {
     let tokens: Vec<&String> = (0..200)
         .map(|i| if i % 2 == 0 { &by_old } else { &by_new })
         .collect();
-    let answers = join_all(tokens.iter().map(|t| whoami(&gw, t))).await;
+    let answers = join_all(tokens.iter().map(|t| whoami_token(&gw, t))).await;
     let failed: Vec<_> = answers.iter().filter(|(s, _)| *s != 200).collect();
     assert!(failed.is_empty(), "failed during rotation: {failed:?}");
     assert_eq!(idp.jwks_fetches(), 2, "one refetch for the new kid");
 
     // A token naming the new kid but signed by another key is still refused.
     let forged = old.sign_as(&ada, Some("key-2026"));
-    let (status, body) = whoami(&gw, &forged).await;
+    let (status, body) = whoami_token(&gw, &forged).await;
     assert_eq!(
         (status, body["reason"].as_str()),
         (401, Some("bad_signature"))
@@ -126,7 +119,7 @@ async fn a_flood_of_unknown_kids_fetches_at_most_once_per_cooldown() {
     };
     let started = Instant::now();
     for chunk in flood(1).chunks(100) {
-        let answers = join_all(chunk.iter().map(|t| whoami(&gw, t))).await;
+        let answers = join_all(chunk.iter().map(|t| whoami_token(&gw, t))).await;
         for (status, body) in answers {
             assert_eq!(
                 (status, body["reason"].as_str()),
@@ -143,11 +136,11 @@ async fn a_flood_of_unknown_kids_fetches_at_most_once_per_cooldown() {
     // After the cooldown, one more refetch at most — however many garbage kids arrive.
     tokio::time::sleep(Duration::from_millis(3100)).await;
     for chunk in flood(2).chunks(100) {
-        join_all(chunk.iter().map(|t| whoami(&gw, t))).await;
+        join_all(chunk.iter().map(|t| whoami_token(&gw, t))).await;
     }
     assert_eq!(idp.jwks_fetches(), 3);
     // The real key still works throughout.
-    let (status, _) = whoami(&gw, &key.sign(&claims)).await;
+    let (status, _) = whoami_token(&gw, &key.sign(&claims)).await;
     assert_eq!(status, 200);
 }
 
@@ -181,7 +174,7 @@ async fn max_age_schedules_refreshes_and_a_provider_outage_keeps_the_last_good_k
         "the gateway keeps retrying"
     );
     let claims = person("ada@corp.example", &[]);
-    let (status, body) = whoami(&gw, &key.sign(&claims)).await;
+    let (status, body) = whoami_token(&gw, &key.sign(&claims)).await;
     assert_eq!(status, 200, "last good keys still verify: {body}");
     let (status, ready) = readyz(&gw).await;
     assert_eq!(status, 200, "{ready}");
@@ -242,7 +235,7 @@ async fn without_keys_the_gateway_is_not_ready_and_says_sign_in_is_unavailable()
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["jwks"]["loaded"], false);
     let token = key.sign(&person("ada@corp.example", &[]));
-    let (status, body) = whoami(&gw, &token).await;
+    let (status, body) = whoami_token(&gw, &token).await;
     assert_eq!(
         (status, body["reason"].as_str()),
         (503, Some("unavailable"))
@@ -276,7 +269,7 @@ async fn without_keys_the_gateway_is_not_ready_and_says_sign_in_is_unavailable()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready_now, "ready once the keys load");
-    assert_eq!(whoami(&gw, &token).await.0, 200);
+    assert_eq!(whoami_token(&gw, &token).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -325,7 +318,7 @@ async fn static_keys_and_published_keys_work_side_by_side_without_key_confusion(
             published.sign_as(&claims, None),
         ),
     ] {
-        let (status, body) = whoami(&gw, &token).await;
+        let (status, body) = whoami_token(&gw, &token).await;
         assert_eq!(status, 200, "{label}: {body}");
     }
     // The classic confusion: an HS256 token "signed" with the published RSA key's JSON, naming
@@ -340,7 +333,7 @@ async fn static_keys_and_published_keys_work_side_by_side_without_key_confusion(
         &jsonwebtoken::EncodingKey::from_secret(jwk_text.as_bytes()),
     )
     .expect("token");
-    let (status, body) = whoami(&gw, &confused).await;
+    let (status, body) = whoami_token(&gw, &confused).await;
     assert_eq!(
         (status, body["reason"].as_str()),
         (401, Some("bad_signature"))
@@ -348,7 +341,7 @@ async fn static_keys_and_published_keys_work_side_by_side_without_key_confusion(
     // A kid that tries to be clever is just an unknown kid.
     for kid in ["../../etc/passwd", "' OR 1=1 --", "rsa-2\r\nX-Injected: 1"] {
         let token = published.sign_as(&claims, Some(kid));
-        let (status, body) = whoami(&gw, &token).await;
+        let (status, body) = whoami_token(&gw, &token).await;
         assert_eq!(
             (status, body["reason"].as_str()),
             (401, Some("unknown_key")),
@@ -394,13 +387,13 @@ async fn a_key_withdrawn_from_the_set_stops_verifying_even_for_remembered_tokens
         "min_cache_seconds = 1",
     ));
     let token = old.sign(&person("ada@corp.example", &[]));
-    assert_eq!(whoami(&gw, &token).await.0, 200);
-    assert_eq!(whoami(&gw, &token).await.0, 200, "remembered");
+    assert_eq!(whoami_token(&gw, &token).await.0, 200);
+    assert_eq!(whoami_token(&gw, &token).await.0, 200, "remembered");
     idp.publish(&[&new]);
     let fetched = idp.jwks_fetches();
     assert!(eventually(Duration::from_secs(5), || idp.jwks_fetches() > fetched).await);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (status, body) = whoami(&gw, &token).await;
+    let (status, body) = whoami_token(&gw, &token).await;
     assert_eq!(
         (status, body["reason"].as_str()),
         (401, Some("unknown_key")),

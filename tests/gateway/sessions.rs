@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 
-async fn whoami(gw: &TestGateway, cookies: &[&str]) -> (u16, Value) {
+/// `whoami` with one `Cookie` header per entry of `cookies`.
+async fn whoami_cookies(gw: &TestGateway, cookies: &[&str]) -> (u16, Value) {
     let mut req = client().get(gw.url("/_handoff/whoami"));
     for c in cookies {
         req = req.header("Cookie", *c);
@@ -21,7 +22,7 @@ async fn whoami(gw: &TestGateway, cookies: &[&str]) -> (u16, Value) {
 }
 
 async fn reason(gw: &TestGateway, token: &str) -> String {
-    let (status, body) = whoami(gw, &[&format!("intranet_session={token}")]).await;
+    let (status, body) = whoami_cookies(gw, &[&format!("intranet_session={token}")]).await;
     if status == 200 {
         return "valid".to_string();
     }
@@ -48,7 +49,7 @@ async fn valid_hs256_rs256_and_es256_cookies_are_accepted() {
     ] {
         let gw = gateway(&[alg], "", &intranet);
         let token = sign(algorithm, &claims);
-        let (status, body) = whoami(&gw, &[&format!("intranet_session={token}")]).await;
+        let (status, body) = whoami_cookies(&gw, &[&format!("intranet_session={token}")]).await;
         assert_eq!(status, 200, "{alg}: {body}");
         assert_eq!(body["email"], "ada@corp.example");
         assert_eq!(body["id"], "id-ada@corp.example");
@@ -132,7 +133,7 @@ async fn bad_tokens_are_refused_with_the_right_reason() {
     let garbage: String = (0..8192).map(|i| (b'a' + (i % 26) as u8) as char).collect();
     assert_eq!(reason(&gw, &garbage).await, "malformed");
     assert_eq!(reason(&gw, "a.b.c").await, "malformed");
-    let (status, body) = whoami(&gw, &[]).await;
+    let (status, body) = whoami_cookies(&gw, &[]).await;
     assert_eq!((status, body["reason"].as_str()), (401, Some("missing")));
 }
 
@@ -167,20 +168,21 @@ async fn duplicate_and_split_cookies_are_handled_deterministically() {
     let ada = hs256(&person("ada@corp.example", &[]));
     let bob = hs256(&person("bob@corp.example", &[]));
     // The session cookie in a second Cookie header (HTTP/2 style) is found.
-    let (status, body) = whoami(&gw, &["theme=dark", &format!("intranet_session={ada}")]).await;
+    let (status, body) =
+        whoami_cookies(&gw, &["theme=dark", &format!("intranet_session={ada}")]).await;
     assert_eq!(
         (status, body["email"].as_str()),
         (200, Some("ada@corp.example"))
     );
     // Two valid ones: the first wins, every time.
     for _ in 0..3 {
-        let (_, body) = whoami(
+        let (_, body) = whoami_cookies(
             &gw,
             &[&format!("intranet_session={ada}; intranet_session={bob}")],
         )
         .await;
         assert_eq!(body["email"], "ada@corp.example");
-        let (_, body) = whoami(
+        let (_, body) = whoami_cookies(
             &gw,
             &[
                 &format!("intranet_session={bob}"),
@@ -191,7 +193,7 @@ async fn duplicate_and_split_cookies_are_handled_deterministically() {
         assert_eq!(body["email"], "bob@corp.example");
     }
     // A stale (invalid) duplicate before a valid one does not lock the person out.
-    let (status, body) = whoami(
+    let (status, body) = whoami_cookies(
         &gw,
         &[&format!("intranet_session=stale; intranet_session={ada}")],
     )
@@ -203,7 +205,7 @@ async fn duplicate_and_split_cookies_are_handled_deterministically() {
     // Two invalid ones: the first one's reason.
     let mut expired = person("ada@corp.example", &[]);
     expired["exp"] = json!(now() - 3600);
-    let (status, body) = whoami(
+    let (status, body) = whoami_cookies(
         &gw,
         &[&format!(
             "intranet_session={}; intranet_session=junk",

@@ -24,17 +24,6 @@ fn config(idp: &IdentityProvider, intranet: &Intranet, session_extra: &str, extr
     )
 }
 
-async fn whoami(gw: &TestGateway, cookie: &str) -> (u16, Value) {
-    let resp = client()
-        .get(gw.url("/_handoff/whoami"))
-        .header("Cookie", cookie)
-        .send()
-        .await
-        .expect("whoami");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("json"))
-}
-
 fn ada(version: &str) -> Value {
     json!({
         "id": 42,
@@ -43,19 +32,25 @@ fn ada(version: &str) -> Value {
     })
 }
 
+/// The stand-ins, and a gateway with [`MAPPING`] and `extra` lines in `[session.userinfo]`.
+async fn setup(extra: &str) -> (Intranet, IdentityProvider, TestGateway) {
+    let intranet = Intranet::start().await;
+    let idp = IdentityProvider::start().await;
+    let gw = TestGateway::start(&format!(
+        "{}\n{MAPPING}",
+        config(&idp, &intranet, "", extra)
+    ));
+    (intranet, idp, gw)
+}
+
 const MAPPING: &str = "[identity]\nid = \"id\"\nemail = \"profile.email\"\n\
                        name = \"profile.display\"\ngroups = \"roles\"\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_opaque_cookie_is_looked_up_once_and_cached() {
-    let intranet = Intranet::start().await;
-    let idp = IdentityProvider::start().await;
+    let (_intranet, idp, gw) = setup("negative_cache_seconds = 1").await;
     let secret_sid = "opaque-session-5f2c9a7e1d";
     idp.add_session(secret_sid, ada("v1"));
-    let gw = TestGateway::start(&format!(
-        "{}\n{MAPPING}",
-        config(&idp, &intranet, "", "negative_cache_seconds = 1")
-    ));
     let cookie = format!("theme=dark; {SID}={secret_sid}; tracking=abc");
     let (status, body) = whoami(&gw, &cookie).await;
     assert_eq!(status, 200, "{body}");
@@ -106,11 +101,9 @@ async fn an_opaque_cookie_is_looked_up_once_and_cached() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_concurrent_requests_with_a_new_cookie_make_one_call() {
-    let intranet = Intranet::start().await;
-    let idp = IdentityProvider::start().await;
+    let (_intranet, idp, gw) = setup("").await;
     idp.add_session("fresh", ada("v1"));
     idp.set_userinfo_mode(Mode::Slow(Duration::from_millis(300)));
-    let gw = TestGateway::start(&format!("{}\n{MAPPING}", config(&idp, &intranet, "", "")));
     let cookie = format!("{SID}=fresh");
     let answers = join_all((0..1000).map(|_| whoami(&gw, &cookie))).await;
     let ok = answers.iter().filter(|(s, _)| *s == 200).count();
@@ -120,18 +113,9 @@ async fn a_thousand_concurrent_requests_with_a_new_cookie_make_one_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_entry_is_served_while_one_refresh_runs() {
-    let intranet = Intranet::start().await;
-    let idp = IdentityProvider::start().await;
+    let (_intranet, idp, gw) =
+        setup("cache_seconds = 1\nstale_while_revalidate_seconds = 30").await;
     idp.add_session("s1", ada("v1"));
-    let gw = TestGateway::start(&format!(
-        "{}\n{MAPPING}",
-        config(
-            &idp,
-            &intranet,
-            "",
-            "cache_seconds = 1\nstale_while_revalidate_seconds = 30"
-        )
-    ));
     let cookie = format!("{SID}=s1");
     assert_eq!(whoami(&gw, &cookie).await.1["last_name"], "v1");
     idp.add_session("s1", ada("v2"));
@@ -155,18 +139,8 @@ async fn an_expired_entry_is_served_while_one_refresh_runs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn past_its_window_an_entry_is_fetched_again_before_answering() {
-    let intranet = Intranet::start().await;
-    let idp = IdentityProvider::start().await;
+    let (_intranet, idp, gw) = setup("cache_seconds = 1\nstale_while_revalidate_seconds = 0").await;
     idp.add_session("s1", ada("v1"));
-    let gw = TestGateway::start(&format!(
-        "{}\n{MAPPING}",
-        config(
-            &idp,
-            &intranet,
-            "",
-            "cache_seconds = 1\nstale_while_revalidate_seconds = 0"
-        )
-    ));
     let cookie = format!("{SID}=s1");
     assert_eq!(whoami(&gw, &cookie).await.1["last_name"], "v1");
     idp.add_session("s1", ada("v2"));
@@ -177,19 +151,12 @@ async fn past_its_window_an_entry_is_fetched_again_before_answering() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_failure_mode_answers_503_for_each_kind_of_failure() {
-    let intranet = Intranet::start().await;
-    let idp = IdentityProvider::start().await;
+    let (intranet, idp, gw) = setup(
+        "timeout_ms = 300\ncache_seconds = 1\n\
+                                     stale_while_revalidate_seconds = 0\nmax_body_bytes = 4096",
+    )
+    .await;
     idp.add_session("s1", ada("v1"));
-    let gw = TestGateway::start(&format!(
-        "{}\n{MAPPING}",
-        config(
-            &idp,
-            &intranet,
-            "",
-            "timeout_ms = 300\ncache_seconds = 1\n\
-                                     stale_while_revalidate_seconds = 0\nmax_body_bytes = 4096"
-        )
-    ));
     let cookie = format!("{SID}=s1");
     assert_eq!(whoami(&gw, &cookie).await.0, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -243,19 +210,12 @@ async fn closed_failure_mode_answers_503_for_each_kind_of_failure() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn open_with_stale_serves_a_known_person_up_to_the_bound() {
-    let intranet = Intranet::start().await;
-    let idp = IdentityProvider::start().await;
+    let (_intranet, idp, gw) = setup(
+        "cache_seconds = 1\nstale_while_revalidate_seconds = 0\n\
+             on_error = \"open_with_stale\"\nmax_stale_seconds = 2",
+    )
+    .await;
     idp.add_session("s1", ada("v1"));
-    let gw = TestGateway::start(&format!(
-        "{}\n{MAPPING}",
-        config(
-            &idp,
-            &intranet,
-            "",
-            "cache_seconds = 1\nstale_while_revalidate_seconds = 0\n\
-             on_error = \"open_with_stale\"\nmax_stale_seconds = 2"
-        )
-    ));
     let cookie = format!("{SID}=s1");
     assert_eq!(whoami(&gw, &cookie).await.0, 200);
     idp.set_userinfo_mode(Mode::Down);
