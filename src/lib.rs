@@ -1,19 +1,115 @@
-//! Handoff: a Pingora gateway in front of an intranet that recognises the intranet's logged-in
-//! user from its own session cookie and passes everything else through unchanged.
+//! Handoff: intranet sign-in for AI apps, as a plugin for your Pingora proxy.
 //!
-//! The binary (`src/main.rs`) is a thin CLI over this library:
-//! [`config::load`] → [`server::build`] → `Server::run`.
+//! Handoff recognises the person behind a request from the intranet's own session — a JWT
+//! cookie it verifies (shared secret, public key, or keys the identity provider publishes), an
+//! opaque cookie it checks with the intranet's userinfo endpoint, or a Bearer token — and on
+//! its configured routes hands them on to **YourGPT** or **TypingMind** already logged in, with
+//! a freshly minted token. Intranet pages that embed the TypingMind widget get it signed in as
+//! they pass through. Routes, apps and policies come from one config (see `conf/handoff.toml`).
+//!
+//! The `handoff` binary is the first user of this library ([`standalone`]); your own proxy can
+//! embed it in a few lines:
+//!
+//! | your `ProxyHttp` phase | call |
+//! |---|---|
+//! | `new_ctx` | [`Handoff::new_ctx`], kept inside your CTX |
+//! | `request_filter` | [`Handoff::request_filter`]: [`Filtered::Answered`] → return `Ok(true)`; [`Filtered::NotMine`] → your routing |
+//! | `upstream_peer` | [`Handoff::upstream_peer`] for [`Filtered::Proxy`] requests, if you proxy Handoff's routes |
+//! | `upstream_request_filter` | [`Handoff::upstream_request_filter`] on every request (strips forged identity headers) |
+//! | `response_filter`, `response_body_filter` | [`Handoff::response_filter`], [`Handoff::response_body_filter`] (widget sign-in) |
+//! | at start-up | [`Handoff::add_services`] (health checks, JWKS refresh) |
+//!
+//! Optional helpers: [`Handoff::fail_to_connect`], [`Handoff::fail_to_proxy`],
+//! [`Handoff::answer_not_found`], [`Handoff::log_access`].
+//!
+//! ```no_run
+//! use async_trait::async_trait;
+//! use handoff::{Filtered, Handoff, HandoffCtx};
+//! use pingora::prelude::*;
+//! use pingora::proxy::{ProxyHttp, Session};
+//!
+//! struct MyProxy {
+//!     handoff: Handoff,
+//! }
+//!
+//! #[async_trait]
+//! impl ProxyHttp for MyProxy {
+//!     type CTX = HandoffCtx;
+//!     fn new_ctx(&self) -> HandoffCtx {
+//!         self.handoff.new_ctx()
+//!     }
+//!     async fn request_filter(&self, session: &mut Session, ctx: &mut HandoffCtx) -> Result<bool> {
+//!         Ok(self.handoff.request_filter(session, ctx).await? == Filtered::Answered)
+//!     }
+//!     async fn upstream_peer(&self, _: &mut Session, _: &mut HandoffCtx) -> Result<Box<HttpPeer>> {
+//!         Ok(Box::new(HttpPeer::new("127.0.0.1:9000", false, String::new())))
+//!     }
+//!     async fn upstream_request_filter(
+//!         &self,
+//!         _: &mut Session,
+//!         upstream: &mut RequestHeader,
+//!         ctx: &mut HandoffCtx,
+//!     ) -> Result<()> {
+//!         self.handoff.upstream_request_filter(upstream, ctx)
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let handoff = Handoff::from_settings(
+//!         serde_json::json!({
+//!             "session": {
+//!                 "cookie": "intranet_session",
+//!                 "algorithms": ["HS256"],
+//!                 "secret": { "env": "INTRANET_SESSION_SECRET" },
+//!             },
+//!             "apps": { "chat": {
+//!                 "kind": "typingmind",
+//!                 "instance_url": "https://chat.example.com",
+//!                 "secret": { "env": "TYPINGMIND_JWT_SECRET" },
+//!             }},
+//!             "routes": [{ "path": "/ai/chat", "app": "chat" }],
+//!         }),
+//!         ".",
+//!     )?;
+//!     let mut server = Server::new(None)?;
+//!     server.bootstrap();
+//!     let keys = handoff.add_services(&mut server);
+//!     let mut proxy = http_proxy_service(&server.configuration, MyProxy { handoff });
+//!     proxy.add_tcp("127.0.0.1:8080");
+//!     server.add_service(proxy).add_dependencies(&keys);
+//!     server.run_forever()
+//! }
+//! ```
+//!
+//! `examples/embedded.rs` is a complete host with its own routing. Modules marked hidden in
+//! this documentation (config parsing, sessions, connectors, pages, stand-ins) are public only
+//! for the crate's own tests and benchmarks; they are not part of the API and may change.
 
+mod plugin;
+pub mod standalone;
+
+pub use identity::Identity;
+pub use plugin::{Filtered, Handoff, HandoffCtx, LoadError};
+
+#[doc(hidden)]
 pub mod config;
+#[doc(hidden)]
 pub mod gateway;
+#[doc(hidden)]
 pub mod handoff;
+#[doc(hidden)]
 pub mod identity;
+#[doc(hidden)]
 pub mod pages;
+#[doc(hidden)]
 pub mod policy;
-pub mod proxy;
+#[doc(hidden)]
 pub mod reply;
+#[doc(hidden)]
 pub mod routes;
-pub mod server;
+#[doc(hidden)]
 pub mod session;
+#[doc(hidden)]
 pub mod standins;
+#[doc(hidden)]
 pub mod upstream;

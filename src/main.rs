@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use handoff::Handoff;
 use pingora::prelude::Opt;
 
 #[derive(Parser)]
@@ -56,17 +57,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Check { config } => match handoff::config::load(&config) {
-            Ok(c) => {
-                let count =
-                    |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-                println!(
-                    "{}: OK ({}, {}, {})",
-                    config.display(),
-                    count(c.routes.len(), "route"),
-                    count(c.upstreams.len(), "upstream"),
-                    count(c.apps.len(), "app"),
-                );
+        Command::Check { config } => match Handoff::from_file(&config) {
+            Ok(handoff) => {
+                println!("{}: OK ({})", config.display(), handoff.summary());
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -79,27 +72,19 @@ fn main() -> ExitCode {
             upgrade,
             daemon,
         } => {
-            let loaded = match handoff::config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprint!("{e}");
-                    return ExitCode::from(2);
-                }
-            };
             let opt = Opt {
                 upgrade,
                 daemon,
                 ..Opt::default()
             };
-            let listen = loaded.server.listen.join(", ");
-            let server = match handoff::server::build(loaded, Some(opt)) {
+            let server = match handoff::standalone::build(&config, Some(opt)) {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("{}: {e}", config.display());
+                    eprint!("{e}");
                     return ExitCode::from(2);
                 }
             };
-            tracing::info!(config = %config.display(), listen = %listen, "handoff starting");
+            tracing::info!(config = %config.display(), "handoff starting");
             server.run_forever()
         }
     }

@@ -275,6 +275,20 @@ pub struct ConfigErrors {
     pub errors: Vec<ConfigError>,
 }
 
+impl ConfigErrors {
+    /// One problem that belongs to no key (a file that cannot be read, a listener's TLS files,
+    /// settings that cannot be written as TOML).
+    pub fn one(message: impl Into<String>) -> Self {
+        ConfigErrors {
+            source_name: "config".to_string(),
+            errors: vec![ConfigError {
+                key: String::new(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.errors.len();

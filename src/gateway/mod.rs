@@ -41,10 +41,11 @@ pub struct Gateway {
 pub enum Decision {
     /// Answer it here.
     Reply(Reply),
-    /// Proxy it on `route`; `identity` is set when the route looked for a session and found one.
-    /// `widgets`: the response, if it is an HTML page, gets widget sign-in.
+    /// Proxy it on `route` (`None`: no route matches — the host's own request); `identity` is
+    /// set when a session was looked for and found. `widgets`: the response, if it is an HTML
+    /// page, gets widget sign-in.
     Proxy {
-        route: usize,
+        route: Option<usize>,
         identity: Option<Identity>,
         widgets: bool,
     },
@@ -127,6 +128,14 @@ impl Gateway {
         &self.routes[index]
     }
 
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn app_count(&self) -> usize {
+        self.apps.len()
+    }
+
     pub fn upstreams(&self) -> &[UpstreamGroup] {
         &self.upstreams
     }
@@ -158,16 +167,7 @@ impl Gateway {
         // Only replies need to know; proxied requests never pay for the Accept scan.
         let html = || wants_html(&req.headers);
         let Some(&index) = self.table.find(request_host(req), path) else {
-            return (
-                Decision::Reply(Reply::error(
-                    html(),
-                    404,
-                    "no_route",
-                    "Page not found",
-                    "There is nothing at this address.",
-                )),
-                SessionNote::NotChecked,
-            );
+            return self.unrouted(req).await;
         };
         let route = &self.routes[index];
         if matches!(route.target, RouteTarget::App(_)) {
@@ -175,17 +175,15 @@ impl Gateway {
                 return (Decision::Reply(refusal), SessionNote::NotChecked);
             }
         }
-        let widgets = matches!(route.target, RouteTarget::Upstream(_))
-            && !self.widget_apps.is_empty()
-            && req.method == http::Method::GET
-            && wants_html(&req.headers);
+        let widgets =
+            matches!(route.target, RouteTarget::Upstream(_)) && self.may_sign_in_widgets(req);
         let (Some(session), true) = (
             &self.session,
             route.require_session || route.identity_headers || widgets,
         ) else {
             return (
                 Decision::Proxy {
-                    route: index,
+                    route: Some(index),
                     identity: None,
                     widgets,
                 },
@@ -210,7 +208,7 @@ impl Gateway {
                 }
                 let decision = match route.target {
                     RouteTarget::Upstream(_) => Decision::Proxy {
-                        route: index,
+                        route: Some(index),
                         identity: Some(identity),
                         widgets,
                     },
@@ -228,13 +226,59 @@ impl Gateway {
             ),
             Err(e) => (
                 Decision::Proxy {
-                    route: index,
+                    route: Some(index),
                     identity: None,
                     widgets,
                 },
                 SessionNote::Invalid(e),
             ),
         }
+    }
+
+    /// A request none of the routes matches: the host's to serve (the standalone gateway answers
+    /// 404). If it may be a page with widgets to sign in, the person is looked for — never
+    /// required.
+    async fn unrouted(&self, req: &Parts) -> (Decision, SessionNote) {
+        let not_checked = |widgets| {
+            let decision = Decision::Proxy {
+                route: None,
+                identity: None,
+                widgets,
+            };
+            (decision, SessionNote::NotChecked)
+        };
+        if !self.may_sign_in_widgets(req) {
+            return not_checked(false);
+        }
+        let Some(session) = &self.session else {
+            return not_checked(true);
+        };
+        let (identity, note) = match session.verifier.identify(&req.headers, true).await {
+            Ok((identity, source)) => (Some(identity), SessionNote::Valid(source)),
+            Err(e) => (None, SessionNote::Invalid(e)),
+        };
+        let decision = Decision::Proxy {
+            route: None,
+            identity,
+            widgets: true,
+        };
+        (decision, note)
+    }
+
+    /// A browser `GET` for what may be an HTML page, with widget apps configured.
+    fn may_sign_in_widgets(&self, req: &Parts) -> bool {
+        !self.widget_apps.is_empty() && req.method == http::Method::GET && wants_html(&req.headers)
+    }
+
+    /// The page for a request no route matches.
+    pub fn not_found(&self, html: bool) -> Reply {
+        Reply::error(
+            html,
+            404,
+            "no_route",
+            "Page not found",
+            "There is nothing at this address.",
+        )
     }
 
     /// Runs a handoff decided by [`Gateway::decide`] and returns what the person sees. A `HEAD`

@@ -1,0 +1,461 @@
+//! [`Handoff`]: the library's face — what a Pingora proxy calls from its own phases.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, Session};
+use pingora::server::Server;
+use pingora::services::background::{background_service, GenBackgroundService};
+use pingora::services::ServiceHandle;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::config::{self, Config, ConfigErrors};
+use crate::gateway::{Decision, Gateway, SessionNote};
+use crate::handoff::widget::WidgetRewriter;
+use crate::identity::Identity;
+use crate::reply::{wants_html, Reply};
+use crate::session::jwks::JwksRefresher;
+
+/// Why a [`Handoff`] could not be built: every problem of the settings, each named by its key
+/// path (`routes[2].app: unknown app "yourgtp"`). `Display` lists them one per line; no secret
+/// value ever appears.
+pub type LoadError = ConfigErrors;
+
+/// Handoff's session recognition, YourGPT and TypingMind handoffs and widget sign-in, ready to
+/// be called from a Pingora proxy's phases. Cheap to clone (one shared state).
+///
+/// Build it once at start-up, keep a clone in your `ProxyHttp`, and keep a [`HandoffCtx`] in
+/// your per-request context. See the crate documentation for the phase-by-phase wiring.
+#[derive(Clone)]
+pub struct Handoff {
+    gateway: Arc<Gateway>,
+}
+
+/// Per-request state: make one with [`Handoff::new_ctx`] in your `new_ctx` and keep it inside
+/// your own CTX. Handoff decides once, in [`Handoff::request_filter`]; later phases read it.
+pub struct HandoffCtx {
+    started: Instant,
+    route: Option<usize>,
+    identity: Option<Identity>,
+    session: SessionNote,
+    connect_failures: usize,
+    /// The response may get widget sign-in (a browser GET with widget apps configured).
+    widgets: bool,
+    /// Set once the response turned out to be a rewritable HTML page.
+    rewriter: Option<Mutex<WidgetRewriter>>,
+}
+
+impl HandoffCtx {
+    /// Who the request is from, when Handoff looked for a session and found one.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// The session outcome, for your logs: `-` (not looked for), `valid`, or the reason it
+    /// was refused (`missing`, `expired`, `bad_signature`, `unavailable`, …).
+    pub fn session_outcome(&self) -> &'static str {
+        self.session.label()
+    }
+
+    /// Which source recognised the person (`cookie`, `bearer`, `userinfo`), or `-`.
+    pub fn session_source(&self) -> &'static str {
+        self.session.source()
+    }
+}
+
+/// What [`Handoff::request_filter`] did with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filtered {
+    /// Handoff wrote the whole response: a handoff redirect or page, a login redirect, a
+    /// refusal, or one of its own endpoints. Return `Ok(true)` from your `request_filter`.
+    Answered,
+    /// One of Handoff's proxy routes: proxy it, to [`Handoff::upstream_peer`] (or your own).
+    Proxy,
+    /// None of Handoff's routes: yours to route as you like.
+    NotMine,
+}
+
+impl Handoff {
+    /// Loads and validates a config file (relative paths in it resolve from its folder).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, LoadError> {
+        Self::from_config(config::load(path.as_ref())?)
+    }
+
+    /// Validates a config given as TOML text; relative paths resolve from `base_dir`.
+    pub fn from_toml(text: &str, base_dir: impl AsRef<Path>) -> Result<Self, LoadError> {
+        Self::from_config(config::from_toml_str(text, base_dir.as_ref())?)
+    }
+
+    /// Validates settings given in code: any value that serializes to the config file's shape
+    /// (your own serde types, `serde_json::json!`, a `toml::Table`). The same checks as a file,
+    /// with the same key paths in errors.
+    pub fn from_settings(
+        settings: impl serde::Serialize,
+        base_dir: impl AsRef<Path>,
+    ) -> Result<Self, LoadError> {
+        let text = toml::to_string(&settings).map_err(|e| {
+            ConfigErrors::one(format!("the settings do not fit a TOML document: {e}"))
+        })?;
+        Self::from_toml(&text, base_dir)
+    }
+
+    /// Builds from a config already loaded (see [`Handoff::from_file`]).
+    #[doc(hidden)]
+    pub fn from_config(config: Config) -> Result<Self, LoadError> {
+        let gateway = Gateway::new(config).map_err(ConfigErrors::one)?;
+        Ok(Handoff {
+            gateway: Arc::new(gateway),
+        })
+    }
+
+    /// What the config holds, for a start-up line: `4 routes, 1 upstream, 2 apps`.
+    pub fn summary(&self) -> String {
+        let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        let g = &self.gateway;
+        format!(
+            "{}, {}, {}",
+            count(g.route_count(), "route"),
+            count(g.upstreams().len(), "upstream"),
+            count(g.app_count(), "app")
+        )
+    }
+
+    /// Adds Handoff's background services to `server`: upstream health checks and, with
+    /// `[session.jwks]`, the key-set refresher. Returns the services your proxy service should
+    /// depend on (`handle.add_dependencies(...)`), so that its listeners open once the first
+    /// signing keys are in (or `startup_wait_ms` has passed).
+    pub fn add_services(&self, server: &mut Server) -> Vec<ServiceHandle> {
+        for group in self.gateway.upstreams() {
+            if let Some(health) = group.health_service() {
+                server.add_service(health);
+            }
+        }
+        self.gateway
+            .jwks()
+            .map(|jwks| server.add_service(jwks_service(jwks.clone())))
+            .into_iter()
+            .collect()
+    }
+
+    /// A fresh per-request context.
+    pub fn new_ctx(&self) -> HandoffCtx {
+        HandoffCtx {
+            started: Instant::now(),
+            route: None,
+            identity: None,
+            session: SessionNote::NotChecked,
+            connect_failures: 0,
+            widgets: false,
+            rewriter: None,
+        }
+    }
+
+    /// Call first in your `request_filter`. Decides what the request is to Handoff: answers it
+    /// ([`Filtered::Answered`]: return `Ok(true)`), or leaves it to be proxied — on one of
+    /// Handoff's routes ([`Filtered::Proxy`]) or yours ([`Filtered::NotMine`]).
+    pub async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut HandoffCtx,
+    ) -> Result<Filtered> {
+        let (decision, note) = self.gateway.decide(session.req_header()).await;
+        ctx.session = note;
+        match decision {
+            Decision::Reply(reply) => {
+                write_reply(session, reply).await?;
+                Ok(Filtered::Answered)
+            }
+            Decision::Proxy {
+                route,
+                identity,
+                widgets,
+            } => {
+                ctx.route = route;
+                ctx.identity = identity;
+                ctx.widgets = widgets;
+                if widgets {
+                    // The page is rewritten as it streams: undo any upstream compression.
+                    session.upstream_compression.adjust_decompression(true);
+                }
+                Ok(match route {
+                    Some(_) => Filtered::Proxy,
+                    None => Filtered::NotMine,
+                })
+            }
+            Decision::Handoff {
+                route,
+                app,
+                identity,
+            } => {
+                ctx.route = Some(route);
+                let reply = self
+                    .gateway
+                    .handoff(route, app, &identity, session.req_header())
+                    .await;
+                ctx.identity = Some(identity);
+                write_reply(session, reply).await?;
+                Ok(Filtered::Answered)
+            }
+        }
+    }
+
+    /// The upstream server for a [`Filtered::Proxy`] request: the route's group, round-robin,
+    /// skipping servers that fail their health check. `None` for a request Handoff does not
+    /// route.
+    pub fn upstream_peer(&self, session: &Session, ctx: &HandoffCtx) -> Option<Box<HttpPeer>> {
+        let upgrade = session.is_upgrade_req();
+        self.gateway
+            .upstream_for(ctx.route?)
+            .and_then(|group| group.select(upgrade))
+    }
+
+    /// Call from your `fail_to_connect`: a refused connection is retried on the route's other
+    /// servers, once each.
+    pub fn fail_to_connect(&self, ctx: &mut HandoffCtx, mut e: Box<Error>) -> Box<Error> {
+        ctx.connect_failures += 1;
+        if let Some(route) = ctx.route {
+            let servers = self
+                .gateway
+                .upstream_for(route)
+                .map_or(0, |g| g.server_count());
+            if ctx.connect_failures < servers {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    /// Call from your `upstream_request_filter`, for every request. Removes every identity
+    /// header a client may have sent (on every route: a client can never forge them), adds the
+    /// person's on routes with `identity_headers = true`, and asks for an uncompressed page
+    /// when the answer may get widget sign-in.
+    pub fn upstream_request_filter(
+        &self,
+        upstream: &mut RequestHeader,
+        ctx: &HandoffCtx,
+    ) -> Result<()> {
+        for name in self.gateway.identity_header_names().all() {
+            upstream.remove_header(name);
+        }
+        if let (Some(identity), Some(route)) = (&ctx.identity, ctx.route) {
+            if self.gateway.route(route).identity_headers {
+                for (name, value) in self.gateway.identity_header_values(identity) {
+                    upstream.insert_header(name, value)?;
+                }
+            }
+        }
+        if ctx.widgets {
+            // Whatever still comes compressed is decompressed (see request_filter).
+            upstream.remove_header(&http::header::ACCEPT_ENCODING);
+        }
+        Ok(())
+    }
+
+    /// Call from your `response_filter`: an HTML page that may carry a widget gets ready for
+    /// sign-in (length becomes chunked; `Cache-Control: private, no-store` when it will carry
+    /// a per-person code).
+    pub fn response_filter(
+        &self,
+        session: &Session,
+        response: &mut ResponseHeader,
+        ctx: &mut HandoffCtx,
+    ) -> Result<()> {
+        if !ctx.widgets || response.status != http::StatusCode::OK || !is_plain_html(response) {
+            return Ok(());
+        }
+        let Some((rewriter, cap)) = self.gateway.widget_rewriter(ctx.identity.as_ref()) else {
+            return Ok(());
+        };
+        let length = response
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if length.is_some_and(|n| n > cap) {
+            return Ok(());
+        }
+        // The body changes length as it streams.
+        response.remove_header(&http::header::CONTENT_LENGTH);
+        if !session.is_http2() {
+            response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        if ctx.identity.is_some() {
+            // The page may now carry a per-person code: no shared cache may keep it.
+            response.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+        }
+        ctx.rewriter = Some(Mutex::new(rewriter));
+        Ok(())
+    }
+
+    /// Call from your `response_body_filter`: streams the page through the widget rewriter
+    /// (signs the widget in, or strips a stale code when nobody is signed in).
+    pub fn response_body_filter(
+        &self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut HandoffCtx,
+    ) {
+        let Some(rewriter) = ctx.rewriter.as_mut() else {
+            return;
+        };
+        let rewriter = rewriter.get_mut().unwrap_or_else(|e| e.into_inner());
+        let out = match body.take() {
+            Some(chunk) => rewriter.write(&chunk),
+            None => Bytes::new(),
+        };
+        *body = Some(if end_of_stream {
+            let last = rewriter.finish();
+            if out.is_empty() {
+                last
+            } else {
+                let mut both = Vec::with_capacity(out.len() + last.len());
+                both.extend_from_slice(&out);
+                both.extend_from_slice(&last);
+                Bytes::from(both)
+            }
+        } else {
+            out
+        });
+    }
+
+    /// Optional, from your `fail_to_proxy`: answers a failed proxy attempt with a clear 502 /
+    /// 504 / 400 page (HTML for browsers, JSON otherwise; no internals) and closes the
+    /// connection.
+    pub async fn fail_to_proxy(&self, session: &mut Session, e: &Error) -> FailToProxy {
+        let code = proxy_error_status(e);
+        if code > 0 && session.response_written().is_none() {
+            let html = wants_html(&session.req_header().headers);
+            let (title, message) = match code {
+                502 => (
+                    "The intranet is not answering",
+                    "The gateway could not reach the intranet server. Please try again in a moment.",
+                ),
+                504 => (
+                    "The intranet is taking too long",
+                    "The intranet server did not answer in time. Please try again in a moment.",
+                ),
+                400..=499 => ("Bad request", "The gateway could not understand this request."),
+                _ => (
+                    "Something went wrong",
+                    "The gateway hit an unexpected problem. Please try again.",
+                ),
+            };
+            let reply = Reply::error(html, code, "proxy_error", title, message);
+            // The connection is not reused after a failed proxy attempt: say so, or the client
+            // sends its next request into a closing socket.
+            session.set_keepalive(None);
+            if let Err(write_err) = write_reply(session, reply).await {
+                tracing::debug!("could not send the error page: {write_err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    /// Optional, for requests Handoff does not route ([`Filtered::NotMine`]) when you have no
+    /// route for them either: a 404 page.
+    pub async fn answer_not_found(&self, session: &mut Session) -> Result<()> {
+        let html = wants_html(&session.req_header().headers);
+        write_reply(session, self.gateway.not_found(html)).await
+    }
+
+    /// Optional, from your `logging`: one access-log line (target `handoff::access`) — method,
+    /// path without the query, status, route, session outcome and source, user id, duration.
+    /// Never a token or a cookie.
+    pub fn log_access(&self, session: &Session, e: Option<&Error>, ctx: &HandoffCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        let route = ctx
+            .route
+            .map_or("-", |r| self.gateway.route(r).key.as_str());
+        let elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        let user = ctx.identity.as_ref().map_or("-", |i| i.id.as_str());
+        match e {
+            None => tracing::info!(
+                target: "handoff::access",
+                method = %req.method,
+                path = req.uri.path(),
+                status,
+                route,
+                session = ctx.session.label(),
+                source = ctx.session.source(),
+                user,
+                ms = format_args!("{elapsed_ms:.2}"),
+            ),
+            Some(e) => tracing::warn!(
+                target: "handoff::access",
+                method = %req.method,
+                path = req.uri.path(),
+                status,
+                route,
+                session = ctx.session.label(),
+                source = ctx.session.source(),
+                user,
+                ms = format_args!("{elapsed_ms:.2}"),
+                error = %e,
+            ),
+        }
+    }
+}
+
+fn jwks_service(jwks: Arc<crate::session::jwks::Jwks>) -> GenBackgroundService<JwksRefresher> {
+    background_service("jwks refresh", JwksRefresher(jwks))
+}
+
+/// The status a failed proxy attempt answers with; 0 when the client is gone.
+fn proxy_error_status(e: &Error) -> u16 {
+    match e.etype() {
+        HTTPStatus(code) => *code,
+        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+            if e.esource() == &ErrorSource::Downstream {
+                0
+            } else {
+                504
+            }
+        }
+        _ => match e.esource() {
+            ErrorSource::Upstream => 502,
+            ErrorSource::Downstream => match e.etype() {
+                WriteError | ReadError | ConnectionClosed => 0,
+                _ => 400,
+            },
+            ErrorSource::Internal | ErrorSource::Unset => 500,
+        },
+    }
+}
+
+/// An HTML page with no content encoding left on it (decompression already happened).
+fn is_plain_html(response: &ResponseHeader) -> bool {
+    let header = |name| {
+        response
+            .headers
+            .get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    let html = header(http::header::CONTENT_TYPE).is_some_and(|t| t.starts_with("text/html"));
+    let encoded = header(http::header::CONTENT_ENCODING).is_some_and(|e| e != "identity");
+    html && !encoded
+}
+
+/// Writes a complete [`Reply`], keeping the connection open for the next request.
+async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
+    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
+    for (name, value) in reply.headers {
+        resp.insert_header(name, value)?;
+    }
+    resp.insert_header("Content-Length", reply.body.len().to_string())?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    if reply.body.is_empty() || head_only {
+        session.write_response_header(Box::new(resp), true).await
+    } else {
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(reply.body), true).await
+    }
+}

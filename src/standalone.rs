@@ -1,0 +1,230 @@
+//! The standalone gateway — what the `handoff` binary runs: a Pingora server whose one proxy
+//! service is a host built on the public [`Handoff`] API and nothing else, the same way an
+//! embedding proxy uses it. On top of Handoff it adds what a proxy of its own needs: `[server]`
+//! (listeners, TLS, threads …), `X-Forwarded-*`, a 404 page for unrouted requests, error pages
+//! for failed proxy attempts, and the access log.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::HOST;
+use pingora::apps::HttpServerOptions;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::listeners::tls::TlsSettings;
+use pingora::prelude::*;
+use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::upstreams::peer::HttpPeer;
+use std::time::Duration;
+
+use crate::config::{self, Config, ConfigErrors, ServerSettings};
+use crate::plugin::{Filtered, Handoff, HandoffCtx, LoadError};
+
+const X_FORWARDED_FOR: &str = "X-Forwarded-For";
+const X_FORWARDED_PROTO: &str = "X-Forwarded-Proto";
+const X_FORWARDED_HOST: &str = "X-Forwarded-Host";
+
+/// Builds the standalone gateway from a config file, ready to `run_forever`. `opt` carries
+/// Pingora's command-line flags (`--upgrade`, `--daemon`).
+pub fn build(path: &Path, opt: Option<Opt>) -> Result<Server, LoadError> {
+    build_with_config(config::load(path)?, opt)
+}
+
+/// [`build`] from a config already loaded.
+#[doc(hidden)]
+pub fn build_with_config(config: Config, opt: Option<Opt>) -> Result<Server, LoadError> {
+    let settings = config.server.clone();
+    let handoff = Handoff::from_config(config)?;
+    let mut server = Server::new_with_opt_and_conf(opt, pingora_conf(&settings));
+    server.bootstrap();
+    let dependencies = handoff.add_services(&mut server);
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        StandaloneProxy {
+            handoff,
+            trust_forwarded_headers: settings.trust_forwarded_headers,
+        },
+        "handoff",
+    );
+    if settings.h2c {
+        if let Some(app) = proxy.app_logic_mut() {
+            let mut options = HttpServerOptions::default();
+            options.h2c = true;
+            app.server_options = Some(options);
+        }
+    }
+    for addr in &settings.listen {
+        proxy.add_tcp(addr);
+    }
+    if let Some(tls) = &settings.tls {
+        for addr in &tls.listen {
+            let mut tls_settings = TlsSettings::intermediate(&tls.cert_file, &tls.key_file)
+                .map_err(|e| {
+                    ConfigErrors::one(format!(
+                        "server.tls: cannot load the certificate or key: {e}"
+                    ))
+                })?;
+            tls_settings.enable_h2();
+            proxy.add_tls_with_settings(addr, None, tls_settings);
+        }
+    }
+    // With `startup_wait_ms`, the listeners open once the first keys are in (or the wait ran out).
+    server.add_service(proxy).add_dependencies(&dependencies);
+    Ok(server)
+}
+
+/// Maps `[server]` onto Pingora's own settings (there is no second YAML file).
+fn pingora_conf(s: &ServerSettings) -> ServerConf {
+    ServerConf {
+        threads: s.threads,
+        work_stealing: s.work_stealing,
+        grace_period_seconds: Some(s.grace_period_seconds),
+        graceful_shutdown_timeout_seconds: Some(s.graceful_shutdown_timeout_seconds),
+        pid_file: s.pid_file.clone(),
+        upgrade_sock: s.upgrade_sock.clone(),
+        daemon: s.daemon,
+        error_log: s.error_log.clone(),
+        ca_file: s.ca_file.clone(),
+        upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
+        ..ServerConf::default()
+    }
+}
+
+/// The standalone gateway's proxy: Handoff in every phase, plus what a proxy of its own needs.
+struct StandaloneProxy {
+    handoff: Handoff,
+    trust_forwarded_headers: bool,
+}
+
+#[async_trait]
+impl ProxyHttp for StandaloneProxy {
+    type CTX = HandoffCtx;
+
+    fn new_ctx(&self) -> HandoffCtx {
+        self.handoff.new_ctx()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut HandoffCtx) -> Result<bool> {
+        match self.handoff.request_filter(session, ctx).await? {
+            Filtered::Answered => Ok(true),
+            Filtered::Proxy => Ok(false),
+            Filtered::NotMine => {
+                self.handoff.answer_not_found(session).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut HandoffCtx,
+    ) -> Result<Box<HttpPeer>> {
+        self.handoff
+            .upstream_peer(session, ctx)
+            .ok_or_else(|| Error::explain(ConnectNoRoute, "upstream group has no server"))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut HandoffCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        self.handoff.fail_to_connect(ctx, e)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut HandoffCtx,
+    ) -> Result<()> {
+        self.handoff.upstream_request_filter(upstream, ctx)?;
+        self.forwarded_headers(session, upstream)
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut HandoffCtx,
+    ) -> Result<()> {
+        self.handoff.response_filter(session, response, ctx)
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut HandoffCtx,
+    ) -> Result<Option<Duration>> {
+        self.handoff.response_body_filter(body, end_of_stream, ctx);
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut HandoffCtx,
+    ) -> FailToProxy {
+        self.handoff.fail_to_proxy(session, e).await
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut HandoffCtx) {
+        self.handoff.log_access(session, e, ctx);
+    }
+}
+
+impl StandaloneProxy {
+    /// `X-Forwarded-For`/`-Proto`/`-Host`. A client's own values are replaced unless
+    /// `server.trust_forwarded_headers` says this gateway sits behind a trusted proxy.
+    fn forwarded_headers(&self, session: &Session, upstream: &mut RequestHeader) -> Result<()> {
+        let trust = self.trust_forwarded_headers;
+        let client_ip = match session.client_addr() {
+            Some(PingoraAddr::Inet(addr)) => Some(addr.ip().to_string()),
+            _ => None,
+        };
+        if let Some(ip) = client_ip {
+            let value = match upstream.headers.get(X_FORWARDED_FOR) {
+                Some(prior) if trust => match prior.to_str() {
+                    Ok(prior) => format!("{prior}, {ip}"),
+                    Err(_) => ip,
+                },
+                _ => ip,
+            };
+            upstream.insert_header(X_FORWARDED_FOR, value)?;
+        }
+        if !(trust && upstream.headers.contains_key(X_FORWARDED_PROTO)) {
+            let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+            upstream.insert_header(X_FORWARDED_PROTO, if tls { "https" } else { "http" })?;
+        }
+        if !(trust && upstream.headers.contains_key(X_FORWARDED_HOST)) {
+            let host = upstream.headers.get(HOST).cloned().or_else(|| {
+                upstream
+                    .uri
+                    .authority()
+                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+            });
+            match host {
+                Some(host) => upstream.insert_header(X_FORWARDED_HOST, host)?,
+                None => {
+                    upstream.remove_header(X_FORWARDED_HOST);
+                }
+            }
+        }
+        // An HTTP/2 client sends `:authority`, not `Host`; an HTTP/1.1 upstream needs `Host`.
+        if !upstream.headers.contains_key(HOST) {
+            if let Some(authority) = upstream.uri.authority().map(|a| a.to_string()) {
+                upstream.insert_header(HOST, authority)?;
+            }
+        }
+        Ok(())
+    }
+}
