@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
@@ -128,6 +128,14 @@ impl TestGateway {
         let config = handoff::config::from_toml_str(&text, &fixtures())
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{text}"));
         let server = handoff::standalone::build_with_config(config, None).expect("server builds");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        TestGateway::run(server, addr, dir)
+    }
+
+    /// Runs a bootstrapped `server` (listening on `addr`) on its own thread until dropped;
+    /// `dir` holds its files and lives as long as it does.
+    pub fn run(server: Server, addr: SocketAddr, dir: tempfile::TempDir) -> TestGateway {
+        capture_logs();
         let stop = Arc::new(Notify::new());
         let signal = NotifyShutdown(stop.clone());
         let thread = std::thread::spawn(move || {
@@ -135,7 +143,6 @@ impl TestGateway {
                 shutdown_signal: Box::new(signal),
             })
         });
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         wait_until_connectable(addr);
         TestGateway {
             addr,

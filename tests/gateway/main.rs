@@ -2,6 +2,7 @@ mod common;
 
 mod bad_input;
 mod config_check;
+mod embedded;
 mod faults;
 mod idp;
 mod jwks;
