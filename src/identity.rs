@@ -81,12 +81,19 @@ impl Default for ClaimMapping {
 /// Every field may be empty: which ones a route or an app needs is decided where they are used.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Identity {
+    /// The intranet's id for the person (`sub` by default).
     pub id: String,
+    /// Email address.
     pub email: String,
+    /// Given name (split from `name` when only that is present).
     pub first_name: String,
+    /// Family name.
     pub last_name: String,
+    /// Display name (joined from first and last name when absent).
     pub name: String,
+    /// Login name.
     pub username: String,
+    /// Groups or roles.
     pub groups: Vec<String>,
     /// A picture URL (`picture` in OpenID Connect).
     pub profile_pic: String,

@@ -85,6 +85,8 @@
 //! this documentation (config parsing, sessions, connectors, pages, stand-ins) are public only
 //! for the crate's own tests and benchmarks; they are not part of the API and may change.
 
+#![warn(missing_docs)]
+
 mod plugin;
 pub mod standalone;
 
