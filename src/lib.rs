@@ -96,6 +96,8 @@ pub use plugin::{Filtered, Handoff, HandoffCtx, LoadError};
 #[doc(hidden)]
 pub mod config;
 #[doc(hidden)]
+pub mod demo;
+#[doc(hidden)]
 pub mod gateway;
 #[doc(hidden)]
 pub mod handoff;

@@ -39,6 +39,13 @@ enum Command {
         #[arg(long, short = 'd')]
         daemon: bool,
     },
+    /// The whole flow on this machine: the gateway, a demo intranet to log in to, and local
+    /// stand-ins of YourGPT and TypingMind, where the config says they are.
+    Demo {
+        /// The demo config.
+        #[arg(long, short = 'c', default_value = "conf/demo.toml")]
+        config: PathBuf,
+    },
     /// Validate a config file: types, references, secrets, key files, addresses. Lists every
     /// problem with its key and exits non-zero if there is any.
     Check {
@@ -64,6 +71,13 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprint!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Demo { config } => match handoff::demo::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{}: {e}", config.display());
                 ExitCode::from(2)
             }
         },

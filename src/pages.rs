@@ -24,8 +24,6 @@ pub fn escape(text: &str) -> String {
 
 /// A page with a title and one message, both plain text, and optionally a support reference.
 pub fn render(status: u16, title: &str, message: &str, reference: Option<&str>) -> String {
-    let title = escape(title);
-    let message = escape(message);
     let reference = reference
         .map(|r| {
             format!(
@@ -34,6 +32,19 @@ pub fn render(status: u16, title: &str, message: &str, reference: Option<&str>) 
             )
         })
         .unwrap_or_default();
+    let body = format!(
+        "<h1>{}</h1>\n<p>{}</p>\n{reference}<p class=\"code\">HTTP {status}</p>\n",
+        escape(title),
+        escape(message)
+    );
+    document(title, &body)
+}
+
+/// The page shell every HTML page of the gateway (and of the demo) shares: a plain, readable
+/// card that works on a laptop and a phone, with no external assets. `title` is plain text;
+/// `body` is HTML the caller has escaped.
+pub fn document(title: &str, body: &str) -> String {
+    let title = escape(title);
     format!(
         r#"<!doctype html>
 <html lang="en">
@@ -43,27 +54,90 @@ pub fn render(status: u16, title: &str, message: &str, reference: Option<&str>) 
 <title>{title}</title>
 <style>
 body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f6f7f9;color:#1d2433}}
-main{{max-width:34rem;margin:12vh auto;padding:2rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.08)}}
+main{{max-width:34rem;margin:8vh auto;padding:2rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.08)}}
+@media (max-width:36rem){{main{{margin:0;border-radius:0;min-height:100vh;box-sizing:border-box}}}}
 h1{{font-size:1.4rem;margin:0 0 .75rem}}
 p{{line-height:1.5;margin:0 0 1rem}}
+ul.apps{{list-style:none;padding:0;margin:0 0 1rem}}
+ul.apps li{{margin:0 0 .5rem}}
+a.button,button{{display:block;width:100%;box-sizing:border-box;padding:.8rem 1rem;border:1px solid #c9ced6;border-radius:8px;background:#fff;color:#1d4ed8;font:inherit;text-align:left;text-decoration:none;cursor:pointer}}
+a.button:hover,button:hover,a.button:focus,button:focus{{background:#eef2ff;outline:2px solid #1d4ed8}}
 .code{{color:#6b7280;font-size:.85rem}}
+.banner{{background:#fef3c7;border-radius:8px;padding:.5rem .75rem;font-size:.9rem}}
 </style>
 </head>
 <body>
 <main>
-<h1>{title}</h1>
-<p>{message}</p>
-{reference}<p class="code">HTTP {status}</p>
-</main>
+{body}</main>
 </body>
 </html>
 "#
     )
 }
 
+/// An app on the portal: its name, what it is, and the route that opens it.
+pub struct PortalApp<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub path: &'a str,
+}
+
+/// The portal: who the person is signed in as, and the apps they may open.
+pub fn portal(who: Option<&str>, apps: &[PortalApp<'_>], login: Option<&str>) -> String {
+    let mut body = String::from("<h1>Your AI apps</h1>\n");
+    match who {
+        Some(who) => body.push_str(&format!(
+            "<p>Signed in to the intranet as <strong>{}</strong>.</p>\n",
+            escape(who)
+        )),
+        None => {
+            body.push_str("<p>You are not signed in to the intranet.</p>\n");
+            if let Some(login) = login {
+                body.push_str(&format!(
+                    "<p><a class=\"button\" href=\"{}\">Sign in</a></p>\n",
+                    escape(login)
+                ));
+            }
+        }
+    }
+    if who.is_some() && apps.is_empty() {
+        body.push_str("<p>No AI app is open to you. Ask your administrator if you need one.</p>\n");
+    }
+    if !apps.is_empty() {
+        body.push_str("<ul class=\"apps\">\n");
+        for app in apps {
+            body.push_str(&format!(
+                "<li><a class=\"button\" href=\"{}\">{} <span class=\"code\">({})</span></a></li>\n",
+                escape(app.path),
+                escape(app.name),
+                escape(app.kind)
+            ));
+        }
+        body.push_str("</ul>\n");
+    }
+    document("Your AI apps", &body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_portal_escapes_and_lists_apps() {
+        let apps = [PortalApp {
+            name: "<b>chat</b>",
+            kind: "TypingMind",
+            path: "/ai/chat?a=1&b=2",
+        }];
+        let html = portal(Some("ada <x>"), &apps, None);
+        assert!(html.contains("ada &lt;x&gt;"));
+        assert!(html.contains("href=\"/ai/chat?a=1&amp;b=2\""));
+        assert!(html.contains("&lt;b&gt;chat&lt;/b&gt;"));
+        let anonymous = portal(None, &[], Some("/login?next=%2F"));
+        assert!(
+            anonymous.contains("not signed in") && anonymous.contains("href=\"/login?next=%2F\"")
+        );
+    }
 
     #[test]
     fn dynamic_text_is_escaped() {

@@ -31,7 +31,8 @@ impl Reply {
         Reply::html(status, pages::render(status, title, message, None))
     }
 
-    fn html(status: u16, body: String) -> Reply {
+    /// An HTML document (see [`pages::document`]), with the pages' CSP.
+    pub fn html(status: u16, body: String) -> Reply {
         let mut r = Reply::new(status, "text/html; charset=utf-8", body);
         r.headers
             .push(("Content-Security-Policy", pages::CSP.to_string()));

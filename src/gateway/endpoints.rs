@@ -4,7 +4,9 @@ use http::request::Parts;
 use serde::Serialize;
 
 use super::{Decision, Gateway, SessionNote};
+use crate::config::RouteTarget;
 use crate::identity::Identity;
+use crate::pages;
 use crate::reply::{wants_html, Reply};
 use crate::session::jwks::JwksStatus;
 use crate::session::SessionError;
@@ -30,6 +32,7 @@ impl Gateway {
             "healthz" => (Reply::text(200, "ok\n"), SessionNote::NotChecked),
             "readyz" => (self.readiness(), SessionNote::NotChecked),
             "whoami" => self.whoami(req).await,
+            "" => self.portal(req).await,
             _ => (
                 Reply::error(
                     wants_html(&req.headers),
@@ -42,6 +45,55 @@ impl Gateway {
             ),
         };
         (Decision::Reply(reply), note)
+    }
+
+    /// The portal: who the person is signed in as, and links to the apps their policy opens.
+    async fn portal(&self, req: &Parts) -> (Reply, SessionNote) {
+        let Some(session) = &self.session else {
+            return (
+                Reply::html(200, pages::portal(None, &[], None)),
+                SessionNote::NotChecked,
+            );
+        };
+        let (identity, note) = match session.verifier.identify(&req.headers, false).await {
+            Ok((identity, source)) => (Some(identity), SessionNote::Valid(source)),
+            Err(e) => (None, SessionNote::Invalid(e)),
+        };
+        let Some(identity) = identity else {
+            let own = format!("{}/", self.server.endpoints_prefix);
+            let login = session.login_url.as_ref().map(|l| l.render(&own));
+            let page = pages::portal(None, &[], login.as_deref());
+            return (Reply::html(200, page), note);
+        };
+        let apps: Vec<pages::PortalApp<'_>> = self
+            .routes
+            .iter()
+            .filter_map(|route| match route.target {
+                RouteTarget::App(i) => Some((route, &self.apps[i])),
+                RouteTarget::Upstream(_) => None,
+            })
+            .filter(|(route, _)| {
+                route
+                    .allow
+                    .as_ref()
+                    .is_none_or(|a| a.check(&identity).is_ok())
+            })
+            .map(|(route, app)| pages::PortalApp {
+                name: app.title(),
+                kind: app.name.as_str(),
+                path: route.path.as_str(),
+            })
+            .collect();
+        let who = match (identity.name.is_empty(), identity.email.is_empty()) {
+            (false, false) => format!("{} ({})", identity.name, identity.email),
+            (true, false) => identity.email.clone(),
+            (false, true) => identity.name.clone(),
+            (true, true) => identity.id.clone(),
+        };
+        (
+            Reply::html(200, pages::portal(Some(&who), &apps, None)),
+            note,
+        )
     }
 
     fn readiness(&self) -> Reply {

@@ -2,6 +2,10 @@
 //! HS256 with the SSO secret, `exp`, and the required claims `email`, `first_name`,
 //! `last_name`. It records every call and can be told how to answer each endpoint
 //! (see [`Mode`]), including every documented error code.
+//!
+//! It also serves what a browser sees at YourGPT's login address, for the demo: `process-login`
+//! (who got logged in with a session token, or "check your email"), the confirmation email it
+//! would have sent, and the confirm link — every page labelled as a stand-in.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -12,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde_json::{json, Map, Value};
@@ -53,28 +57,44 @@ struct Inner {
     calls: Vec<Call>,
     /// Emails YourGPT knows but wants confirmed: verify answers 404.
     unconfirmed: HashSet<String>,
+    /// Addresses a confirmation email went to.
+    sent: Vec<String>,
 }
 
 #[derive(Clone)]
 pub struct YourGptStandIn {
     pub addr: SocketAddr,
     secret: Arc<Vec<u8>>,
+    client_id: Arc<str>,
     inner: Arc<Mutex<Inner>>,
 }
 
 impl YourGptStandIn {
-    /// Listens on `127.0.0.1:0` and serves until the runtime stops.
+    /// Listens on `127.0.0.1:0`, accepts [`CLIENT_ID`], and serves until the runtime stops.
     pub async fn start(secret: Vec<u8>) -> std::io::Result<YourGptStandIn> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_on(addr, secret, CLIENT_ID).await
+    }
+
+    /// Listens on `addr` and accepts `client_id`.
+    pub async fn start_on(
+        addr: SocketAddr,
+        secret: Vec<u8>,
+        client_id: &str,
+    ) -> std::io::Result<YourGptStandIn> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let standin = YourGptStandIn {
             addr,
             secret: Arc::new(secret),
+            client_id: client_id.into(),
             inner: Arc::new(Mutex::new(Inner::default())),
         };
         let app = Router::new()
             .route("/api/v1/verify/custom-sso", post(verify))
             .route("/api/v1/sendConfirmLoginAccessEmail", post(send_email))
+            .route("/process-login", get(process_login))
+            .route("/confirm", get(confirm))
             .with_state(standin.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -104,6 +124,11 @@ impl YourGptStandIn {
     /// YourGPT will answer 404 on verify for this address (registered, not yet confirmed).
     pub fn add_unconfirmed(&self, email: &str) {
         self.lock().unconfirmed.insert(email.to_lowercase());
+    }
+
+    /// The confirmation emails sent so far (addresses), in order.
+    pub fn emails_sent(&self) -> Vec<String> {
+        self.lock().sent.clone()
     }
 
     /// Every call received so far, in order.
@@ -145,11 +170,11 @@ impl YourGptStandIn {
 }
 
 /// YourGPT's 400 and 401: both endpoints check their parameters the same way.
-fn check_params(token: &str, client_id: Option<&str>) -> Option<Response> {
+fn check_params(token: &str, client_id: Option<&str>, expected: &str) -> Option<Response> {
     match client_id {
         _ if token.is_empty() => Some(axum::Json(error(400, "Invalid params")).into_response()),
         None => Some(axum::Json(error(400, "Invalid params")).into_response()),
-        Some(CLIENT_ID) => None,
+        Some(id) if id == expected => None,
         Some(_) => Some(axum::Json(error(401, "Invalid SSO client id")).into_response()),
     }
 }
@@ -211,7 +236,7 @@ async fn verify(
     if let Some(r) = forced(mode).await {
         return r;
     }
-    if let Some(refusal) = check_params(&token, client_id.as_deref()) {
+    if let Some(refusal) = check_params(&token, client_id.as_deref(), &s.client_id) {
         return refusal;
     }
     let claims = match checked {
@@ -254,12 +279,96 @@ async fn send_email(State(s): State<YourGptStandIn>, body: Bytes) -> Response {
     if let Some(r) = forced(mode).await {
         return r;
     }
-    if let Some(refusal) = check_params(&token, client_id.as_deref()) {
+    if let Some(refusal) = check_params(&token, client_id.as_deref(), &s.client_id) {
         return refusal;
     }
-    if let Err((code, message)) = checked {
-        return axum::Json(error(code, message)).into_response();
+    match checked {
+        Err((code, message)) => return axum::Json(error(code, message)).into_response(),
+        Ok(claims) => {
+            let email = claims["email"].as_str().unwrap_or_default().to_lowercase();
+            s.lock().sent.push(email);
+        }
     }
     axum::Json(json!({"type": "RXSUCCESS", "message": "Invitation Sent Successfully", "code": 200}))
         .into_response()
+}
+
+/// A stand-in page: the shared page shell with a banner saying what this is.
+fn page(title: &str, body: &str) -> Response {
+    let body = format!(
+        "<p class=\"banner\">Stand-in of YourGPT, running locally — not the real service.</p>\n{body}"
+    );
+    (
+        [("content-type", "text/html; charset=utf-8")],
+        crate::pages::document(title, &body),
+    )
+        .into_response()
+}
+
+/// `{login}/process-login`: where Handoff sends the browser after verify or the email.
+async fn process_login(
+    State(s): State<YourGptStandIn>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    use crate::pages::escape;
+    if let Some(token) = q.get("token") {
+        // The stand-in's session token is "yg session/<email>" (see `verify`).
+        return match token.strip_prefix("yg session/") {
+            Some(email) => page(
+                "YourGPT",
+                &format!(
+                    "<h1>Welcome to YourGPT</h1>\n<p>You are signed in as <strong>{}</strong>.</p>\n",
+                    escape(email)
+                ),
+            ),
+            None => page(
+                "YourGPT",
+                "<h1>Sign-in failed</h1>\n<p>This session token is not one YourGPT issued.</p>\n",
+            ),
+        };
+    }
+    if q.get("should-verify-email").map(String::as_str) == Some("true") {
+        let last = s.lock().sent.last().cloned();
+        let email = match last {
+            Some(to) => format!(
+                "<p>The email YourGPT sent:</p>\n<p class=\"banner\">To: <strong>{to}</strong><br>\
+                 Subject: Confirm your login<br>Someone asked to sign in to YourGPT through your \
+                 company. <a id=\"confirm\" href=\"/confirm?email={link}\">Confirm it's you</a></p>\n",
+                to = escape(&to),
+                link = escape(&form_urlencoded::byte_serialize(to.as_bytes()).collect::<String>()),
+            ),
+            None => String::new(),
+        };
+        return page(
+            "YourGPT",
+            &format!(
+                "<h1>Check your email</h1>\n<p>Your email is already registered with YourGPT. We \
+                 sent you a link to confirm it; once you click it, you are signed in.</p>\n{email}"
+            ),
+        );
+    }
+    page(
+        "YourGPT",
+        "<h1>YourGPT</h1>\n<p>Nothing to sign in with.</p>\n",
+    )
+}
+
+/// The confirm link of the email: the address is confirmed, and the person signed in.
+async fn confirm(
+    State(s): State<YourGptStandIn>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let email = q.get("email").cloned().unwrap_or_default().to_lowercase();
+    let known = s.lock().unconfirmed.remove(&email);
+    let body = if known {
+        format!(
+            "<h1>Email confirmed</h1>\n<p>You are signed in as <strong>{}</strong>. Next time, \
+             the intranet link signs you in directly.</p>\n",
+            crate::pages::escape(&email)
+        )
+    } else {
+        "<h1>Nothing to confirm</h1>\n<p>This link was already used or is not valid.</p>\n"
+            .to_string()
+    };
+    page("YourGPT", &body)
 }

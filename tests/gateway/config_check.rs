@@ -137,7 +137,10 @@ fn check_accepts_the_demo_config() {
         text(&out.stderr)
     );
     assert!(stdout.contains("OK"), "stdout: {stdout}");
-    assert!(stdout.contains("1 route, 1 upstream"), "stdout: {stdout}");
+    assert!(
+        stdout.contains("3 routes, 1 upstream, 2 apps"),
+        "stdout: {stdout}"
+    );
 }
 
 #[test]

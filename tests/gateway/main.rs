@@ -1,6 +1,7 @@
 mod common;
 
 mod bad_input;
+mod browser;
 mod config_check;
 mod embedded;
 mod faults;

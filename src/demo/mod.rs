@@ -1,0 +1,168 @@
+//! `handoff demo`: the whole flow on this machine, with no accounts anywhere. The gateway runs
+//! with a real config (conf/demo.toml); the demo intranet and the stand-ins of YourGPT and
+//! TypingMind listen where that config says the intranet and the apps are.
+
+pub mod intranet;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::config::{self, AppKind, Config, SecretRef};
+use crate::standins::typingmind::TypingMindStandIn;
+use crate::standins::yourgpt::YourGptStandIn;
+
+/// Where each part of the demo listens, read from the config.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub gateway: String,
+    pub intranet: SocketAddr,
+    yourgpt: Option<(SocketAddr, String, Vec<u8>)>,
+    typingmind: Option<(SocketAddr, String, Vec<u8>)>,
+    session_secret: Vec<u8>,
+}
+
+impl Plan {
+    /// Reads the demo's layout from a loaded config: the first upstream server is the intranet,
+    /// each app's API or instance URL is where its stand-in listens.
+    pub fn from_config(config: &Config, path: &Path) -> Result<Plan, String> {
+        let gateway = config
+            .server
+            .listen
+            .first()
+            .cloned()
+            .ok_or("the demo needs a [server] listen address")?;
+        let intranet = config
+            .upstreams
+            .first()
+            .and_then(|u| u.servers.first().copied())
+            .ok_or("the demo needs an upstream: the demo intranet listens on its first server")?;
+        let mut plan = Plan {
+            gateway,
+            intranet,
+            yourgpt: None,
+            typingmind: None,
+            session_secret: session_secret(path)?,
+        };
+        for app in &config.apps {
+            match &app.kind {
+                AppKind::YourGpt(s) => {
+                    let addr = loopback_addr(&s.api_url)?;
+                    plan.yourgpt = Some((addr, s.client_id.clone(), s.secret.expose().to_vec()));
+                }
+                AppKind::TypingMind(s) => {
+                    let addr = loopback_addr(&s.instance_url)?;
+                    plan.typingmind =
+                        Some((addr, s.instance_url.clone(), s.secret.expose().to_vec()));
+                }
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// The demo only ever listens on loopback.
+fn loopback_addr(url: &str) -> Result<SocketAddr, String> {
+    let u = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+    let host = u.host_str().unwrap_or_default();
+    let port = u.port_or_known_default().unwrap_or(80);
+    let addr: SocketAddr = format!("{host}:{port}")
+        .parse()
+        .map_err(|_| format!("{url}: the demo's stand-ins listen on loopback IP addresses only"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{url}: the demo's stand-ins listen on loopback only"
+        ));
+    }
+    Ok(addr)
+}
+
+/// The session secret from the config's `[session] secret` (the demo intranet signs with it).
+fn session_secret(path: &Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let reference = table
+        .get("session")
+        .and_then(|s| s.get("secret"))
+        .cloned()
+        .ok_or("the demo needs [session] secret (the demo intranet signs its cookies with it)")?;
+    let reference: SecretRef = reference
+        .try_into()
+        .map_err(|e| format!("session.secret: {e}"))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    Ok(reference.resolve(base)?.expose().to_vec())
+}
+
+/// Starts the demo intranet and the stand-ins on a runtime of their own (they live as long as
+/// the process) and returns once they listen.
+pub fn start_services(plan: &Plan) -> Result<(), String> {
+    let plan = plan.clone();
+    let (ready, started) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot start a runtime: {e}")));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let result = serve(&plan).await;
+            let failed = result.is_err();
+            let _ = ready.send(result);
+            if !failed {
+                std::future::pending::<()>().await;
+            }
+        });
+    });
+    started
+        .recv()
+        .map_err(|_| "the demo services stopped before they started".to_string())?
+}
+
+async fn serve(plan: &Plan) -> Result<(), String> {
+    let bind = |what: &str, addr: SocketAddr, e: std::io::Error| {
+        format!("cannot listen for the {what} on {addr}: {e}")
+    };
+    let mut widget_src = String::new();
+    if let Some((addr, instance, secret)) = &plan.typingmind {
+        TypingMindStandIn::start_on(*addr, secret.clone())
+            .await
+            .map_err(|e| bind("TypingMind stand-in", *addr, e))?;
+        widget_src = format!("{instance}/widget.js");
+    }
+    if let Some((addr, client_id, secret)) = &plan.yourgpt {
+        let yourgpt = YourGptStandIn::start_on(*addr, secret.clone(), client_id)
+            .await
+            .map_err(|e| bind("YourGPT stand-in", *addr, e))?;
+        // The person the stand-in treats as "already registered": the email path.
+        yourgpt.add_unconfirmed("linus@demo.example");
+    }
+    intranet::start(plan.intranet, plan.session_secret.clone(), widget_src)
+        .await
+        .map_err(|e| bind("demo intranet", plan.intranet, e))
+}
+
+/// Runs the demo: the services, then the gateway (until stopped).
+pub fn run(path: &Path) -> Result<(), String> {
+    let config = config::load(path).map_err(|e| e.to_string())?;
+    let plan = Plan::from_config(&config, path)?;
+    start_services(&plan)?;
+    let server = crate::standalone::build_with_config(config, None).map_err(|e| e.to_string())?;
+    println!("Handoff demo — everything runs on this machine; nothing is real.");
+    println!("  open  http://{}/   (the gateway)", plan.gateway);
+    println!("        demo intranet        http://{}", plan.intranet);
+    if let Some((addr, ..)) = &plan.yourgpt {
+        println!("        YourGPT stand-in     http://{addr}");
+    }
+    if let Some((addr, ..)) = &plan.typingmind {
+        println!("        TypingMind stand-in  http://{addr}");
+    }
+    println!("Stop with Ctrl-C.");
+    server.run_forever()
+}

@@ -1,0 +1,270 @@
+//! The demo, clicked through in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver), against `handoff demo` started as the README says, on free ports. Each step
+//! asserts what the person sees and saves a screenshot under `target/e2e-screenshots/`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::common::*;
+
+/// Kills a child process when dropped (the demo, chromedriver).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Demo {
+    gateway: String,
+    yourgpt: u16,
+    typingmind: u16,
+    _process: Killed,
+    _dir: tempfile::TempDir,
+}
+
+/// `handoff demo` with conf/demo.toml moved to free ports.
+fn start_demo() -> Demo {
+    let conf = manifest().join("conf");
+    let [gateway, intranet, yourgpt, typingmind] = [(); 4].map(|_| free_port());
+    let text = std::fs::read_to_string(conf.join("demo.toml"))
+        .expect("conf/demo.toml")
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{gateway}"))
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{intranet}"))
+        .replace("127.0.0.1:9001", &format!("127.0.0.1:{yourgpt}"))
+        .replace("127.0.0.1:9002", &format!("127.0.0.1:{typingmind}"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    for secret in [
+        "demo-session-secret.txt",
+        "demo-yourgpt-secret.txt",
+        "demo-typingmind-secret.txt",
+    ] {
+        std::fs::copy(conf.join(secret), dir.path().join(secret)).expect("demo secret");
+    }
+    let config = dir.path().join("demo.toml");
+    std::fs::write(&config, text).expect("demo config");
+    let process = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["demo", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("handoff demo starts");
+    let process = Killed(process);
+    wait_until_connectable(SocketAddr::from(([127, 0, 0, 1], gateway)));
+    Demo {
+        gateway: format!("http://127.0.0.1:{gateway}"),
+        yourgpt,
+        typingmind,
+        _process: process,
+        _dir: dir,
+    }
+}
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Headless Chromium through a chromedriver of its own.
+async fn browser() -> (Client, Killed) {
+    for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
+        assert!(
+            std::path::Path::new(tool).exists(),
+            "{tool} is missing: apt-get install chromium chromium-driver (.ci/run does)"
+        );
+    }
+    let port = free_port();
+    let driver = Command::new("/usr/bin/chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let driver = Killed(driver);
+    wait_until_connectable(SocketAddr::from(([127, 0, 0, 1], port)));
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1100,900"],
+        }),
+    );
+    let client = ClientBuilder::rustls()
+        .expect("a WebDriver client")
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session");
+    (client, driver)
+}
+
+/// Saves what the browser shows as `target/e2e-screenshots/<name>.png`.
+async fn shot(c: &Client, name: &str) {
+    let dir = manifest().join("target/e2e-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    let png = c.screenshot().await.expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("screenshot saved");
+}
+
+/// The page's visible text.
+async fn text(c: &Client) -> String {
+    c.find(Locator::Css("body"))
+        .await
+        .expect("a body")
+        .text()
+        .await
+        .expect("its text")
+}
+
+async fn click(c: &Client, css: &str) {
+    let found = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await;
+    let element = match found {
+        Ok(e) => e,
+        Err(e) => panic!("no {css} on {:?}: {e}", c.current_url().await),
+    };
+    element
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+}
+
+/// Signs out (if signed in) and in again as a demo person, from the gateway's front page.
+async fn log_in_as(c: &Client, demo: &Demo, who: &str) {
+    c.goto(&format!("{}/logout", demo.gateway))
+        .await
+        .expect("logout");
+    click(c, &format!("#login-{who}")).await;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#hello"))
+        .await
+        .expect("the intranet's home page");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_clicked_through_in_chromium() {
+    let demo = start_demo();
+    let (c, _driver) = browser().await;
+
+    // The gateway sends a stranger to the intranet's login page.
+    c.goto(&format!("{}/", demo.gateway))
+        .await
+        .expect("front page");
+    assert_eq!(c.current_url().await.expect("url").path(), "/login");
+    let page = text(&c).await;
+    assert!(page.contains("Sign in to the intranet"), "{page}");
+    shot(&c, "01-login").await;
+
+    // Ada logs in; the TypingMind widget on the intranet home is signed in as her.
+    click(&c, "#login-ada").await;
+    let widget = c
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("#typingmind-widget"))
+        .await
+        .expect("the widget renders");
+    let widget_text = widget.text().await.expect("widget text");
+    assert!(
+        widget_text.contains("signed in as ada@demo.example"),
+        "{widget_text}"
+    );
+    assert!(text(&c).await.contains("Hello, Ada"));
+    shot(&c, "02-intranet-home-widget-signed-in").await;
+
+    // YourGPT: logged in there as Ada.
+    click(&c, "#open-yourgpt").await;
+    let url = c.current_url().await.expect("url");
+    assert_eq!(url.port(), Some(demo.yourgpt), "{url}");
+    let page = text(&c).await;
+    assert!(
+        page.contains("You are signed in as ada@demo.example"),
+        "{page}"
+    );
+    assert!(page.contains("Stand-in of YourGPT"));
+    shot(&c, "03-yourgpt-signed-in").await;
+
+    // TypingMind: the same.
+    c.goto(&format!("{}/", demo.gateway)).await.expect("home");
+    click(&c, "#open-typingmind").await;
+    let url = c.current_url().await.expect("url");
+    assert_eq!(url.port(), Some(demo.typingmind), "{url}");
+    let page = text(&c).await;
+    assert!(
+        page.contains("You are signed in as ada@demo.example"),
+        "{page}"
+    );
+    shot(&c, "04-typingmind-signed-in").await;
+
+    // The portal lists both apps and who she is.
+    c.goto(&format!("{}/_handoff/", demo.gateway))
+        .await
+        .expect("portal");
+    let page = text(&c).await;
+    assert!(page.contains("Signed in to the intranet as Ada"), "{page}");
+    assert!(
+        page.contains("YourGPT") && page.contains("TypingMind"),
+        "{page}"
+    );
+    shot(&c, "05-portal").await;
+    // On a phone-sized screen too.
+    c.set_window_size(390, 844).await.expect("phone size");
+    shot(&c, "05-portal-phone").await;
+    c.set_window_size(1100, 900).await.expect("laptop size");
+
+    // Mallory is outside the AI group: a clear 403 page, and an empty portal.
+    log_in_as(&c, &demo, "mallory").await;
+    click(&c, "#open-typingmind").await;
+    let page = text(&c).await;
+    assert!(page.contains("Not for you, sorry"), "{page}");
+    assert!(
+        page.contains("mallory@demo.example") && page.contains("ai-users"),
+        "{page}"
+    );
+    shot(&c, "06-forbidden").await;
+    c.goto(&format!("{}/_handoff/", demo.gateway))
+        .await
+        .expect("portal");
+    assert!(text(&c).await.contains("No AI app is open to you"));
+
+    // Grace has no last name: the clear "missing data" page, no YourGPT call made for nothing.
+    log_in_as(&c, &demo, "grace").await;
+    click(&c, "#open-yourgpt").await;
+    let page = text(&c).await;
+    assert!(page.contains("Some of your details are missing"), "{page}");
+    assert!(page.contains("your last name"), "{page}");
+    shot(&c, "07-missing-data").await;
+
+    // Linus is already registered at YourGPT: the confirmation email, then the confirm link.
+    log_in_as(&c, &demo, "linus").await;
+    click(&c, "#open-yourgpt").await;
+    let page = text(&c).await;
+    assert!(page.contains("Check your email"), "{page}");
+    assert!(page.contains("To: linus@demo.example"), "{page}");
+    shot(&c, "08-yourgpt-check-email").await;
+    click(&c, "#confirm").await;
+    let page = text(&c).await;
+    assert!(
+        page.contains("Email confirmed") && page.contains("linus@demo.example"),
+        "{page}"
+    );
+    shot(&c, "09-yourgpt-email-confirmed").await;
+
+    c.close().await.expect("browser closes");
+}
