@@ -1,8 +1,9 @@
 mod common;
 
 mod bad_input;
-mod browser;
+
 mod config_check;
+mod demo;
 mod embedded;
 mod faults;
 mod idp;

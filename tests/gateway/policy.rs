@@ -98,3 +98,62 @@ async fn allow_and_deny_by_email_domain_and_group() {
     let resp = c.get(gw.url("/by-email")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_portal_lists_the_apps_each_person_may_open() {
+    let intranet = Intranet::start().await;
+    let config = format!(
+        "{session}{upstream}\
+         [apps.chat]\nkind = \"typingmind\"\ninstance_url = \"https://chat.example.test\"\n\
+         secret = {{ file = \"typingmind-secret.txt\" }}\n\
+         [apps.research]\nkind = \"typingmind\"\ninstance_url = \"https://research.example.test\"\n\
+         secret = {{ file = \"typingmind-secret.txt\" }}\n\
+         [[routes]]\npath = \"/ai/chat\"\napp = \"chat\"\n\
+         [[routes]]\npath = \"/ai/research\"\napp = \"research\"\nallow = {{ groups = [\"research\"] }}\n",
+        session = session_config(&["HS256"], "login_url = \"/login?next={return_to}\""),
+        upstream = upstream_config(&intranet),
+    );
+    let gw = TestGateway::start(&config);
+    let portal = |cookie: Option<String>| {
+        let mut req = client()
+            .get(gw.url("/_handoff/"))
+            .header("Accept", "text/html");
+        if let Some(c) = cookie {
+            req = req.header("Cookie", c);
+        }
+        async move {
+            let resp = req.send().await.expect("portal");
+            assert_eq!(resp.status(), 200);
+            assert_eq!(resp.headers()["cache-control"], "no-store");
+            resp.text().await.unwrap_or_default()
+        }
+    };
+    let as_person = |groups: &[&str]| {
+        Some(format!(
+            "intranet_session={}",
+            hs256(&person("ada@corp.example", groups))
+        ))
+    };
+    let page = portal(as_person(&["research"])).await;
+    assert!(
+        page.contains("Signed in to the intranet as <strong>Ada Lovelace (ada@corp.example)"),
+        "{page}"
+    );
+    assert!(
+        page.contains("href=\"/ai/chat\"") && page.contains("href=\"/ai/research\""),
+        "{page}"
+    );
+    let page = portal(as_person(&[])).await;
+    assert!(page.contains("href=\"/ai/chat\""), "{page}");
+    assert!(
+        !page.contains("/ai/research"),
+        "policy hides what is closed: {page}"
+    );
+    let page = portal(None).await;
+    assert!(page.contains("not signed in"), "{page}");
+    assert!(
+        page.contains("href=\"/login?next=%2F%5Fhandoff%2F\""),
+        "{page}"
+    );
+    assert!(!page.contains("/ai/chat"));
+}

@@ -1,6 +1,7 @@
-//! The demo, clicked through in a real browser: headless Chromium driven over WebDriver
-//! (chromedriver), against `handoff demo` started as the README says, on free ports. Each step
-//! asserts what the person sees and saves a screenshot under `target/e2e-screenshots/`.
+//! `handoff demo`, clicked through in a real browser: headless Chromium driven over WebDriver
+//! (chromedriver), against the demo started as the README says, on free ports. Each step
+//! asserts what the person sees and saves a screenshot under `target/e2e-screenshots/`. And
+//! the demo's own bad input: a port already taken, an app that is not on loopback.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them).
 
@@ -32,30 +33,46 @@ struct Demo {
     _dir: tempfile::TempDir,
 }
 
-/// `handoff demo` with conf/demo.toml moved to free ports.
-fn start_demo() -> Demo {
+/// conf/demo.toml (and its secrets) in `dir`, moved to these ports, with `edit` applied.
+fn demo_config(
+    dir: &std::path::Path,
+    [gateway, intranet, yourgpt, typingmind]: [u16; 4],
+    edit: impl Fn(String) -> String,
+) -> PathBuf {
     let conf = manifest().join("conf");
-    let [gateway, intranet, yourgpt, typingmind] = [(); 4].map(|_| free_port());
     let text = std::fs::read_to_string(conf.join("demo.toml"))
         .expect("conf/demo.toml")
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{gateway}"))
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{intranet}"))
         .replace("127.0.0.1:9001", &format!("127.0.0.1:{yourgpt}"))
         .replace("127.0.0.1:9002", &format!("127.0.0.1:{typingmind}"));
-    let dir = tempfile::tempdir().expect("temp dir");
     for secret in [
         "demo-session-secret.txt",
         "demo-yourgpt-secret.txt",
         "demo-typingmind-secret.txt",
     ] {
-        std::fs::copy(conf.join(secret), dir.path().join(secret)).expect("demo secret");
+        std::fs::copy(conf.join(secret), dir.join(secret)).expect("demo secret");
     }
-    let config = dir.path().join("demo.toml");
-    std::fs::write(&config, text).expect("demo config");
-    let process = Command::new(env!("CARGO_BIN_EXE_handoff"))
-        .args(["demo", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
+    let config = dir.join("demo.toml");
+    std::fs::write(&config, edit(text)).expect("demo config");
+    config
+}
+
+fn demo_command(config: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_handoff"));
+    cmd.args(["demo", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// `handoff demo` with conf/demo.toml moved to free ports.
+fn start_demo() -> Demo {
+    let ports = [(); 4].map(|_| free_port());
+    let [gateway, _, yourgpt, typingmind] = ports;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = demo_config(dir.path(), ports, |t| t);
+    let process = demo_command(&config)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -101,8 +118,9 @@ async fn browser() -> (Client, Killed) {
                      "--disable-dev-shm-usage", "--window-size=1100,900"],
         }),
     );
-    let client = ClientBuilder::rustls()
-        .expect("a WebDriver client")
+    // chromedriver speaks plain HTTP on loopback: no TLS stack needed.
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = ClientBuilder::new(connector)
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
@@ -267,4 +285,67 @@ async fn the_demo_clicked_through_in_chromium() {
     shot(&c, "09-yourgpt-email-confirmed").await;
 
     c.close().await.expect("browser closes");
+}
+
+/// Runs `handoff demo` that is expected to fail at start: (exit code, stderr).
+fn failing_demo(config: &std::path::Path) -> (Option<i32>, String) {
+    let mut child = Killed(
+        demo_command(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("handoff demo starts"),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.0.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            return (status.code(), err);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_demo_port_already_taken_is_named_and_nothing_starts() {
+    let ports = [(); 4].map(|_| free_port());
+    let taken = std::net::TcpListener::bind(("127.0.0.1", ports[1])).expect("occupy a port");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = demo_config(dir.path(), ports, |t| t);
+    let (code, err) = failing_demo(&config);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot listen for the demo intranet on 127.0.0.1:{}",
+            ports[1]
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    drop(taken);
+}
+
+#[test]
+fn a_demo_app_that_is_not_on_loopback_is_refused() {
+    let ports = [(); 4].map(|_| free_port());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = demo_config(dir.path(), ports, |t| {
+        t.replace(
+            &format!("api_url = \"http://127.0.0.1:{}\"", ports[2]),
+            "api_url = \"https://api.yourgpt.ai\"",
+        )
+    });
+    let (code, err) = failing_demo(&config);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("https://api.yourgpt.ai") && err.contains("loopback"),
+        "{err}"
+    );
 }
