@@ -166,3 +166,48 @@ async fn widget_js(State(s): State<TypingMindStandIn>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+
+    fn standin() -> TypingMindStandIn {
+        TypingMindStandIn {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            secret: Arc::new(b"tm-secret".to_vec()),
+        }
+    }
+
+    fn code(payload: Value, secret: &[u8]) -> String {
+        encode(
+            &Header::default(),
+            &payload,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn each_documented_payload_shape_names_its_person() {
+        let s = standin();
+        let k = b"tm-secret";
+        assert_eq!(s.check(&code(json!({"email": "a@x"}), k)), Ok("a@x".into()));
+        assert_eq!(
+            s.check(&code(json!({"id": 1234, "email": "a@x"}), k)),
+            Ok("TypingMind user #1234".into()),
+            "top-level id wins over email"
+        );
+        assert_eq!(
+            s.check(&code(json!({"user": {"id": "u-1", "email": "a@x"}}), k)),
+            Ok("a@x (your id u-1)".into())
+        );
+        assert!(s
+            .check(&code(json!({"user": {"email": "a@x"}}), k))
+            .is_err());
+        assert!(s.check(&code(json!({"email": "a@x"}), b"other")).is_err());
+        let expired = json!({"email": "a@x", "exp": 1});
+        assert!(s.check(&code(expired, k)).is_err());
+        assert!(s.check("garbage").is_err());
+    }
+}
