@@ -9,6 +9,7 @@
 //! and dot segments are removed. The request itself is forwarded as the client sent it.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// A route's `host`: `intranet.example.com` (exact) or `*.example.com` (any subdomain, not the
 /// bare domain). Matching ignores case, a port and a trailing dot.
@@ -153,6 +154,12 @@ fn decode_unreserved(path: &str) -> String {
     out
 }
 
+/// `"ai"` for `/ai/chat`; `""` for `/`.
+fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or_default()
+}
+
 /// Whether `prefix` (in normal form) matches `path` (in normal form) on a segment boundary.
 fn prefix_matches(prefix: &str, path: &str) -> bool {
     prefix == "/"
@@ -167,8 +174,16 @@ struct Entry<T> {
 }
 
 /// Routes in match order. Built once at load time.
+///
+/// A request only looks at the routes that can match it: those whose prefix starts with the
+/// path's first segment, and the catch-alls (`/`), merged in match order — so a table of a
+/// thousand routes costs about what a table of ten does.
 pub struct RouteTable<T> {
     entries: Vec<Entry<T>>,
+    /// First path segment → indexes into `entries`, ascending.
+    by_segment: HashMap<String, Vec<usize>>,
+    /// Indexes of the `/` routes, ascending.
+    catch_all: Vec<usize>,
 }
 
 impl<T> RouteTable<T> {
@@ -189,24 +204,60 @@ impl<T> RouteTable<T> {
                 .cmp(&rank(a))
                 .then(b.prefix.len().cmp(&a.prefix.len()))
         });
-        RouteTable { entries }
+        let mut by_segment: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut catch_all = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if e.prefix == "/" {
+                catch_all.push(i);
+            } else {
+                by_segment
+                    .entry(first_segment(&e.prefix).to_string())
+                    .or_default()
+                    .push(i);
+            }
+        }
+        RouteTable {
+            entries,
+            by_segment,
+            catch_all,
+        }
     }
 
     /// Finds the route for a request. `host` is the raw `Host` (or `:authority`) value.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&T> {
         let host = host.map(normalize_host);
         let path = normalize_path(path);
-        self.entries
-            .iter()
-            .find(|e| {
-                let host_ok = match (&e.host, &host) {
-                    (None, _) => true,
-                    (Some(p), Some(h)) => p.matches(h),
-                    (Some(_), None) => false,
-                };
-                host_ok && prefix_matches(&e.prefix, &path)
-            })
-            .map(|e| &e.value)
+        let same_segment = self
+            .by_segment
+            .get(first_segment(&path))
+            .map_or(&[][..], Vec::as_slice);
+        let matches = |i: usize| {
+            let e = &self.entries[i];
+            let host_ok = match (&e.host, &host) {
+                (None, _) => true,
+                (Some(p), Some(h)) => p.matches(h),
+                (Some(_), None) => false,
+            };
+            host_ok && prefix_matches(&e.prefix, &path)
+        };
+        // Both lists ascend in match order: walk them merged.
+        let (mut a, mut b) = (
+            same_segment.iter().peekable(),
+            self.catch_all.iter().peekable(),
+        );
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&x), Some(&&y)) if x < y => a.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, None) => return None,
+            };
+            if let Some(&i) = next {
+                if matches(i) {
+                    return Some(&self.entries[i].value);
+                }
+            }
+        }
     }
 }
 
@@ -222,6 +273,64 @@ mod tests {
                 *v,
             )
         }))
+    }
+
+    #[test]
+    fn the_segment_index_finds_what_a_full_scan_finds() {
+        let t = table(&[
+            (None, "/", 1),
+            (Some("intranet.example"), "/", 2),
+            (None, "/ai", 3),
+            (Some("*.example"), "/ai/chat", 4),
+            (None, "/ai/chat/x", 5),
+            (Some("other.example"), "/docs", 6),
+            (None, "/docs/api", 7),
+        ]);
+        let scan = |host: Option<&str>, path: &str| {
+            let host = host.map(normalize_host);
+            let path = normalize_path(path);
+            t.entries
+                .iter()
+                .find(|e| {
+                    let host_ok = match (&e.host, &host) {
+                        (None, _) => true,
+                        (Some(p), Some(h)) => p.matches(h),
+                        (Some(_), None) => false,
+                    };
+                    host_ok && prefix_matches(&e.prefix, &path)
+                })
+                .map(|e| e.value)
+        };
+        for host in [
+            None,
+            Some("intranet.example"),
+            Some("a.example"),
+            Some("other.example"),
+        ] {
+            for path in [
+                "/",
+                "/ai",
+                "/ai/",
+                "/aix",
+                "/ai/chat",
+                "/ai/chat/x/y",
+                "/ai/%63hat",
+                "/docs",
+                "/docs/api/v1",
+                "//docs/api",
+                "/x/../ai/chat",
+                "",
+                "/nothing",
+            ] {
+                assert_eq!(
+                    t.find(host, path).copied(),
+                    scan(host, path),
+                    "{host:?} {path}"
+                );
+            }
+        }
+        // A host's catch-all ranks above a hostless longer prefix.
+        assert_eq!(t.find(Some("intranet.example"), "/docs/api"), Some(&2));
     }
 
     #[test]
