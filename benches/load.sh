@@ -186,8 +186,8 @@ check "JWT session" -H "Cookie: intranet_session=$TOKEN" "http://127.0.0.1:$HAND
 check "userinfo session" -H "Cookie: sid=opaque-bench-session" "http://127.0.0.1:$HANDOFF/opaque"
 check "nginx auth_request" "http://127.0.0.1:$NGINX/auth-page"
 check "slow upstream" "http://127.0.0.1:$HANDOFF/slow"
-curl -fsS -H "Cookie: intranet_session=$TOKEN" -H "Accept: text/html" "http://127.0.0.1:$HANDOFF/page.html" \
-  | grep -q 'data-external-auth-code=' || { echo "setup check failed: widget sign-in"; exit 1; }
+page=$(curl -fsS -H "Cookie: intranet_session=$TOKEN" -H "Accept: text/html" "http://127.0.0.1:$HANDOFF/page.html")
+[[ $page == *data-external-auth-code=* ]] || { echo "setup check failed: widget sign-in"; exit 1; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: intranet_session=$TOKEN" "http://127.0.0.1:$HANDOFF/ai/yourgpt")" = 302 ] \
   || { echo "setup check failed: YourGPT handoff"; cat "$work/handoff.err"; exit 1; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: intranet_session=$TOKEN" "http://127.0.0.1:$HANDOFF/ai/chat")" = 302 ] \
