@@ -23,6 +23,9 @@ LONG_DUR=${LONG_DUR:-60}
 CONNS=${CONNS:-64}
 BIG=${BIG:-1000}
 SLOW_CONNS=${SLOW_CONNS:-2000}
+# One proxy thread: on a 2-core machine shared with wrk and the origin, a second Pingora thread
+# costs ~30 µs of CPU per request in cross-thread wake-ups (BENCHMARKS.md, "Tuning").
+HANDOFF_THREADS=${HANDOFF_THREADS:-1}
 if [ -n "$QUICK" ]; then DUR=2; LONG_DUR=2; BIG=200; SLOW_CONNS=200; fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -102,7 +105,7 @@ pids+=($!)
 cat > "$work/handoff.toml" <<EOF
 [server]
 listen = ["127.0.0.1:$HANDOFF"]
-threads = 2
+threads = $HANDOFF_THREADS
 pid_file = "$work/handoff.pid"
 upgrade_sock = "$work/handoff.sock"
 [session]
