@@ -26,6 +26,8 @@ SLOW_CONNS=${SLOW_CONNS:-2000}
 # One proxy thread: on a 2-core machine shared with wrk and the origin, a second Pingora thread
 # costs ~30 µs of CPU per request in cross-thread wake-ups (BENCHMARKS.md, "Tuning").
 HANDOFF_THREADS=${HANDOFF_THREADS:-1}
+# Idle upstream connections kept per process (server.upstream_keepalive_pool_size).
+HANDOFF_POOL=${HANDOFF_POOL:-1024}
 if [ -n "$QUICK" ]; then DUR=2; LONG_DUR=2; BIG=200; SLOW_CONNS=200; fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -106,6 +108,7 @@ cat > "$work/handoff.toml" <<EOF
 [server]
 listen = ["127.0.0.1:$HANDOFF"]
 threads = $HANDOFF_THREADS
+upstream_keepalive_pool_size = $HANDOFF_POOL
 pid_file = "$work/handoff.pid"
 upgrade_sock = "$work/handoff.sock"
 [session]

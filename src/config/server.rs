@@ -71,7 +71,7 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
         daemon: raw.daemon.unwrap_or(false),
         error_log: raw.error_log,
         ca_file,
-        upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size.unwrap_or(128),
+        upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size.unwrap_or(1024),
         endpoints_prefix,
         trust_forwarded_headers: raw.trust_forwarded_headers.unwrap_or(false),
     }
