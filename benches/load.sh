@@ -31,6 +31,7 @@ HANDOFF_POOL=${HANDOFF_POOL:-1024}
 if [ -n "$QUICK" ]; then DUR=2; LONG_DUR=2; BIG=200; SLOW_CONNS=200; fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/benches/lib.sh"
 for tool in nginx wrk python3 curl; do
   command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install nginx wrk python3 curl)"; exit 1; }
 done
@@ -51,7 +52,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ORIGIN=$(free_port); NGINX=$(free_port); HANDOFF=$(free_port); YOURGPT=$(free_port); SLOW=$(free_port)
 
 nginx_conf() { # name, server block
@@ -163,26 +163,13 @@ RUST_LOG=warn "$bin" run --config "$work/handoff.toml" 2>"$work/handoff.err" &
 pids+=($!)
 HANDOFF_PID=$!
 
-hs256() { # secret file, claims JSON → a JWT
-  python3 - "$1" "$2" <<'EOF'
-import base64, hashlib, hmac, json, sys, time
-secret = open(sys.argv[1], "rb").read().rstrip(b"\n")
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
-claims = json.loads(sys.argv[2]); claims["exp"] = int(time.time()) + 3600; claims["iat"] = int(time.time())
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-body = b64(json.dumps(claims).encode())
-print((head + b"." + body + b"." + b64(hmac.new(secret, head + b"." + body, hashlib.sha256).digest())).decode())
-EOF
-}
 TOKEN=$(hs256 "$work/secret.txt" \
   '{"sub":"u-1","email":"ada@corp.example","given_name":"Ada","family_name":"Lovelace","groups":["eng"]}')
 # The stand-in's own cost: its verify endpoint with a token as Handoff mints it.
 YG_TOKEN=$(hs256 "$work/yourgpt-secret.txt" \
   '{"email":"ada@corp.example","first_name":"Ada","last_name":"Lovelace"}')
 
-for port in $ORIGIN $NGINX $HANDOFF $YOURGPT $SLOW; do
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-done
+for port in $ORIGIN $NGINX $HANDOFF $YOURGPT $SLOW; do wait_port "$port"; done
 check() { # what, curl args…
   local what=$1; shift
   curl -fsS -o /dev/null "$@" || { echo "setup check failed: $what"; cat "$work/handoff.err"; exit 1; }
@@ -208,15 +195,7 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
 end
 EOF
-cat > "$work/post.lua" <<'EOF'
-wrk.method = "POST"
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("REPORT %d %d %d %.0f %.0f %.0f\n", summary.requests,
-    e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
-end
-EOF
+{ echo 'wrk.method = "POST"'; cat "$work/report.lua"; } > "$work/post.lua"
 
 ticks() { local t=0 p; for p in "$@"; do
   [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }

@@ -12,6 +12,7 @@ set -euo pipefail
 N=${N:-2000}
 ROUTE=${ROUTE:-/}
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/benches/lib.sh"
 for tool in nginx wrk python3 valgrind callgrind_control callgrind_annotate perf; do
   command -v "$tool" >/dev/null || { echo "needs $tool"; exit 1; }
 done
@@ -28,7 +29,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ORIGIN=$(free_port); HANDOFF=$(free_port)
 head -c 100 /dev/zero | tr '\0' 'x' > "$work/index.html"
 cp "$work/index.html" "$work/jwt"
@@ -64,17 +64,7 @@ upstream = "intranet"
 require_session = true
 identity_headers = true
 EOF
-TOKEN=$(python3 - "$work/secret.txt" <<'EOF'
-import base64, hashlib, hmac, json, sys, time
-secret = open(sys.argv[1], "rb").read().rstrip(b"\n")
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-body = b64(json.dumps({"sub": "u-1", "email": "ada@corp.example", "name": "Ada Lovelace",
-                       "groups": ["eng"], "exp": int(time.time()) + 3600}).encode())
-print((head + b"." + body + b"." + b64(hmac.new(secret, head + b"." + body, hashlib.sha256).digest())).decode())
-EOF
-)
-wait_port() { for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; echo "nothing on $1"; exit 1; }
+TOKEN=$(hs256 "$work/secret.txt" '{"sub":"u-1","email":"ada@corp.example","name":"Ada Lovelace","groups":["eng"]}')
 requests() { # N requests on one keep-alive connection
   python3 - "$HANDOFF" "$ROUTE" "$TOKEN" "$1" <<'EOF'
 import http.client, sys
