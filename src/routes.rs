@@ -154,6 +154,12 @@ fn decode_unreserved(path: &str) -> String {
     out
 }
 
+/// A path on this site: starts with `/`, and is not `//host` or `/\\host` (which browsers
+/// read as another site).
+pub fn is_local_path(s: &str) -> bool {
+    s.starts_with('/') && !s.starts_with("//") && !s.contains('\\')
+}
+
 /// `"ai"` for `/ai/chat`; `""` for `/`.
 fn first_segment(path: &str) -> &str {
     let rest = path.strip_prefix('/').unwrap_or(path);

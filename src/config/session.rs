@@ -80,7 +80,7 @@ pub(super) fn session_settings(
         let absolute = url::Url::parse(&url.replace(LoginUrl::PLACEHOLDER, "x"))
             .map(|u| matches!(u.scheme(), "http" | "https"))
             .unwrap_or(false);
-        let relative = url.starts_with('/') && !url.starts_with("//") && !url.contains('\\');
+        let relative = crate::routes::is_local_path(&url);
         if absolute || relative {
             Some(LoginUrl { template: url })
         } else {

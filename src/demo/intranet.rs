@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::pages::{document, escape};
+use crate::routes::is_local_path;
 
 /// The session cookie the gateway reads (`[session] cookie` in conf/demo.toml).
 pub const COOKIE: &str = "intranet_session";
@@ -113,7 +114,7 @@ fn see_other(location: &str, cookie: Option<String>) -> Response {
 /// Only a path on this site is a place to return to.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n) if is_local_path(n) => n,
         _ => "/",
     }
 }
@@ -190,15 +191,7 @@ async fn log_out() -> Response {
 
 /// The signed-in person's claims, verified as the intranet app itself would.
 fn session(demo: &Demo, headers: &HeaderMap) -> Option<Map<String, Value>> {
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == COOKIE)?
-        .value()
-        .to_string();
+    let token = crate::session::session_cookies(headers, COOKIE).next()?;
     jsonwebtoken::decode::<Map<String, Value>>(
         &token,
         &DecodingKey::from_secret(&demo.secret),

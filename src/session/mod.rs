@@ -236,14 +236,19 @@ pub fn session_cookies<'a>(
     headers: &'a HeaderMap,
     name: &'a str,
 ) -> impl Iterator<Item = String> + 'a {
+    request_cookies(headers)
+        .filter(move |c| c.name() == name)
+        .map(|c| c.value_trimmed().to_string())
+}
+
+/// Every well-formed cookie of the request, across all `Cookie` headers, in order.
+pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = cookie::Cookie<'_>> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(cookie::Cookie::split_parse)
         .filter_map(Result::ok)
-        .filter(move |c| c.name() == name)
-        .map(|c| c.value_trimmed().to_string())
 }
 
 #[cfg(test)]

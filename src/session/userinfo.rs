@@ -229,12 +229,7 @@ impl Userinfo {
     fn cookie_header(&self, headers: &http::HeaderMap) -> Option<String> {
         let wanted = &self.inner.settings.cookies;
         let mut out = String::new();
-        let found = headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(cookie::Cookie::split_parse)
-            .filter_map(Result::ok)
+        let found = super::request_cookies(headers)
             .filter(|c| wanted.iter().any(|w| w == c.name()))
             .take(super::MAX_CANDIDATES * wanted.len());
         for c in found {

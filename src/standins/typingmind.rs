@@ -80,15 +80,7 @@ impl TypingMindStandIn {
 }
 
 fn page(body: &str) -> Response {
-    let body = format!(
-        "<p class=\"banner\">Stand-in of a TypingMind instance, running locally — not the real \
-         service.</p>\n{body}"
-    );
-    (
-        [("content-type", "text/html; charset=utf-8")],
-        crate::pages::document("TypingMind", &body),
-    )
-        .into_response()
+    super::page("TypingMind", "a TypingMind instance", body)
 }
 
 /// Any page of the instance: `?externalAuthCode=` signs the person in.

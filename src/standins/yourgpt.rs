@@ -293,16 +293,8 @@ async fn send_email(State(s): State<YourGptStandIn>, body: Bytes) -> Response {
         .into_response()
 }
 
-/// A stand-in page: the shared page shell with a banner saying what this is.
 fn page(title: &str, body: &str) -> Response {
-    let body = format!(
-        "<p class=\"banner\">Stand-in of YourGPT, running locally — not the real service.</p>\n{body}"
-    );
-    (
-        [("content-type", "text/html; charset=utf-8")],
-        crate::pages::document(title, &body),
-    )
-        .into_response()
+    super::page(title, "YourGPT", body)
 }
 
 /// `{login}/process-login`: where Handoff sends the browser after verify or the email.
