@@ -104,6 +104,10 @@ pub mod handoff;
 #[doc(hidden)]
 pub mod identity;
 #[doc(hidden)]
+pub mod logging;
+#[doc(hidden)]
+pub mod metrics;
+#[doc(hidden)]
 pub mod pages;
 #[doc(hidden)]
 pub mod policy;

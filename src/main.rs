@@ -1,12 +1,13 @@
 //! `handoff`: the command line. Parse, load the config, build, run — nothing else.
 
-use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use handoff::config::{self, LogFormat, LogSettings};
 use handoff::Handoff;
 use pingora::prelude::Opt;
+use pingora::server::RunArgs;
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +47,18 @@ enum Command {
         #[arg(long, short = 'c', default_value = "conf/demo.toml")]
         config: PathBuf,
     },
+    /// Check the config file, then tell the running gateway (the process in `server.pid_file`)
+    /// to reload it (SIGHUP). Its log says how the reload went.
+    Reload {
+        /// The config file.
+        #[arg(
+            long,
+            short = 'c',
+            default_value = "conf/demo.toml",
+            env = "HANDOFF_CONFIG"
+        )]
+        config: PathBuf,
+    },
     /// Validate a config file: types, references, secrets, key files, addresses. Lists every
     /// problem with its key and exits non-zero if there is any.
     Check {
@@ -62,55 +75,117 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     match cli.command {
-        Command::Check { config } => match Handoff::from_file(&config) {
-            Ok(handoff) => {
-                println!("{}: OK ({})", config.display(), handoff.summary());
-                ExitCode::SUCCESS
+        Command::Check { config } => {
+            let _logs = text_logs();
+            match Handoff::from_file(&config) {
+                Ok(handoff) => {
+                    println!("{}: OK ({})", config.display(), handoff.summary());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprint!("{e}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprint!("{e}");
-                ExitCode::from(2)
+        }
+        Command::Reload { config } => reload(&config),
+        Command::Demo { config } => {
+            let _logs = text_logs();
+            match handoff::demo::run(&config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    ExitCode::from(2)
+                }
             }
-        },
-        Command::Demo { config } => match handoff::demo::run(&config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("{}: {e}", config.display());
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Run {
             config,
             upgrade,
             daemon,
-        } => {
-            let opt = Opt {
-                upgrade,
-                daemon,
-                ..Opt::default()
-            };
-            let server = match handoff::standalone::build(&config, Some(opt)) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprint!("{e}");
-                    return ExitCode::from(2);
-                }
-            };
-            tracing::info!(config = %config.display(), "handoff starting");
-            server.run_forever()
-        }
+        } => run(&config, upgrade, daemon),
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let logs = match handoff::logging::init(&config.log) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let opt = Opt {
+        upgrade,
+        daemon,
+        ..Opt::default()
+    };
+    let server =
+        match handoff::standalone::build_with_config(config, Some(path.to_path_buf()), Some(opt)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprint!("{e}");
+                return ExitCode::from(2);
+            }
+        };
+    tracing::info!(config = %path.display(), "handoff starting");
+    server.run(RunArgs::default());
+    tracing::info!("handoff stopped");
+    // Flushes the last log lines.
+    drop(logs);
+    ExitCode::SUCCESS
+}
+
+/// Validates the config, then sends SIGHUP to the process in its `server.pid_file`.
+fn reload(path: &Path) -> ExitCode {
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            eprintln!("not reloading: the running gateway keeps its config");
+            return ExitCode::from(2);
+        }
+    };
+    let pid_file = &config.server.pid_file;
+    let pid = match std::fs::read_to_string(pid_file) {
+        Ok(text) => match text.trim().parse::<i32>() {
+            Ok(pid) if pid > 0 => pid,
+            _ => {
+                eprintln!("server.pid_file {pid_file} does not hold a process id: {text:?}");
+                return ExitCode::from(2);
+            }
+        },
+        Err(e) => {
+            eprintln!("cannot read server.pid_file {pid_file}: {e} (is the gateway running?)");
+            return ExitCode::from(2);
+        }
+    };
+    // SAFETY: kill(2) with a positive pid and a valid signal number has no memory effects.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        let e = std::io::Error::last_os_error();
+        eprintln!("cannot signal process {pid} (from {pid_file}): {e}");
+        return ExitCode::from(2);
+    }
+    println!(
+        "{}: OK; sent SIGHUP to process {pid}: its log says how the reload went",
+        path.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Human-readable logs to stderr, for `check` and `demo`.
+fn text_logs() -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let settings = LogSettings {
+        format: LogFormat::Text,
+        ..LogSettings::default()
+    };
+    handoff::logging::init(&settings).ok()
 }

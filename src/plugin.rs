@@ -1,24 +1,30 @@
 //! [`Handoff`]: the library's face — what a Pingora proxy calls from its own phases.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, Session};
 use pingora::server::Server;
-use pingora::services::background::{background_service, GenBackgroundService};
-use pingora::services::ServiceHandle;
-use pingora::upstreams::peer::HttpPeer;
+use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::{ServiceHandle, ServiceReadyNotifier};
+use pingora::upstreams::peer::{HttpPeer, Peer};
+use tokio::sync::watch;
 
 use crate::config::{self, Config, ConfigErrors};
 use crate::gateway::{Decision, Gateway, SessionNote};
 use crate::handoff::widget::WidgetRewriter;
 use crate::identity::Identity;
+use crate::metrics::{Metrics, StateCollector};
 use crate::reply::{wants_html, Reply};
-use crate::session::jwks::JwksRefresher;
 
 /// Why a [`Handoff`] could not be built: every problem of the settings, each named by its key
 /// path (`routes[2].app: unknown app "yourgtp"`). `Display` lists them one per line; no secret
@@ -32,13 +38,41 @@ pub type LoadError = ConfigErrors;
 /// your per-request context. See the crate documentation for the phase-by-phase wiring.
 #[derive(Clone)]
 pub struct Handoff {
-    gateway: Arc<Gateway>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// The config in use. A request keeps the one it started with to its end.
+    current: Arc<ArcSwap<Gateway>>,
+    metrics: Arc<Metrics>,
+    /// The file a reload reads; `None` when built from text or settings in code.
+    source: Option<PathBuf>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// Whether the background service runs (then a reload starts the new config's tasks).
+    background: AtomicBool,
+    /// Stops the current config's health checks and JWKS refresh when it is replaced.
+    tasks: Mutex<Option<Tasks>>,
+}
+
+/// The background tasks of one config: dropping this stops them.
+struct Tasks(watch::Sender<bool>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+    }
 }
 
 /// Per-request state: make one with [`Handoff::new_ctx`] in your `new_ctx` and keep it inside
 /// your own CTX. Handoff decides once, in [`Handoff::request_filter`]; later phases read it.
 pub struct HandoffCtx {
     started: Instant,
+    /// The config this request is decided by (set in `request_filter`).
+    gateway: Option<Arc<Gateway>>,
+    /// What happened: `proxied`, or what Handoff answered (see `Reply::outcome`).
+    outcome: &'static str,
+    upstream: Option<PeerAddr>,
     route: Option<usize>,
     identity: Option<Identity>,
     session: SessionNote,
@@ -81,13 +115,15 @@ pub enum Filtered {
 
 impl Handoff {
     /// Loads and validates a config file (relative paths in it resolve from its folder).
+    /// [`Handoff::reload`] reads the same file again.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, LoadError> {
-        Self::from_config(config::load(path.as_ref())?)
+        let path = path.as_ref();
+        Self::build(config::load(path)?, Some(path.to_path_buf()))
     }
 
     /// Validates a config given as TOML text; relative paths resolve from `base_dir`.
     pub fn from_toml(text: &str, base_dir: impl AsRef<Path>) -> Result<Self, LoadError> {
-        Self::from_config(config::from_toml_str(text, base_dir.as_ref())?)
+        Self::build(config::from_toml_str(text, base_dir.as_ref())?, None)
     }
 
     /// Validates settings given in code: any value that serializes to the config file's shape
@@ -103,48 +139,157 @@ impl Handoff {
         Self::from_toml(&text, base_dir)
     }
 
-    /// Builds from a config already loaded (see [`Handoff::from_file`]).
+    /// Builds from a config already loaded from `source` (see [`Handoff::from_file`]).
     #[doc(hidden)]
-    pub fn from_config(config: Config) -> Result<Self, LoadError> {
-        let gateway = Gateway::new(config).map_err(ConfigErrors::one)?;
+    pub fn from_config(config: Config, source: Option<PathBuf>) -> Result<Self, LoadError> {
+        Self::build(config, source)
+    }
+
+    fn build(config: Config, source: Option<PathBuf>) -> Result<Self, LoadError> {
+        let metrics = Metrics::new();
+        let gateway = Gateway::build(config, metrics.clone(), None).map_err(ConfigErrors::one)?;
+        let current = Arc::new(ArcSwap::from_pointee(gateway));
+        match StateCollector::new(&current) {
+            Ok(collector) => metrics.register(Box::new(collector)),
+            Err(e) => tracing::error!(target: "handoff::metrics", "no state metrics: {e}"),
+        }
+        metrics.last_reload.set(unix_now());
         Ok(Handoff {
-            gateway: Arc::new(gateway),
+            shared: Arc::new(Shared {
+                current,
+                metrics,
+                source,
+                reloading: tokio::sync::Mutex::new(()),
+                background: AtomicBool::new(false),
+                tasks: Mutex::new(None),
+            }),
         })
+    }
+
+    /// The config in use.
+    fn gateway(&self) -> Arc<Gateway> {
+        self.shared.current.load_full()
+    }
+
+    /// The config `ctx`'s request is decided by (the current one before `request_filter`).
+    fn gateway_of(&self, ctx: &HandoffCtx) -> Arc<Gateway> {
+        ctx.gateway.clone().unwrap_or_else(|| self.gateway())
+    }
+
+    /// Re-reads the config file, validates it and swaps it in: routes, upstreams, apps,
+    /// sessions and policies. Requests in flight finish on the config they started with. A
+    /// config with a new JWKS URL serves once its keys are in (or `startup_wait_ms` passed).
+    /// On any problem the config in use stays and the problems come back (and are logged and
+    /// counted in `handoff_config_reloads_total{result="failure"}`).
+    ///
+    /// `[server]` and `[log]`'s `format` and `file` are read at start only (a warning says
+    /// when they changed); `server.endpoints_prefix` reloads.
+    pub async fn reload(&self) -> Result<String, LoadError> {
+        let shared = &self.shared;
+        let _one_at_a_time = shared.reloading.lock().await;
+        let result = self.swap_in_file().await;
+        match &result {
+            Ok(summary) => {
+                shared.metrics.reloads.with_label_values(&["success"]).inc();
+                shared.metrics.last_reload.set(unix_now());
+                tracing::info!(target: "handoff::config", "config reloaded: {summary}");
+            }
+            Err(e) => {
+                shared.metrics.reloads.with_label_values(&["failure"]).inc();
+                tracing::error!(
+                    target: "handoff::config",
+                    "config reload refused, the config in use stays:\n{e}"
+                );
+            }
+        }
+        result
+    }
+
+    async fn swap_in_file(&self) -> Result<String, LoadError> {
+        let shared = &self.shared;
+        let path = shared.source.clone().ok_or_else(|| {
+            ConfigErrors::one("built from settings in code: there is no file to reload")
+        })?;
+        let config = tokio::task::spawn_blocking(move || config::load(&path))
+            .await
+            .map_err(|e| ConfigErrors::one(format!("the reload stopped: {e}")))??;
+        let old = self.gateway();
+        if &config.server != old.server_settings() {
+            tracing::warn!(
+                target: "handoff::config",
+                "[server] changed: apart from endpoints_prefix, its keys take effect at the next \
+                 restart or binary upgrade"
+            );
+        }
+        let (log_now, log_new) = (old.log_settings(), &config.log);
+        if log_new.format != log_now.format || log_new.file != log_now.file {
+            tracing::warn!(
+                target: "handoff::config",
+                "[log] format or file changed: takes effect at the next restart"
+            );
+        }
+        let new = Gateway::build(config, shared.metrics.clone(), Some(&old))
+            .map_err(ConfigErrors::one)?;
+        let new = Arc::new(new);
+        let tasks = if shared.background.load(Ordering::Acquire) {
+            let (ready_tx, mut ready) = watch::channel(false);
+            let tasks = start_tasks(&new, Some(ServiceReadyNotifier::new(ready_tx)));
+            let _ = ready.wait_for(|r| *r).await;
+            Some(tasks)
+        } else {
+            None
+        };
+        let summary = summary_of(&new);
+        shared.current.store(new);
+        if let Some(tasks) = tasks {
+            // Dropping the old config's tasks stops its health checks and key refreshes.
+            *lock(&shared.tasks) = Some(tasks);
+        }
+        Ok(summary)
+    }
+
+    /// Prometheus' text format of Handoff's metrics, for a host that serves them itself.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.render()
+    }
+
+    /// Adds a listener at `addr` that answers Prometheus scrapes (any path) with Handoff's
+    /// metrics.
+    pub fn add_metrics_service(&self, server: &mut Server, addr: &str) {
+        let mut service = pingora::services::listening::Service::new(
+            "handoff metrics".to_string(),
+            crate::metrics::MetricsApp(self.shared.metrics.clone()),
+        );
+        service.add_tcp(addr);
+        service.threads = Some(1);
+        server.add_service(service);
     }
 
     /// What the config holds, for a start-up line: `4 routes, 1 upstream, 2 apps`.
     pub fn summary(&self) -> String {
-        let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-        let g = &self.gateway;
-        format!(
-            "{}, {}, {}",
-            count(g.route_count(), "route"),
-            count(g.upstreams().len(), "upstream"),
-            count(g.app_count(), "app")
-        )
+        summary_of(&self.gateway())
     }
 
-    /// Adds Handoff's background services to `server`: upstream health checks and, with
-    /// `[session.jwks]`, the key-set refresher. Returns the services your proxy service should
-    /// depend on (`handle.add_dependencies(...)`), so that its listeners open once the first
-    /// signing keys are in (or `startup_wait_ms` has passed).
+    /// Adds Handoff's background service to `server`: upstream health checks and, with
+    /// `[session.jwks]`, the key-set refresher, for the config in use (a reload swaps them).
+    /// Returns the services your proxy service should depend on
+    /// (`handle.add_dependencies(...)`), so that its listeners open once the first signing keys
+    /// are in (or `startup_wait_ms` has passed).
     pub fn add_services(&self, server: &mut Server) -> Vec<ServiceHandle> {
-        for group in self.gateway.upstreams() {
-            if let Some(health) = group.health_service() {
-                server.add_service(health);
-            }
-        }
-        self.gateway
-            .jwks()
-            .map(|jwks| server.add_service(jwks_service(jwks.clone())))
-            .into_iter()
-            .collect()
+        let service = background_service(
+            "handoff background",
+            Background(self.shared.clone()),
+        );
+        vec![server.add_service(service)]
     }
 
     /// A fresh per-request context.
     pub fn new_ctx(&self) -> HandoffCtx {
         HandoffCtx {
             started: Instant::now(),
+            gateway: None,
+            outcome: "proxied",
+            upstream: None,
             route: None,
             identity: None,
             session: SessionNote::NotChecked,
@@ -162,10 +307,24 @@ impl Handoff {
         session: &mut Session,
         ctx: &mut HandoffCtx,
     ) -> Result<Filtered> {
-        let (decision, note) = self.gateway.decide(session.req_header()).await;
+        let gateway = self.gateway();
+        ctx.gateway = Some(gateway.clone());
+        let (decision, note) = gateway.decide(session.req_header()).await;
         ctx.session = note;
+        if note != SessionNote::NotChecked {
+            let source = match note {
+                SessionNote::Valid(source) => source.label(),
+                _ => "none",
+            };
+            self.shared
+                .metrics
+                .sessions
+                .with_label_values(&[source, note.label()])
+                .inc();
+        }
         match decision {
             Decision::Reply(reply) => {
+                ctx.outcome = reply.outcome;
                 write_reply(session, reply).await?;
                 Ok(Filtered::Answered)
             }
@@ -192,10 +351,10 @@ impl Handoff {
                 identity,
             } => {
                 ctx.route = Some(route);
-                let reply = self
-                    .gateway
+                let reply = gateway
                     .handoff(route, app, &identity, session.req_header())
                     .await;
+                ctx.outcome = reply.outcome;
                 ctx.identity = Some(identity);
                 write_reply(session, reply).await?;
                 Ok(Filtered::Answered)
@@ -206,11 +365,14 @@ impl Handoff {
     /// The upstream server for a [`Filtered::Proxy`] request: the route's group, round-robin,
     /// skipping servers that fail their health check. `None` for a request Handoff does not
     /// route.
-    pub fn upstream_peer(&self, session: &Session, ctx: &HandoffCtx) -> Option<Box<HttpPeer>> {
+    pub fn upstream_peer(&self, session: &Session, ctx: &mut HandoffCtx) -> Option<Box<HttpPeer>> {
         let upgrade = session.is_upgrade_req();
-        self.gateway
+        let peer = self
+            .gateway_of(ctx)
             .upstream_for(ctx.route?)
-            .and_then(|group| group.select(upgrade))
+            .and_then(|group| group.select(upgrade))?;
+        ctx.upstream = Some(peer.address().clone());
+        Some(peer)
     }
 
     /// Call from your `fail_to_connect`: a refused connection is retried on the route's other
@@ -219,7 +381,7 @@ impl Handoff {
         ctx.connect_failures += 1;
         if let Some(route) = ctx.route {
             let servers = self
-                .gateway
+                .gateway_of(ctx)
                 .upstream_for(route)
                 .map_or(0, |g| g.server_count());
             if ctx.connect_failures < servers {
@@ -238,12 +400,13 @@ impl Handoff {
         upstream: &mut RequestHeader,
         ctx: &HandoffCtx,
     ) -> Result<()> {
-        for name in self.gateway.identity_header_names().all() {
+        let gateway = self.gateway_of(ctx);
+        for name in gateway.identity_header_names().all() {
             upstream.remove_header(name);
         }
         if let (Some(identity), Some(route)) = (&ctx.identity, ctx.route) {
-            if self.gateway.route(route).identity_headers {
-                for (name, value) in self.gateway.identity_header_values(identity) {
+            if gateway.route(route).identity_headers {
+                for (name, value) in gateway.identity_header_values(identity) {
                     upstream.insert_header(name, value)?;
                 }
             }
@@ -267,7 +430,8 @@ impl Handoff {
         if !ctx.widgets || response.status != http::StatusCode::OK || !is_plain_html(response) {
             return Ok(());
         }
-        let Some((rewriter, cap)) = self.gateway.widget_rewriter(ctx.identity.as_ref()) else {
+        let Some((rewriter, cap)) = self.gateway_of(ctx).widget_rewriter(ctx.identity.as_ref())
+        else {
             return Ok(());
         };
         let length = response
@@ -362,50 +526,111 @@ impl Handoff {
     /// route for them either: a 404 page.
     pub async fn answer_not_found(&self, session: &mut Session) -> Result<()> {
         let html = wants_html(&session.req_header().headers);
-        write_reply(session, self.gateway.not_found(html)).await
+        write_reply(session, self.gateway().not_found(html)).await
     }
 
-    /// Optional, from your `logging`: one access-log line (target `handoff::access`) — method,
-    /// path without the query, status, route, session outcome and source, user id, duration.
-    /// Never a token or a cookie.
+    /// Call from your `logging`: counts the request in the metrics and, unless
+    /// `[log] access = false`, writes one access-log line (target `handoff::access`): method,
+    /// path (the query only with `[log] query = true`, and never on a handoff route), status,
+    /// route, outcome, upstream, session result and source, the person (`[log] person`),
+    /// duration. Never a token, a cookie or a secret.
     pub fn log_access(&self, session: &Session, e: Option<&Error>, ctx: &HandoffCtx) {
+        let gateway = self.gateway_of(ctx);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let req = session.req_header();
-        let route = ctx
-            .route
-            .map_or("-", |r| self.gateway.route(r).key.as_str());
-        let elapsed_ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
-        let user = ctx.identity.as_ref().map_or("-", |i| i.id.as_str());
-        match e {
-            None => tracing::info!(
-                target: "handoff::access",
-                method = %req.method,
-                path = req.uri.path(),
-                status,
-                route,
-                session = ctx.session.label(),
-                source = ctx.session.source(),
-                user,
-                ms = format_args!("{elapsed_ms:.2}"),
-            ),
-            Some(e) => tracing::warn!(
-                target: "handoff::access",
-                method = %req.method,
-                path = req.uri.path(),
-                status,
-                route,
-                session = ctx.session.label(),
-                source = ctx.session.source(),
-                user,
-                ms = format_args!("{elapsed_ms:.2}"),
-                error = %e,
-            ),
+        let route = ctx.route.map(|r| gateway.route(r));
+        let route_key = route.map_or("-", |r| r.key.as_str());
+        let seconds = ctx.started.elapsed().as_secs_f64();
+        self.shared.metrics.request(route_key, status, seconds);
+        let log = gateway.log_settings();
+        if !log.access {
+            return;
         }
+        let req = session.req_header();
+        let handoff_route = route.is_some_and(|r| r.target.is_app());
+        let path = match req.uri.query() {
+            Some(q) if log.query && !handoff_route => format!("{}?{q}", req.uri.path()),
+            _ => req.uri.path().to_string(),
+        };
+        let person = ctx
+            .identity
+            .as_ref()
+            .map_or(std::borrow::Cow::Borrowed("-"), |i| gateway.person_for_log(i));
+        let upstream = ctx.upstream.as_ref().map(|a| a.to_string());
+        let outcome = if e.is_some() && ctx.outcome == "proxied" {
+            "proxy_error"
+        } else {
+            ctx.outcome
+        };
+        tracing::info!(
+            target: "handoff::access",
+            method = %req.method,
+            path,
+            status,
+            route = route_key,
+            outcome,
+            upstream = upstream.as_deref().unwrap_or("-"),
+            session = ctx.session.label(),
+            source = ctx.session.source(),
+            person = &*person,
+            duration_ms = (seconds * 1e5).round() / 100.0,
+            error = e.map(|e| e.to_string()).as_deref().unwrap_or("-"),
+        );
     }
 }
 
-fn jwks_service(jwks: Arc<crate::session::jwks::Jwks>) -> GenBackgroundService<JwksRefresher> {
-    background_service("jwks refresh", JwksRefresher(jwks))
+/// Runs the current config's background tasks until the server shuts down.
+struct Background(Arc<Shared>);
+
+#[async_trait]
+impl BackgroundService for Background {
+    async fn start_with_ready_notifier(&self, mut shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
+        let shared = &self.0;
+        {
+            let mut tasks = lock(&shared.tasks);
+            *tasks = Some(start_tasks(&shared.current.load(), Some(ready)));
+            shared.background.store(true, Ordering::Release);
+        }
+        let _ = shutdown.changed().await;
+        lock(&shared.tasks).take();
+    }
+}
+
+/// Starts `gateway`'s health checks and JWKS refresh; `ready` is notified once its first keys
+/// are in (at once without JWKS).
+fn start_tasks(gateway: &Gateway, ready: Option<ServiceReadyNotifier>) -> Tasks {
+    let (stop, stopped) = watch::channel(false);
+    for lb in gateway.upstreams().iter().filter_map(|g| g.health_checker()) {
+        let stopped = stopped.clone();
+        tokio::spawn(async move { lb.start(stopped).await });
+    }
+    match gateway.jwks() {
+        Some(jwks) => {
+            tokio::spawn(crate::session::jwks::keep_fresh(jwks.clone(), stopped, ready));
+        }
+        None => drop(ready),
+    }
+    Tasks(stop)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `4 routes, 1 upstream, 2 apps`.
+fn summary_of(g: &Gateway) -> String {
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "{}, {}, {}",
+        count(g.route_count(), "route"),
+        count(g.upstreams().len(), "upstream"),
+        count(g.app_count(), "app")
+    )
 }
 
 /// The status a failed proxy attempt answers with; 0 when the client is gone.

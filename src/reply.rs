@@ -12,6 +12,9 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Bytes,
+    /// What happened, for the access log: `answered`, `redirect`, an error's code
+    /// (`forbidden`, `unauthenticated` …), or how a handoff ended (`redirected` …).
+    pub outcome: &'static str,
 }
 
 impl Reply {
@@ -23,6 +26,7 @@ impl Reply {
                 ("Cache-Control", "no-store".to_string()),
             ],
             body: body.into(),
+            outcome: "answered",
         }
     }
 
@@ -59,6 +63,7 @@ impl Reply {
                 ("Cache-Control", "no-store".to_string()),
             ],
             body: Bytes::new(),
+            outcome: "redirect",
         }
     }
 
@@ -70,6 +75,12 @@ impl Reply {
         r
     }
 
+    /// Names what happened, for the access log.
+    pub fn with_outcome(mut self, outcome: &'static str) -> Reply {
+        self.outcome = outcome;
+        self
+    }
+
     /// Adds a header.
     pub fn with_header(mut self, name: &'static str, value: String) -> Reply {
         self.headers.push((name, value));
@@ -77,7 +88,13 @@ impl Reply {
     }
 
     /// An error for either kind of client: a page for browsers, JSON for the rest.
-    pub fn error(wants_html: bool, status: u16, code: &str, title: &str, message: &str) -> Reply {
+    pub fn error(
+        wants_html: bool,
+        status: u16,
+        code: &'static str,
+        title: &str,
+        message: &str,
+    ) -> Reply {
         Reply::error_with_reference(wants_html, status, code, title, message, None)
     }
 
@@ -86,13 +103,14 @@ impl Reply {
     pub fn error_with_reference(
         wants_html: bool,
         status: u16,
-        code: &str,
+        code: &'static str,
         title: &str,
         message: &str,
         reference: Option<&str>,
     ) -> Reply {
         if wants_html {
-            return Reply::html(status, pages::render(status, title, message, reference));
+            return Reply::html(status, pages::render(status, title, message, reference))
+                .with_outcome(code);
         }
         #[derive(Serialize)]
         struct Body<'a> {
@@ -109,6 +127,7 @@ impl Reply {
                 reference,
             },
         )
+        .with_outcome(code)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -16,9 +16,11 @@ use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
 use pingora::upstreams::peer::HttpPeer;
 use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{self, Config, ConfigErrors, ServerSettings};
 use crate::plugin::{Filtered, Handoff, HandoffCtx, LoadError};
@@ -29,18 +31,33 @@ const X_FORWARDED_HOST: &str = "X-Forwarded-Host";
 
 /// Builds the standalone gateway from a config file, ready to `run_forever`. `opt` carries
 /// Pingora's command-line flags (`--upgrade`, `--daemon`).
+/// `SIGHUP` reloads the config from `path` (see [`Handoff::reload`]).
 pub fn build(path: &Path, opt: Option<Opt>) -> Result<Server, LoadError> {
-    build_with_config(config::load(path)?, opt)
+    build_with_config(config::load(path)?, Some(path.to_path_buf()), opt)
 }
 
-/// [`build`] from a config already loaded.
+/// [`build`] from a config already loaded from `source`.
 #[doc(hidden)]
-pub fn build_with_config(config: Config, opt: Option<Opt>) -> Result<Server, LoadError> {
+pub fn build_with_config(
+    config: Config,
+    source: Option<std::path::PathBuf>,
+    opt: Option<Opt>,
+) -> Result<Server, LoadError> {
     let settings = config.server.clone();
-    let handoff = Handoff::from_config(config)?;
+    let handoff = Handoff::from_config(config, source)?;
     let mut server = Server::new_with_opt_and_conf(opt, pingora_conf(&settings));
     server.bootstrap();
     let dependencies = handoff.add_services(&mut server);
+    server.add_service(background_service(
+        "reload on SIGHUP",
+        ReloadOnHangup {
+            handoff: handoff.clone(),
+            pid_file: settings.pid_file.clone(),
+        },
+    ));
+    if let Some(addr) = &settings.metrics_listen {
+        handoff.add_metrics_service(&mut server, addr);
+    }
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         StandaloneProxy {
@@ -74,6 +91,46 @@ pub fn build_with_config(config: Config, opt: Option<Opt>) -> Result<Server, Loa
     // With `startup_wait_ms`, the listeners open once the first keys are in (or the wait ran out).
     server.add_service(proxy).add_dependencies(&dependencies);
     Ok(server)
+}
+
+/// Reloads the config on `SIGHUP`; writes the process id to `server.pid_file` (which
+/// `handoff reload` reads) once the signal handler is in place.
+struct ReloadOnHangup {
+    handoff: Handoff,
+    pid_file: String,
+}
+
+#[async_trait]
+impl BackgroundService for ReloadOnHangup {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(target: "handoff::config", "cannot listen for SIGHUP, reload is off: {e}");
+                return;
+            }
+        };
+        if let Err(e) = std::fs::write(&self.pid_file, format!("{}\n", std::process::id())) {
+            tracing::warn!(
+                target: "handoff::config",
+                "cannot write server.pid_file {}: {e}; `handoff reload` will not find this process",
+                self.pid_file
+            );
+        }
+        loop {
+            tokio::select! {
+                got = hangups.recv() => {
+                    if got.is_none() {
+                        return;
+                    }
+                    tracing::info!(target: "handoff::config", "SIGHUP: reloading the config");
+                    // The outcome is logged and counted by `reload` itself.
+                    let _ = self.handoff.reload().await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
 }
 
 /// Maps `[server]` onto Pingora's own settings (there is no second YAML file).

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::LoadBalancer;
-use pingora::services::background::GenBackgroundService;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::{HealthCheckKind, UpstreamSettings};
@@ -135,10 +134,9 @@ impl UpstreamGroup {
         }
     }
 
-    /// The background service that runs this group's health checks, if it has any.
-    pub fn health_service(&self) -> Option<GenBackgroundService<LoadBalancer<RoundRobin>>> {
-        self.health_checked.then(|| {
-            GenBackgroundService::new(format!("health check {}", self.name), self.lb.clone())
-        })
+    /// The load balancer whose health checks should run (`BackgroundService::start`), if
+    /// the group has any.
+    pub fn health_checker(&self) -> Option<Arc<LoadBalancer<RoundRobin>>> {
+        self.health_checked.then(|| self.lb.clone())
     }
 }

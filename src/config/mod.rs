@@ -6,6 +6,7 @@
 //! addresses resolved, references checked).
 
 mod apps;
+mod log;
 mod raw;
 mod routes;
 pub mod secret;
@@ -26,12 +27,14 @@ use crate::policy::AllowRules;
 use crate::routes::HostPattern;
 use crate::session::SessionVerifier;
 
+pub use log::{LogFormat, LogSettings, PersonInLog};
 pub use secret::{Secret, SecretRef};
 
 /// A validated configuration.
 #[derive(Debug)]
 pub struct Config {
     pub server: ServerSettings,
+    pub log: LogSettings,
     pub session: Option<SessionSettings>,
     pub identity_headers: IdentityHeaderNames,
     pub upstreams: Vec<UpstreamSettings>,
@@ -120,7 +123,7 @@ pub struct YourGptSettings {
 }
 
 /// `[server]`: listeners and the Pingora server settings they map onto.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
     pub listen: Vec<String>,
     pub tls: Option<TlsListeners>,
@@ -139,10 +142,12 @@ pub struct ServerSettings {
     pub endpoints_prefix: String,
     /// Append to a client's `X-Forwarded-For` instead of replacing it.
     pub trust_forwarded_headers: bool,
+    /// Where Prometheus scrapes `/metrics` (off when unset).
+    pub metrics_listen: Option<String>,
 }
 
 /// `[server.tls]`: HTTPS listeners (HTTP/1.1 and HTTP/2 by ALPN).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsListeners {
     pub listen: Vec<String>,
     pub cert_file: String,
@@ -165,6 +170,11 @@ pub struct LoginUrl {
 
 impl LoginUrl {
     pub const PLACEHOLDER: &'static str = "{return_to}";
+
+    /// A template already validated (see `[session] login_url`).
+    pub fn new(template: String) -> Self {
+        LoginUrl { template }
+    }
 
     pub fn render(&self, return_to: &str) -> String {
         let encoded =
@@ -249,6 +259,13 @@ pub enum RouteTarget {
     Upstream(usize),
     /// Handed on to [`Config::apps`]`[i]`.
     App(usize),
+}
+
+impl RouteTarget {
+    /// A handoff route.
+    pub fn is_app(&self) -> bool {
+        matches!(self, RouteTarget::App(_))
+    }
 }
 
 /// One problem in the config file, with the key it is about.

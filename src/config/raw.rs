@@ -28,6 +28,18 @@ pub struct RawServer {
     pub upstream_keepalive_pool_size: Option<usize>,
     pub endpoints_prefix: Option<String>,
     pub trust_forwarded_headers: Option<bool>,
+    pub metrics_listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<String>,
+    pub file: Option<String>,
+    pub access: Option<bool>,
+    pub person: Option<String>,
+    pub person_hash_key: Option<SecretRef>,
+    pub query: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +174,7 @@ pub struct RawAllow {
 /// The top-level tables, each kept as TOML until it is deserialized on its own.
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "server",
+    "log",
     "session",
     "identity",
     "identity_headers",

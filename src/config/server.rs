@@ -51,6 +51,9 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
             prefix
         }
     };
+    if let Some(addr) = &raw.metrics_listen {
+        check_listen("server.metrics_listen", addr, p);
+    }
     let ca_file = raw
         .ca_file
         .map(|f| readable_file("server.ca_file", &f, base_dir, p));
@@ -74,6 +77,7 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
         upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size.unwrap_or(1024),
         endpoints_prefix,
         trust_forwarded_headers: raw.trust_forwarded_headers.unwrap_or(false),
+        metrics_listen: raw.metrics_listen,
     }
 }
 

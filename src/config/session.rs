@@ -82,7 +82,7 @@ pub(super) fn session_settings(
             .unwrap_or(false);
         let relative = crate::routes::is_local_path(&url);
         if absolute || relative {
-            Some(LoginUrl { template: url })
+            Some(LoginUrl::new(url))
         } else {
             p.add(
                 "session.login_url",

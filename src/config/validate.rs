@@ -134,6 +134,11 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
         .unwrap_or_default();
     let server = server_settings(server, base_dir, &mut p);
 
+    let log = take("log")
+        .and_then(|v| p.parse::<RawLog>("log", v))
+        .unwrap_or_default();
+    let log = super::log::log_settings(log, base_dir, &mut p);
+
     let raw_apps: BTreeMap<String, toml::Value> = take("apps")
         .and_then(|v| p.parse("apps", v))
         .unwrap_or_default();
@@ -221,6 +226,7 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
     if p.0.is_empty() {
         Ok(Config {
             server,
+            log,
             session,
             identity_headers,
             upstreams,

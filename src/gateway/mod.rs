@@ -9,12 +9,14 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 
 use crate::config::{
-    Config, IdentityHeaderNames, RouteSettings, RouteTarget, ServerSettings, SessionSettings,
+    Config, IdentityHeaderNames, LogSettings, PersonInLog, RouteSettings, RouteTarget,
+    ServerSettings, SessionSettings,
 };
 use crate::handoff::limits::EmailLimits;
 use crate::handoff::widget::WidgetRewriter;
 use crate::handoff::{App, HandoffRequest};
 use crate::identity::Identity;
+use crate::metrics::Metrics;
 use crate::reply::{wants_html, Reply};
 use crate::routes::{normalize_path, RouteTable};
 use crate::session::jwks::Jwks;
@@ -26,6 +28,8 @@ mod endpoints;
 /// Everything the gateway needs at request time, built once from a [`Config`].
 pub struct Gateway {
     server: ServerSettings,
+    log: LogSettings,
+    metrics: Arc<Metrics>,
     table: RouteTable<usize>,
     routes: Vec<RouteSettings>,
     session: Option<SessionSettings>,
@@ -86,7 +90,19 @@ impl SessionNote {
 }
 
 impl Gateway {
+    /// A gateway with metrics of its own (tests and benchmarks).
     pub fn new(config: Config) -> Result<Self, String> {
+        Gateway::build(config, Metrics::new(), None)
+    }
+
+    /// Builds the gateway for `config`, counting into `metrics`. `previous`, the gateway this
+    /// one replaces on a reload, lends its JWKS keys when the URL is the same, so tokens keep
+    /// verifying across the swap.
+    pub fn build(
+        config: Config,
+        metrics: Arc<Metrics>,
+        previous: Option<&Gateway>,
+    ) -> Result<Self, String> {
         let upstreams = config
             .upstreams
             .iter()
@@ -103,21 +119,48 @@ impl Gateway {
         let apps = config
             .apps
             .into_iter()
-            .map(|app| App::new(app, &mut limits))
+            .map(|app| App::new(app, &mut limits, &metrics.vendor_seconds))
             .collect::<Result<Vec<_>, _>>()?;
         let widget_apps = (0..apps.len())
             .filter(|&i| apps[i].signs_in_widgets())
             .collect();
-        Ok(Gateway {
+        let gateway = Gateway {
             widget_apps,
             apps,
             server: config.server,
+            log: config.log,
+            metrics,
             table,
             routes: config.routes,
             session: config.session,
             identity_headers: config.identity_headers,
             upstreams,
-        })
+        };
+        if let (Some(new), Some(old)) = (gateway.jwks(), previous.and_then(Gateway::jwks)) {
+            new.adopt_keys(old);
+        }
+        Ok(gateway)
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn log_settings(&self) -> &LogSettings {
+        &self.log
+    }
+
+    /// The person as the logs may name them (`[log] person`): their id, a keyed hash of it,
+    /// or `-`.
+    pub fn person_for_log<'a>(&self, identity: &'a Identity) -> std::borrow::Cow<'a, str> {
+        match &self.log.person {
+            PersonInLog::Id => std::borrow::Cow::Borrowed(identity.id.as_str()),
+            PersonInLog::Hash(key) => std::borrow::Cow::Owned(crate::session::cache::keyed_hex(
+                key.expose(),
+                identity.id.as_bytes(),
+            )),
+            PersonInLog::None => std::borrow::Cow::Borrowed("-"),
+        }
     }
 
     pub fn server_settings(&self) -> &ServerSettings {
@@ -143,6 +186,14 @@ impl Gateway {
     /// The JWKS key cache, when the session's keys are published at a URL.
     pub fn jwks(&self) -> Option<&Arc<Jwks>> {
         self.session.as_ref().and_then(|s| s.verifier.jwks())
+    }
+
+    /// The session caches' counters, for the metrics.
+    pub fn session_cache_counts(&self) -> Vec<(&'static str, &crate::session::cache::CacheCounts)> {
+        self.session
+            .as_ref()
+            .map(|s| s.verifier.cache_counts())
+            .unwrap_or_default()
     }
 
     /// The upstream group a proxy route sends to; `None` for a handoff route.
@@ -312,12 +363,20 @@ impl Gateway {
             return Reply::text(500, "no [session] configured\n");
         };
         let outcome = app.handoff(identity, &request).await;
+        let (label, code) = outcome.labels();
+        self.metrics
+            .handoffs
+            .with_label_values(&[app.name.as_str(), label, code.as_str()])
+            .inc();
+        let user = self.person_for_log(identity);
         app.reply(
             outcome,
             identity,
+            &user,
             session.verifier.mapping(),
             wants_html(&req.headers),
         )
+        .with_outcome(label)
     }
 
     /// A rewriter that signs in (or, without a person, strips) the widgets of every app with
@@ -360,7 +419,7 @@ impl Gateway {
         if html {
             if let Some(login) = &session.login_url {
                 let return_to = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                return Reply::redirect(login.render(return_to));
+                return Reply::redirect(login.render(return_to)).with_outcome("login_redirect");
             }
         }
         let message = match e {

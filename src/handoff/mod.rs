@@ -43,6 +43,35 @@ pub enum HandoffOutcome {
     Internal(String),
 }
 
+impl HandoffOutcome {
+    /// `(outcome, code)` for the metrics and the access log: `redirected`, `email_sent`,
+    /// `email_already_sent`, `rate_limited`, `identity_incomplete`, `vendor_error` (code: the
+    /// vendor's error code, or `garbled`), `vendor_unreachable` (code: `timeout`, `connect`),
+    /// `internal_error`.
+    pub fn labels(&self) -> (&'static str, String) {
+        match self {
+            HandoffOutcome::Redirect(_) => ("redirected", String::new()),
+            HandoffOutcome::MissingIdentity(_) => ("identity_incomplete", String::new()),
+            HandoffOutcome::CheckEmail { sent_now: true } => ("email_sent", String::new()),
+            HandoffOutcome::CheckEmail { sent_now: false } => ("email_already_sent", String::new()),
+            HandoffOutcome::RetryLater { .. } => ("rate_limited", String::new()),
+            HandoffOutcome::Vendor(VendorFailure::Rejected { code, .. }) => {
+                ("vendor_error", code.to_string())
+            }
+            HandoffOutcome::Vendor(VendorFailure::Garbled { .. }) => {
+                ("vendor_error", "garbled".to_string())
+            }
+            HandoffOutcome::Vendor(VendorFailure::Timeout { .. }) => {
+                ("vendor_unreachable", "timeout".to_string())
+            }
+            HandoffOutcome::Vendor(VendorFailure::Unreachable { .. }) => {
+                ("vendor_unreachable", "connect".to_string())
+            }
+            HandoffOutcome::Internal(_) => ("internal_error", String::new()),
+        }
+    }
+}
+
 /// What went wrong talking to the app's API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VendorFailure {
@@ -79,12 +108,18 @@ enum Connector {
 }
 
 impl App {
-    /// Builds an app; YourGPT apps take their client id's email limit from `limits`.
-    pub fn new(settings: AppSettings, limits: &mut EmailLimits) -> Result<Self, String> {
+    /// Builds an app; YourGPT apps take their client id's email limit from `limits` and time
+    /// their API calls into `vendor_seconds`.
+    pub fn new(
+        settings: AppSettings,
+        limits: &mut EmailLimits,
+        vendor_seconds: &prometheus::HistogramVec,
+    ) -> Result<Self, String> {
         let connector = match settings.kind {
             AppKind::YourGpt(s) => {
                 let emails = limits.for_client(&s.client_id, s.emails_per_minute);
-                Connector::YourGpt(Box::new(YourGpt::new(s, emails)?))
+                let client = YourGpt::new(s, emails)?.timed(vendor_seconds, &settings.name);
+                Connector::YourGpt(Box::new(client))
             }
             AppKind::TypingMind(s) => Connector::TypingMind(Box::new(TypingMind::new(s))),
         };
@@ -145,18 +180,19 @@ impl App {
     }
 
     /// Turns an outcome into the response, and logs it once for the operator.
+    /// `user` is the person as the logs may name them (`[log] person`).
     pub fn reply(
         &self,
         outcome: HandoffOutcome,
         identity: &Identity,
+        user: &str,
         mapping: &ClaimMapping,
         html: bool,
     ) -> Reply {
         let reference = short_reference();
         let app = self.name.as_str();
         let title = self.title();
-        let user = identity.id.as_str();
-        let page = |status, code: &str, heading: &str, message: String| {
+        let page = |status, code: &'static str, heading: &str, message: String| {
             Reply::error_with_reference(html, status, code, heading, &message, Some(&reference))
         };
         match outcome {

@@ -23,6 +23,8 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub struct YourGpt {
     settings: YourGptSettings,
     http: reqwest::Client,
+    /// `handoff_vendor_request_duration_seconds` for this app: verify, send_email.
+    timings: Option<[prometheus::Histogram; 2]>,
     emails: Arc<SlidingWindow>,
     recent: RecentSends,
 }
@@ -111,11 +113,19 @@ impl YourGpt {
             .build()
             .map_err(|e| format!("cannot build the YourGPT HTTP client: {e}"))?;
         Ok(YourGpt {
+            timings: None,
             emails,
             recent: RecentSends::new(settings.email_resend_window),
             settings,
             http,
         })
+    }
+
+    /// Times every API call into `seconds{app, call}`.
+    pub fn timed(mut self, seconds: &prometheus::HistogramVec, app: &str) -> Self {
+        let of = |call: Call| seconds.with_label_values(&[app, call.label()]);
+        self.timings = Some([of(Call::Verify), of(Call::SendEmail)]);
+        self
     }
 
     /// The fields YourGPT requires that this person lacks.
@@ -230,6 +240,13 @@ impl YourGpt {
         call: Call,
         request: reqwest::RequestBuilder,
     ) -> Result<Answer, VendorFailure> {
+        let _timer = self.timings.as_ref().map(|t| {
+            t[match call {
+                Call::Verify => 0,
+                Call::SendEmail => 1,
+            }]
+            .start_timer()
+        });
         let label = call.label();
         let mut response = request.send().await.map_err(|e| transport(label, e))?;
         let status = response.status().as_u16();

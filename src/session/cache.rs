@@ -2,10 +2,44 @@
 //! cookie or token is never kept, logged or counted), and making room in a bounded map.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+/// How a cache has been answering, for the metrics (`handoff_session_cache_total`).
+#[derive(Debug, Default)]
+pub struct CacheCounts {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale: AtomicU64,
+}
+
+impl CacheCounts {
+    pub fn hit(&self) {
+        self.hits.fetch_add(1, Relaxed);
+    }
+
+    pub fn miss(&self) {
+        self.misses.fetch_add(1, Relaxed);
+    }
+
+    /// Answered from an entry past its lifetime (stale-while-revalidate, or standing in for
+    /// a failed call).
+    pub fn stale(&self) {
+        self.stale.fetch_add(1, Relaxed);
+    }
+
+    /// `(result, count)` for `hit`, `miss` and `stale`.
+    pub fn snapshot(&self) -> [(&'static str, u64); 3] {
+        [
+            ("hit", self.hits.load(Relaxed)),
+            ("miss", self.misses.load(Relaxed)),
+            ("stale", self.stale.load(Relaxed)),
+        ]
+    }
+}
 
 /// A cache key: HMAC-SHA256 of the credential under a per-process random key.
 pub type CacheKey = [u8; 32];
@@ -27,6 +61,18 @@ impl KeyedHash {
         mac.update(credential);
         mac.finalize().into_bytes().into()
     }
+}
+
+/// HMAC-SHA256 of `value` under `key`, as 32 hex digits (the first 16 bytes): a stable
+/// pseudonym for logs.
+pub fn keyed_hex(key: &[u8], value: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(value);
+    mac.finalize().into_bytes()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Before a new entry goes into `map`, which may hold `max` entries: when full, drops what

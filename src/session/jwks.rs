@@ -13,12 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use async_trait::async_trait;
 use http::header::CACHE_CONTROL;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use pingora::services::ServiceReadyNotifier;
 use serde::Deserialize;
 use serde_json::Value;
@@ -160,6 +158,19 @@ impl Jwks {
     pub fn keys_for(&self, alg: Algorithm) -> Result<Vec<Arc<SigningKey>>, KeyMiss> {
         let set = self.current.load_full().ok_or(KeyMiss::NotLoaded)?;
         Ok(set.keys.iter().filter(|k| k.fits(alg)).cloned().collect())
+    }
+
+    /// Takes `previous`'s keys when both read the same URL and this one has none yet (a
+    /// reload: tokens keep verifying while the new config's refresher takes over).
+    pub fn adopt_keys(&self, previous: &Jwks) {
+        if self.settings.url == previous.settings.url && self.current.load().is_none() {
+            self.current.store(previous.current.load_full());
+        }
+    }
+
+    /// The URL the keys come from.
+    pub fn url(&self) -> &str {
+        self.settings.url.as_str()
     }
 
     pub fn status(&self) -> JwksStatus {
@@ -374,47 +385,45 @@ fn signing_key(jwk: &Jwk) -> Option<SigningKey> {
     })
 }
 
-/// The background service that keeps the keys fresh. Its readiness (which the proxy's
-/// listeners wait for) is signalled after the first fetch, or after `startup_wait`.
-pub struct JwksRefresher(pub Arc<Jwks>);
-
-#[async_trait]
-impl BackgroundService for JwksRefresher {
-    async fn start_with_ready_notifier(
-        &self,
-        mut shutdown: ShutdownWatch,
-        ready: ServiceReadyNotifier,
-    ) {
-        let jwks = &self.0;
-        let wait = jwks.settings.startup_wait;
-        let loaded = if wait.is_zero() {
-            ready.notify_ready();
-            jwks.refresh().await.is_ok()
-        } else {
-            let loaded = matches!(tokio::time::timeout(wait, jwks.refresh()).await, Ok(Ok(())));
-            if !loaded {
-                tracing::warn!(
-                    target: "handoff::session",
-                    "starting without JWKS keys after waiting {} ms; readyz says not ready \
-                     until they load",
-                    wait.as_millis()
-                );
-            }
-            ready.notify_ready();
-            loaded
-        };
-        let mut failures = u32::from(!loaded);
-        loop {
-            let delay = jwks.next_fetch_in(failures);
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.changed() => return,
-            }
-            failures = match jwks.refresh().await {
-                Ok(()) => 0,
-                Err(_) => failures.saturating_add(1),
-            };
+/// Keeps the keys fresh until `stop` changes (or its sender goes). `ready` (what the proxy's
+/// listeners wait for) is notified after the first fetch, or after `startup_wait`, or at once
+/// when keys are already there (adopted from the config a reload replaced).
+pub async fn keep_fresh(
+    jwks: Arc<Jwks>,
+    mut stop: ShutdownWatch,
+    ready: Option<ServiceReadyNotifier>,
+) {
+    let wait = jwks.settings.startup_wait;
+    let loaded = if jwks.generation().is_some() {
+        drop(ready);
+        true
+    } else if wait.is_zero() {
+        drop(ready);
+        jwks.refresh().await.is_ok()
+    } else {
+        let loaded = matches!(tokio::time::timeout(wait, jwks.refresh()).await, Ok(Ok(())));
+        if !loaded {
+            tracing::warn!(
+                target: "handoff::session",
+                "starting without JWKS keys after waiting {} ms; readyz says not ready \
+                 until they load",
+                wait.as_millis()
+            );
         }
+        drop(ready);
+        loaded
+    };
+    let mut failures = u32::from(!loaded);
+    loop {
+        let delay = jwks.next_fetch_in(failures);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return,
+        }
+        failures = match jwks.refresh().await {
+            Ok(()) => 0,
+            Err(_) => failures.saturating_add(1),
+        };
     }
 }
 

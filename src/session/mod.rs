@@ -6,7 +6,7 @@
 //! The result is an [`Identity`] and the source that recognised it, or a [`SessionError`]
 //! precise enough for logs and metrics, and never containing the token.
 
-mod cache;
+pub mod cache;
 pub mod fetch;
 pub mod jwks;
 pub mod jwt;
@@ -134,6 +134,13 @@ impl SessionVerifier {
     /// The session cookie's name.
     pub fn cookie_name(&self) -> &str {
         &self.cookie
+    }
+
+    /// The session caches' counters: `("token", …)` and `("userinfo", …)` when configured.
+    pub fn cache_counts(&self) -> Vec<(&'static str, &cache::CacheCounts)> {
+        let tokens = self.jwt.as_ref().map(|(_, tokens)| ("token", tokens.counts()));
+        let userinfo = self.userinfo.as_ref().map(|u| ("userinfo", u.counts()));
+        tokens.into_iter().chain(userinfo).collect()
     }
 
     /// The JWKS key cache, when keys are published at a URL.

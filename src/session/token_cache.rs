@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::cache::{make_room, CacheKey, KeyedHash};
+use super::cache::{make_room, CacheCounts, CacheKey, KeyedHash};
 use crate::identity::Identity;
 
 /// `[session] token_cache_*`, validated.
@@ -32,6 +32,7 @@ struct Verified {
 pub struct TokenCache {
     settings: TokenCacheSettings,
     hash: KeyedHash,
+    counts: CacheCounts,
     map: Mutex<HashMap<CacheKey, Verified>>,
 }
 
@@ -48,6 +49,7 @@ impl TokenCache {
         Ok(TokenCache {
             settings,
             hash: KeyedHash::random()?,
+            counts: CacheCounts::default(),
             map: Mutex::new(HashMap::new()),
         })
     }
@@ -63,10 +65,21 @@ impl TokenCache {
             return None;
         }
         let key = self.hash.of(token.as_bytes());
-        let map = self.lock();
-        let hit = map.get(&key)?;
-        (hit.until > Instant::now() && hit.generation == generation)
-            .then(|| Identity::clone(&hit.identity))
+        let found = self
+            .lock()
+            .get(&key)
+            .filter(|hit| hit.until > Instant::now() && hit.generation == generation)
+            .map(|hit| Identity::clone(&hit.identity));
+        match found {
+            Some(_) => self.counts.hit(),
+            None => self.counts.miss(),
+        }
+        found
+    }
+
+    /// Hits and misses so far.
+    pub fn counts(&self) -> &CacheCounts {
+        &self.counts
     }
 
     /// Remembers that `token` verified with `claims` (for its `exp`) as `identity`.

@@ -17,7 +17,7 @@ use http::header::{ACCEPT, COOKIE};
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
-use super::cache::{make_room, CacheKey, KeyedHash};
+use super::cache::{make_room, CacheCounts, CacheKey, KeyedHash};
 use super::fetch::{read_capped, FetchError};
 use crate::identity::{ClaimMapping, Identity};
 
@@ -93,6 +93,7 @@ struct Inner {
     http: reqwest::Client,
     hash: KeyedHash,
     cache: Mutex<HashMap<CacheKey, Slot>>,
+    counts: CacheCounts,
 }
 
 impl fmt::Debug for Userinfo {
@@ -119,8 +120,14 @@ impl Userinfo {
                 http,
                 hash,
                 cache: Mutex::new(HashMap::new()),
+                counts: CacheCounts::default(),
             }),
         })
+    }
+
+    /// Hits, misses and stale answers so far.
+    pub fn counts(&self) -> &CacheCounts {
+        &self.inner.counts
     }
 
     /// Who the session cookies in `headers` belong to.
@@ -137,6 +144,7 @@ impl Userinfo {
             if let Some(entry) = &slot.entry {
                 let age = now.saturating_duration_since(entry.fetched);
                 if age < self.inner.lifetime(&entry.answer) {
+                    self.inner.counts.hit();
                     return Ok(entry.answer.clone());
                 }
                 let s = &self.inner.settings;
@@ -152,9 +160,11 @@ impl Userinfo {
                             let _ = me.fly(key, &cookies, &flight).await;
                         });
                     }
+                    self.inner.counts.stale();
                     return Ok(answer);
                 }
             }
+            self.inner.counts.miss();
             slot.flight.get_or_insert_with(Flight::default).clone()
         };
         match self.fly(key, &cookies, &flight).await {
@@ -209,6 +219,7 @@ impl Userinfo {
                     target: "handoff::session",
                     "userinfo {url} {e}; serving the person's last known answer (on_error = open_with_stale)"
                 );
+                self.inner.counts.stale();
                 Ok(answer)
             }
             None => {

@@ -359,7 +359,7 @@ fn unknown_top_level_section_is_named() {
     assert_has_problem(
         &errors,
         "frobnicate",
-        "unknown section; expected one of server, session, identity, identity_headers, upstreams, apps, routes",
+        "unknown section; expected one of server, log, session, identity, identity_headers, upstreams, apps, routes",
     );
     assert_has_problem(&errors, "apps.chat.kind", "missing: say which app this is");
 }

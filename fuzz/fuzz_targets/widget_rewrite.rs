@@ -1,0 +1,43 @@
+//! HTML widget rewriting: arbitrary pages in arbitrary chunks. A page without the widget must
+//! come out byte for byte as it went in; a page with it must not lose what follows it.
+#![no_main]
+
+use handoff::handoff::widget::{WidgetRewriter, WidgetTarget};
+use libfuzzer_sys::fuzz_target;
+
+fn rewrite(page: &[u8], cuts: &[u8], code: Option<&str>, max: usize) -> Vec<u8> {
+    let target = WidgetTarget::new(
+        "https://chat.example.com",
+        "widget.js",
+        code.map(str::to_string),
+    )
+    .expect("a valid instance URL");
+    let mut rewriter = WidgetRewriter::new(vec![target], max);
+    let mut out = Vec::new();
+    let mut rest = page;
+    for &cut in cuts {
+        let n = usize::from(cut).min(rest.len());
+        let (chunk, tail) = rest.split_at(n);
+        out.extend_from_slice(&rewriter.write(chunk));
+        rest = tail;
+    }
+    out.extend_from_slice(&rewriter.write(rest));
+    out.extend_from_slice(&rewriter.finish());
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    // First byte: how many chunk sizes follow; then the sizes; then the page.
+    let (cuts, page) = match data.split_first() {
+        Some((&n, rest)) => rest.split_at(usize::from(n % 8).min(rest.len())),
+        None => (&[][..], data),
+    };
+    let lower = String::from_utf8_lossy(page).to_ascii_lowercase();
+    let may_hold_widget = lower.contains("widget") || lower.contains("data-");
+    let out = rewrite(page, cuts, Some("code-123"), 1 << 20);
+    if !may_hold_widget {
+        assert_eq!(out, page, "a page without the widget was changed");
+    }
+    // Nobody signed in: codes are removed, never added.
+    let _ = rewrite(page, cuts, None, 64);
+});

@@ -1,0 +1,318 @@
+//! Prometheus metrics: what answers "is it working?" at 3 a.m.
+//!
+//! Counters and histograms that the request path updates live in [`Metrics`]; everything that
+//! is state rather than events (upstream health, the JWKS key set, cache counters, log write
+//! errors) is read when Prometheus scrapes, by a [`StateCollector`] over the current config.
+//! One registry per [`crate::Handoff`], so two gateways in one process never mix their counts.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use arc_swap::ArcSwap;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::gateway::Gateway;
+
+/// Latency buckets for requests through the gateway and calls to vendor APIs (seconds).
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The event metrics, and the registry that serves them.
+pub struct Metrics {
+    registry: Registry,
+    /// `handoff_requests_total{route, status}` (`status`: `2xx` … `5xx`, or `none` when the
+    /// client left before an answer).
+    pub requests: IntCounterVec,
+    /// `handoff_request_duration_seconds{route}`.
+    pub request_seconds: HistogramVec,
+    /// `handoff_handoffs_total{app, outcome, code}`.
+    pub handoffs: IntCounterVec,
+    /// `handoff_vendor_request_duration_seconds{app, call}`.
+    pub vendor_seconds: HistogramVec,
+    /// `handoff_sessions_total{source, result}`.
+    pub sessions: IntCounterVec,
+    /// `handoff_config_reloads_total{result}`.
+    pub reloads: IntCounterVec,
+    /// `handoff_config_last_reload_success_timestamp_seconds`.
+    pub last_reload: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "handoff_requests_total",
+                "Requests answered, by route and status class.",
+            ),
+            &["route", "status"],
+        );
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "handoff_request_duration_seconds",
+                "Time from the request's arrival to the end of its answer, by route.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["route"],
+        );
+        let handoffs = IntCounterVec::new(
+            Opts::new(
+                "handoff_handoffs_total",
+                "Handoffs to apps, by app and outcome (code: the vendor's error code, or \
+                 timeout/connect/garbled).",
+            ),
+            &["app", "outcome", "code"],
+        );
+        let vendor_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "handoff_vendor_request_duration_seconds",
+                "Time of each call to an app's API, by app and call.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["app", "call"],
+        );
+        let sessions = IntCounterVec::new(
+            Opts::new(
+                "handoff_sessions_total",
+                "Session lookups, by the source that recognised the person (none: nobody was \
+                 recognised) and the result (valid, or why not).",
+            ),
+            &["source", "result"],
+        );
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "handoff_config_reloads_total",
+                "Config reloads, by result (success, failure).",
+            ),
+            &["result"],
+        );
+        let last_reload = Gauge::new(
+            "handoff_config_last_reload_success_timestamp_seconds",
+            "When the config in use was loaded (Unix time).",
+        );
+        let metrics = (|| -> prometheus::Result<Metrics> {
+            let m = Metrics {
+                requests: requests?,
+                request_seconds: request_seconds?,
+                handoffs: handoffs?,
+                vendor_seconds: vendor_seconds?,
+                sessions: sessions?,
+                reloads: reloads?,
+                last_reload: last_reload?,
+                registry,
+            };
+            m.registry.register(Box::new(m.requests.clone()))?;
+            m.registry.register(Box::new(m.request_seconds.clone()))?;
+            m.registry.register(Box::new(m.handoffs.clone()))?;
+            m.registry.register(Box::new(m.vendor_seconds.clone()))?;
+            m.registry.register(Box::new(m.sessions.clone()))?;
+            m.registry.register(Box::new(m.reloads.clone()))?;
+            m.registry.register(Box::new(m.last_reload.clone()))?;
+            #[cfg(target_os = "linux")]
+            m.registry.register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))?;
+            Ok(m)
+        })();
+        // Every name and label above is a constant that the tests scrape.
+        Arc::new(metrics.unwrap_or_else(|e| unreachable!("metric definitions are valid: {e}")))
+    }
+
+    /// Adds a collector of state read at scrape time.
+    pub fn register(&self, collector: Box<dyn Collector>) {
+        if let Err(e) = self.registry.register(collector) {
+            tracing::error!(target: "handoff::metrics", "cannot register metrics: {e}");
+        }
+    }
+
+    /// The registry, for a host that serves it itself.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Everything, in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(target: "handoff::metrics", "cannot encode metrics: {e}");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, route: &str, status: u16, seconds: f64) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "none",
+        };
+        self.requests.with_label_values(&[route, class]).inc();
+        self.request_seconds
+            .with_label_values(&[route])
+            .observe(seconds);
+    }
+}
+
+/// The `[server] metrics_listen` listener's app: the metrics on any path.
+pub struct MetricsApp(pub Arc<Metrics>);
+
+#[async_trait::async_trait]
+impl pingora::apps::http_app::ServeHttp for MetricsApp {
+    async fn response(
+        &self,
+        _session: &mut pingora::protocols::http::ServerSession,
+    ) -> http::Response<Vec<u8>> {
+        let body = self.0.render().into_bytes();
+        http::Response::builder()
+            .status(200)
+            .header(http::header::CONTENT_TYPE, TextEncoder::new().format_type())
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(body)
+            .unwrap_or_default()
+    }
+}
+
+/// Reads the current config's state when Prometheus scrapes.
+pub struct StateCollector {
+    current: Weak<ArcSwap<Gateway>>,
+    lock: Mutex<()>,
+    upstream_servers: IntGaugeVec,
+    jwks_keys: IntGaugeVec,
+    jwks_age: GaugeVec,
+    jwks_fetches: IntCounterVec,
+    cache: IntCounterVec,
+    log_errors: IntCounterVec,
+}
+
+impl StateCollector {
+    /// `current` holds the config in use; the collector stops reporting once it is dropped.
+    pub fn new(current: &Arc<ArcSwap<Gateway>>) -> prometheus::Result<Self> {
+        Ok(StateCollector {
+            current: Arc::downgrade(current),
+            lock: Mutex::new(()),
+            upstream_servers: IntGaugeVec::new(
+                Opts::new(
+                    "handoff_upstream_servers",
+                    "Servers of each upstream group, by health-check state (healthy, unhealthy).",
+                ),
+                &["upstream", "state"],
+            )?,
+            jwks_keys: IntGaugeVec::new(
+                Opts::new(
+                    "handoff_jwks_keys",
+                    "Signing keys loaded from the JWKS URL (0: none yet).",
+                ),
+                &["url"],
+            )?,
+            jwks_age: GaugeVec::new(
+                Opts::new(
+                    "handoff_jwks_age_seconds",
+                    "Age of the key set in use (absent until one loads).",
+                ),
+                &["url"],
+            )?,
+            jwks_fetches: IntCounterVec::new(
+                Opts::new(
+                    "handoff_jwks_fetches_total",
+                    "Fetches of the JWKS URL since the config was loaded, by result.",
+                ),
+                &["url", "result"],
+            )?,
+            cache: IntCounterVec::new(
+                Opts::new(
+                    "handoff_session_cache_total",
+                    "Session cache lookups since the config was loaded, by cache (token, \
+                     userinfo) and result (hit, miss, stale).",
+                ),
+                &["cache", "result"],
+            )?,
+            log_errors: IntCounterVec::new(
+                Opts::new(
+                    "handoff_log_lines_lost_total",
+                    "Log lines lost, by cause (write_error: the log file could not be written, \
+                     e.g. a full disk; queue_full: written faster than the disk takes them).",
+                ),
+                &["cause"],
+            )?,
+        })
+    }
+
+    fn all(&self) -> [&dyn Collector; 6] {
+        [
+            &self.upstream_servers,
+            &self.jwks_keys,
+            &self.jwks_age,
+            &self.jwks_fetches,
+            &self.cache,
+            &self.log_errors,
+        ]
+    }
+}
+
+impl Collector for StateCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.all().into_iter().flat_map(|c| c.desc()).collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Some(current) = self.current.upgrade() else {
+            return Vec::new();
+        };
+        let gateway = current.load_full();
+        let _one_scrape_at_a_time = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.upstream_servers.reset();
+        for group in gateway.upstreams() {
+            let health = group.health();
+            let name = group.name.as_str();
+            self.upstream_servers
+                .with_label_values(&[name, "healthy"])
+                .set(health.healthy as i64);
+            self.upstream_servers
+                .with_label_values(&[name, "unhealthy"])
+                .set(health.total.saturating_sub(health.healthy) as i64);
+        }
+        self.jwks_keys.reset();
+        self.jwks_age.reset();
+        self.jwks_fetches.reset();
+        if let Some(jwks) = gateway.jwks() {
+            let status = jwks.status();
+            let url = jwks.url();
+            self.jwks_keys
+                .with_label_values(&[url])
+                .set(status.keys as i64);
+            if let Some(age) = status.age_seconds {
+                self.jwks_age.with_label_values(&[url]).set(age as f64);
+            }
+            let ok = status.fetches.saturating_sub(status.failures);
+            self.jwks_fetches
+                .with_label_values(&[url, "success"])
+                .inc_by(ok);
+            self.jwks_fetches
+                .with_label_values(&[url, "failure"])
+                .inc_by(status.failures);
+        }
+        self.cache.reset();
+        for (cache, counts) in gateway.session_cache_counts() {
+            for (result, n) in counts.snapshot() {
+                self.cache.with_label_values(&[cache, result]).inc_by(n);
+            }
+        }
+        self.log_errors.reset();
+        let (write_errors, dropped) = crate::logging::lost_lines();
+        self.log_errors
+            .with_label_values(&["write_error"])
+            .inc_by(write_errors);
+        self.log_errors
+            .with_label_values(&["queue_full"])
+            .inc_by(dropped);
+        self.all().into_iter().flat_map(|c| c.collect()).collect()
+    }
+}
