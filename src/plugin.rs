@@ -323,7 +323,8 @@ impl Handoff {
                 .inc();
         }
         match decision {
-            Decision::Reply(reply) => {
+            Decision::Reply { reply, route } => {
+                ctx.route = route;
                 ctx.outcome = reply.outcome;
                 write_reply(session, reply).await?;
                 Ok(Filtered::Answered)

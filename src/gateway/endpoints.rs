@@ -44,7 +44,7 @@ impl Gateway {
                 SessionNote::NotChecked,
             ),
         };
-        (Decision::Reply(reply), note)
+        (Decision::Reply { reply, route: None }, note)
     }
 
     /// The portal: who the person is signed in as, and links to the apps their policy opens.

@@ -43,8 +43,8 @@ pub struct Gateway {
 /// What to do with a request.
 #[derive(Debug)]
 pub enum Decision {
-    /// Answer it here.
-    Reply(Reply),
+    /// Answer it here (`route`: the route the request matched, if any).
+    Reply { reply: Reply, route: Option<usize> },
     /// Proxy it on `route` (`None`: no route matches — the host's own request); `identity` is
     /// set when a session was looked for and found. `widgets`: the response, if it is an HTML
     /// page, gets widget sign-in.
@@ -223,7 +223,11 @@ impl Gateway {
         let route = &self.routes[index];
         if matches!(route.target, RouteTarget::App(_)) {
             if let Some(refusal) = handoff_guard(req) {
-                return (Decision::Reply(refusal), SessionNote::NotChecked);
+                let decision = Decision::Reply {
+                    reply: refusal,
+                    route: Some(index),
+                };
+                return (decision, SessionNote::NotChecked);
             }
         }
         let widgets =
@@ -254,7 +258,11 @@ impl Gateway {
                         let message = format!("You are signed in as {who}. {}", denial.explanation);
                         let reply =
                             Reply::error(html(), 403, "forbidden", "Not for you, sorry", &message);
-                        return (Decision::Reply(reply), SessionNote::Valid(source));
+                        let decision = Decision::Reply {
+                            reply,
+                            route: Some(index),
+                        };
+                        return (decision, SessionNote::Valid(source));
                     }
                 }
                 let decision = match route.target {
@@ -272,7 +280,10 @@ impl Gateway {
                 (decision, SessionNote::Valid(source))
             }
             Err(e) if route.require_session => (
-                Decision::Reply(self.unauthenticated(session, req, html(), e)),
+                Decision::Reply {
+                    reply: self.unauthenticated(session, req, html(), e),
+                    route: Some(index),
+                },
                 SessionNote::Invalid(e),
             ),
             Err(e) => (

@@ -1,0 +1,303 @@
+//! What the operator sees: the Prometheus metrics answer "is it working?", and the logs never
+//! carry a token, a cookie, a secret or a handoff redirect's query.
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+use handoff::standins::yourgpt::{Mode, YourGptStandIn, CLIENT_ID};
+
+const TYPINGMIND: &str = "https://chat.example.test";
+
+/// A gateway with YourGPT and TypingMind handoffs, a proxied intranet with identity headers, a
+/// metrics listener, and `extra` appended to the config.
+async fn gateway(api: &YourGptStandIn, extra: &str) -> (TestGateway, Intranet, u16) {
+    let intranet = Intranet::start().await;
+    let metrics_port = free_port();
+    let config = format!(
+        "{session}\
+         [upstreams.intranet]\nservers = [\"{server}\"]\n\
+         [upstreams.intranet.health_check]\ntype = \"tcp\"\ninterval_ms = 200\n\
+         [[routes]]\npath = \"/\"\nupstream = \"intranet\"\nidentity_headers = true\n\
+         [apps.yourgpt]\nkind = \"yourgpt\"\nclient_id = \"{CLIENT_ID}\"\n\
+         secret = {{ file = \"yourgpt-secret.txt\" }}\napi_url = \"{api}\"\n\
+         login_url = \"https://chatbot.yourgpt.test/\"\n\
+         [apps.chat]\nkind = \"typingmind\"\ninstance_url = \"{TYPINGMIND}/\"\n\
+         secret = {{ file = \"typingmind-secret.txt\" }}\nwidget = true\n\
+         [[routes]]\npath = \"/ai/yourgpt\"\napp = \"yourgpt\"\n\
+         [[routes]]\npath = \"/ai/chat\"\napp = \"chat\"\n{extra}",
+        session = session_config(
+            &["HS256"],
+            "login_url = \"https://intranet.test/login?next={return_to}\"\n\
+             sources = [\"cookie\", \"bearer\"]"
+        ),
+        server = intranet.server(),
+        api = api.url(),
+    );
+    let gw = TestGateway::start_with(
+        &config,
+        &format!("metrics_listen = \"127.0.0.1:{metrics_port}\""),
+    );
+    (gw, intranet, metrics_port)
+}
+
+async fn scrape(port: u16) -> String {
+    let resp = client()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("metrics answer");
+    assert_eq!(resp.status(), 200);
+    let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    resp.text().await.unwrap()
+}
+
+/// The value of the sample whose name and labels are exactly `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn browser(req: reqwest::RequestBuilder, cookie: &str) -> reqwest::RequestBuilder {
+    req.header("Accept", "text/html")
+        .header("Sec-Fetch-Dest", "document")
+        .header("Cookie", cookie)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_say_what_happened() {
+    let api = YourGptStandIn::start(secret_fixture("yourgpt-secret.txt"))
+        .await
+        .unwrap();
+    let (gw, _intranet, port) = gateway(&api, "").await;
+    let c = client();
+    let ada = format!(
+        "intranet_session={}",
+        hs256(&person("ada@corp.example", &["eng"]))
+    );
+    let expired = {
+        let mut claims = person("old@corp.example", &[]);
+        claims["exp"] = json!(now() - 3600);
+        format!("intranet_session={}", hs256(&claims))
+    };
+
+    for _ in 0..3 {
+        let r = c.get(gw.url("/page")).header("Cookie", &ada).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = browser(c.get(gw.url("/ai/yourgpt")), &ada).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    api.set_verify(Mode::CodeInBody(403));
+    let r = browser(c.get(gw.url("/ai/yourgpt")), &ada).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    let r = browser(c.get(gw.url("/ai/chat")), &ada).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let r = browser(c.get(gw.url("/ai/chat")), &expired).send().await.unwrap();
+    assert_eq!(r.status(), 302, "to the login page");
+    let r = c
+        .get(gw.url("/page"))
+        .header("Authorization", format!("Bearer {}", hs256(&person("bot@corp.example", &[]))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let text = scrape(port).await;
+    let has = |series: &str, want: f64| {
+        assert_eq!(sample(&text, series), Some(want), "{series} in\n{text}");
+    };
+    has(r#"handoff_requests_total{route="routes[0]",status="2xx"}"#, 4.0);
+    has(r#"handoff_requests_total{route="routes[1]",status="3xx"}"#, 1.0);
+    has(r#"handoff_requests_total{route="routes[1]",status="5xx"}"#, 1.0);
+    has(r#"handoff_requests_total{route="routes[2]",status="3xx"}"#, 2.0);
+    has(r#"handoff_request_duration_seconds_count{route="routes[0]"}"#, 4.0);
+    has(r#"handoff_handoffs_total{app="yourgpt",code="",outcome="redirected"}"#, 1.0);
+    has(r#"handoff_handoffs_total{app="yourgpt",code="403",outcome="vendor_error"}"#, 1.0);
+    has(r#"handoff_handoffs_total{app="chat",code="",outcome="redirected"}"#, 1.0);
+    has(r#"handoff_vendor_request_duration_seconds_count{app="yourgpt",call="verify"}"#, 2.0);
+    has(r#"handoff_sessions_total{result="valid",source="cookie"}"#, 6.0);
+    has(r#"handoff_sessions_total{result="valid",source="bearer"}"#, 1.0);
+    has(r#"handoff_sessions_total{result="expired",source="none"}"#, 1.0);
+    // Ada's token was verified once and remembered for the other five requests.
+    has(r#"handoff_session_cache_total{cache="token",result="hit"}"#, 5.0);
+    has(r#"handoff_upstream_servers{state="healthy",upstream="intranet"}"#, 1.0);
+    has(r#"handoff_upstream_servers{state="unhealthy",upstream="intranet"}"#, 0.0);
+    let loaded = sample(&text, "handoff_config_last_reload_success_timestamp_seconds")
+        .expect("load time");
+    assert!((loaded - now() as f64).abs() < 120.0, "{loaded}");
+    assert!(sample(&text, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
+    // Nothing in the metrics names a person or carries a credential.
+    assert!(!text.contains("ada@corp.example") && !text.contains("id-ada"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_listener_is_separate_from_the_gateway() {
+    let api = YourGptStandIn::start(secret_fixture("yourgpt-secret.txt"))
+        .await
+        .unwrap();
+    let (gw, _intranet, port) = gateway(&api, "").await;
+    // The gateway's own port proxies /metrics to the intranet like any other path.
+    let r = client().get(gw.url("/metrics")).send().await.unwrap();
+    let echoed: Value = r.json().await.unwrap();
+    assert_eq!(echoed["path"], "/metrics");
+    assert!(scrape(port).await.contains("handoff_requests_total"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_line_has_the_fields_and_no_query() {
+    let api = YourGptStandIn::start(secret_fixture("yourgpt-secret.txt"))
+        .await
+        .unwrap();
+    let (gw, _intranet, _) = gateway(&api, "").await;
+    let marker = format!("/access-log-{}", free_port());
+    let r = client()
+        .get(gw.url(&format!("{marker}?q=private-search-term")))
+        .header("Cookie", format!("intranet_session={}", hs256(&person("grace@corp.example", &[]))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let line = wait_for_log_line(&marker).await;
+    for field in [
+        "method=GET",
+        &format!("path=\"{marker}\""),
+        "status=200",
+        "route=\"routes[0]\"",
+        "outcome=\"proxied\"",
+        "session=\"valid\"",
+        "source=\"cookie\"",
+        "person=\"id-grace@corp.example\"",
+        "duration_ms=",
+    ] {
+        assert!(line.contains(field), "{field} missing in {line}");
+    }
+    assert!(line.contains(&format!("upstream=\"{}\"", _intranet.server())), "{line}");
+    assert!(!line.contains("private-search-term"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_can_name_people_by_keyed_hash_only() {
+    let api = YourGptStandIn::start(secret_fixture("yourgpt-secret.txt"))
+        .await
+        .unwrap();
+    let (gw, _intranet, _) = gateway(
+        &api,
+        "[log]\nperson = \"hash\"\nperson_hash_key = { file = \"session-secret.txt\" }\nquery = true\n",
+    )
+    .await;
+    let marker = format!("/hashed-{}", free_port());
+    client()
+        .get(gw.url(&format!("{marker}?page=2")))
+        .header("Cookie", format!("intranet_session={}", hs256(&person("hedy@corp.example", &[]))))
+        .send()
+        .await
+        .unwrap();
+    let line = wait_for_log_line(&marker).await;
+    assert!(!line.contains("hedy"), "{line}");
+    let expected = handoff::session::cache::keyed_hex(
+        &secret_fixture("session-secret.txt"),
+        b"id-hedy@corp.example",
+    );
+    assert!(line.contains(&format!("person=\"{expected}\"")), "{line}");
+    assert!(line.contains(&format!("path=\"{marker}?page=2\"")), "query = true: {line}");
+}
+
+async fn wait_for_log_line(marker: &str) -> String {
+    for _ in 0..100 {
+        if let Some(line) = captured_logs()
+            .lines()
+            .find(|l| l.contains("handoff::access") && l.contains(marker))
+        {
+            return line.to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no access-log line for {marker}");
+}
+
+/// Every flow, with known secrets and credentials: none of them may appear anywhere in what
+/// the gateway logged.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_token_or_cookie_reaches_the_logs() {
+    let api = YourGptStandIn::start(secret_fixture("yourgpt-secret.txt"))
+        .await
+        .unwrap();
+    let (gw, _intranet, port) = gateway(&api, "").await;
+    let c = client();
+    let ada_token = hs256(&person("ada.secrets@corp.example", &["eng"]));
+    let ada = format!("intranet_session={ada_token}");
+    let mut seen: Vec<String> = vec![ada_token.clone()];
+
+    // YourGPT: redirected with a session token in the query.
+    let r = browser(c.get(gw.url("/ai/yourgpt?ref=x")), &ada).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let (_, query) = location.split_once('?').expect("a query");
+    seen.push(query.to_string());
+    seen.extend(api.calls().into_iter().map(|call| call.token));
+    // YourGPT: the email path (registered, not confirmed: sent on to verify their email).
+    let linus_token = hs256(&person("linus.secrets@corp.example", &["eng"]));
+    api.add_unconfirmed("linus.secrets@corp.example");
+    let r = browser(c.get(gw.url("/ai/yourgpt")), &format!("intranet_session={linus_token}"))
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap();
+    assert!(location.contains("should-verify-email=true"), "{location}");
+    seen.push(linus_token);
+    seen.extend(api.calls().into_iter().map(|call| call.token));
+    // TypingMind link and deep link with a query.
+    let r = browser(c.get(gw.url("/ai/chat/c/123?x=deep-query-value")), &ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let code = location.rsplit_once("externalAuthCode=").unwrap().1.to_string();
+    seen.push(code);
+    seen.push("deep-query-value".to_string());
+    // Widget sign-in on a proxied page.
+    let r = browser(c.get(gw.url("/page/widget")), &ada).send().await.unwrap();
+    let page = r.text().await.unwrap();
+    if let Some((_, rest)) = page.split_once("data-external-auth-code=\"") {
+        seen.push(rest.split('"').next().unwrap().to_string());
+    }
+    // Bearer token, a bad token, a login redirect with a query.
+    let bearer = hs256(&person("bot.secrets@corp.example", &[]));
+    c.get(gw.url("/api/x"))
+        .header("Authorization", format!("Bearer {bearer}"))
+        .send()
+        .await
+        .unwrap();
+    seen.push(bearer);
+    let forged = format!("{}x", &ada_token[..ada_token.len() - 1]);
+    c.get(gw.url("/ai/chat"))
+        .header("Cookie", format!("intranet_session={forged}; other_cookie=other-cookie-value"))
+        .send()
+        .await
+        .unwrap();
+    seen.push(forged);
+    seen.push("other-cookie-value".to_string());
+    browser(c.get(gw.url("/ai/chat?next-secret=login-query-value")), "")
+        .send()
+        .await
+        .unwrap();
+    seen.push("login-query-value".to_string());
+    // The gateway's own endpoints with the cookie.
+    c.get(gw.url("/_handoff/whoami")).header("Cookie", &ada).send().await.unwrap();
+    c.get(gw.url("/_handoff/")).header("Cookie", &ada).send().await.unwrap();
+    let metrics = scrape(port).await;
+
+    let mut secrets = seen;
+    secrets.push(String::from_utf8(session_secret()).unwrap().trim().to_string());
+    secrets.push(String::from_utf8(secret_fixture("yourgpt-secret.txt")).unwrap());
+    secrets.push(String::from_utf8(secret_fixture("typingmind-secret.txt")).unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let logs = captured_logs();
+    assert!(logs.contains("ada.secrets"), "the flows ran and logged");
+    for secret in &secrets {
+        assert!(secret.len() >= 8, "a meaningful needle: {secret:?}");
+        assert!(!logs.contains(secret.as_str()), "{secret:?} is in the logs");
+        assert!(!metrics.contains(secret.as_str()), "{secret:?} is in the metrics");
+    }
+}
