@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::proxy::{FailToProxy, Session};
 use pingora::server::Server;
-use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::{ServiceHandle, ServiceReadyNotifier};
@@ -276,10 +276,7 @@ impl Handoff {
     /// (`handle.add_dependencies(...)`), so that its listeners open once the first signing keys
     /// are in (or `startup_wait_ms` has passed).
     pub fn add_services(&self, server: &mut Server) -> Vec<ServiceHandle> {
-        let service = background_service(
-            "handoff background",
-            Background(self.shared.clone()),
-        );
+        let service = background_service("handoff background", Background(self.shared.clone()));
         vec![server.add_service(service)]
     }
 
@@ -555,7 +552,9 @@ impl Handoff {
         let person = ctx
             .identity
             .as_ref()
-            .map_or(std::borrow::Cow::Borrowed("-"), |i| gateway.person_for_log(i));
+            .map_or(std::borrow::Cow::Borrowed("-"), |i| {
+                gateway.person_for_log(i)
+            });
         let upstream = ctx.upstream.as_ref().map(|a| a.to_string());
         let outcome = if e.is_some() && ctx.outcome == "proxied" {
             "proxy_error"
@@ -584,7 +583,11 @@ struct Background(Arc<Shared>);
 
 #[async_trait]
 impl BackgroundService for Background {
-    async fn start_with_ready_notifier(&self, mut shutdown: ShutdownWatch, ready: ServiceReadyNotifier) {
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
         let shared = &self.0;
         {
             let mut tasks = lock(&shared.tasks);
@@ -600,13 +603,21 @@ impl BackgroundService for Background {
 /// are in (at once without JWKS).
 fn start_tasks(gateway: &Gateway, ready: Option<ServiceReadyNotifier>) -> Tasks {
     let (stop, stopped) = watch::channel(false);
-    for lb in gateway.upstreams().iter().filter_map(|g| g.health_checker()) {
+    for lb in gateway
+        .upstreams()
+        .iter()
+        .filter_map(|g| g.health_checker())
+    {
         let stopped = stopped.clone();
         tokio::spawn(async move { lb.start(stopped).await });
     }
     match gateway.jwks() {
         Some(jwks) => {
-            tokio::spawn(crate::session::jwks::keep_fresh(jwks.clone(), stopped, ready));
+            tokio::spawn(crate::session::jwks::keep_fresh(
+                jwks.clone(),
+                stopped,
+                ready,
+            ));
         }
         None => drop(ready),
     }

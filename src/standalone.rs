@@ -16,11 +16,14 @@ use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{ExecutionPhase, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::upstreams::peer::HttpPeer;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::config::{self, Config, ConfigErrors, ServerSettings};
 use crate::plugin::{Filtered, Handoff, HandoffCtx, LoadError};
@@ -58,11 +61,13 @@ pub fn build_with_config(
     if let Some(addr) = &settings.metrics_listen {
         handoff.add_metrics_service(&mut server, addr);
     }
+    let draining = watch_for_draining(&server);
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         StandaloneProxy {
             handoff,
             trust_forwarded_headers: settings.trust_forwarded_headers,
+            draining,
         },
         "handoff",
     );
@@ -91,6 +96,33 @@ pub fn build_with_config(
     // With `startup_wait_ms`, the listeners open once the first keys are in (or the wait ran out).
     server.add_service(proxy).add_dependencies(&dependencies);
     Ok(server)
+}
+
+/// Set once the server starts to hand its sockets over (`SIGQUIT`) or to shut down: from then
+/// on every answer says `Connection: close`, so clients move to new connections (served by
+/// the new process) instead of sending their next request into a connection about to close.
+fn watch_for_draining(server: &Server) -> Arc<AtomicBool> {
+    let draining = Arc::new(AtomicBool::new(false));
+    let flag = draining.clone();
+    let mut phases = server.watch_execution_phase();
+    let watcher = std::thread::Builder::new()
+        .name("handoff-phases".to_string())
+        .spawn(move || loop {
+            match phases.blocking_recv() {
+                Ok(
+                    ExecutionPhase::GracefulUpgradeTransferringFds
+                    | ExecutionPhase::GracefulUpgradeCloseTimeout
+                    | ExecutionPhase::GracefulTerminate
+                    | ExecutionPhase::ShutdownStarted,
+                ) => flag.store(true, Ordering::Relaxed),
+                Ok(ExecutionPhase::Terminated) | Err(RecvError::Closed) => return,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+            }
+        });
+    if let Err(e) = watcher {
+        tracing::warn!("cannot watch the server's phases, connections will not drain: {e}");
+    }
+    draining
 }
 
 /// Reloads the config on `SIGHUP`; writes the process id to `server.pid_file` (which
@@ -154,6 +186,8 @@ fn pingora_conf(s: &ServerSettings) -> ServerConf {
 struct StandaloneProxy {
     handoff: Handoff,
     trust_forwarded_headers: bool,
+    /// See [`watch_for_draining`].
+    draining: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -165,6 +199,9 @@ impl ProxyHttp for StandaloneProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut HandoffCtx) -> Result<bool> {
+        if self.draining.load(Ordering::Relaxed) {
+            session.set_keepalive(None);
+        }
         match self.handoff.request_filter(session, ctx).await? {
             Filtered::Answered => Ok(true),
             Filtered::Proxy => Ok(false),

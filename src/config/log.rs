@@ -58,7 +58,10 @@ pub(super) fn log_settings(raw: RawLog, base_dir: &Path, p: &mut Problems) -> Lo
         None | Some("json") => LogFormat::Json,
         Some("text") => LogFormat::Text,
         Some(other) => {
-            p.add("log.format", format!("{other:?}: expected \"json\" or \"text\""));
+            p.add(
+                "log.format",
+                format!("{other:?}: expected \"json\" or \"text\""),
+            );
             LogFormat::Json
         }
     };

@@ -153,7 +153,8 @@ pub fn run(path: &Path) -> Result<(), String> {
     let config = config::load(path).map_err(|e| e.to_string())?;
     let plan = Plan::from_config(&config, path)?;
     start_services(&plan)?;
-    let server = crate::standalone::build_with_config(config, Some(path.to_path_buf()), None).map_err(|e| e.to_string())?;
+    let server = crate::standalone::build_with_config(config, Some(path.to_path_buf()), None)
+        .map_err(|e| e.to_string())?;
     println!("Handoff demo — everything runs on this machine; nothing is real.");
     println!("  open  http://{}/   (the gateway)", plan.gateway);
     println!("        demo intranet        http://{}", plan.intranet);

@@ -138,7 +138,10 @@ impl SessionVerifier {
 
     /// The session caches' counters: `("token", …)` and `("userinfo", …)` when configured.
     pub fn cache_counts(&self) -> Vec<(&'static str, &cache::CacheCounts)> {
-        let tokens = self.jwt.as_ref().map(|(_, tokens)| ("token", tokens.counts()));
+        let tokens = self
+            .jwt
+            .as_ref()
+            .map(|(_, tokens)| ("token", tokens.counts()));
         let userinfo = self.userinfo.as_ref().map(|u| ("userinfo", u.counts()));
         tokens.into_iter().chain(userinfo).collect()
     }

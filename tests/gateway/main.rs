@@ -8,6 +8,7 @@ mod embedded;
 mod faults;
 mod idp;
 mod jwks;
+mod lifecycle;
 mod observability;
 mod passthrough;
 mod policy;

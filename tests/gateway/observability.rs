@@ -82,21 +82,41 @@ async fn metrics_say_what_happened() {
     };
 
     for _ in 0..3 {
-        let r = c.get(gw.url("/page")).header("Cookie", &ada).send().await.unwrap();
+        let r = c
+            .get(gw.url("/page"))
+            .header("Cookie", &ada)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
-    let r = browser(c.get(gw.url("/ai/yourgpt")), &ada).send().await.unwrap();
+    let r = browser(c.get(gw.url("/ai/yourgpt")), &ada)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     api.set_verify(Mode::CodeInBody(403));
-    let r = browser(c.get(gw.url("/ai/yourgpt")), &ada).send().await.unwrap();
+    let r = browser(c.get(gw.url("/ai/yourgpt")), &ada)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
-    let r = browser(c.get(gw.url("/ai/chat")), &ada).send().await.unwrap();
+    let r = browser(c.get(gw.url("/ai/chat")), &ada)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
-    let r = browser(c.get(gw.url("/ai/chat")), &expired).send().await.unwrap();
+    let r = browser(c.get(gw.url("/ai/chat")), &expired)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302, "to the login page");
     let r = c
         .get(gw.url("/page"))
-        .header("Authorization", format!("Bearer {}", hs256(&person("bot@corp.example", &[]))))
+        .header(
+            "Authorization",
+            format!("Bearer {}", hs256(&person("bot@corp.example", &[]))),
+        )
         .send()
         .await
         .unwrap();
@@ -106,24 +126,72 @@ async fn metrics_say_what_happened() {
     let has = |series: &str, want: f64| {
         assert_eq!(sample(&text, series), Some(want), "{series} in\n{text}");
     };
-    has(r#"handoff_requests_total{route="routes[0]",status="2xx"}"#, 4.0);
-    has(r#"handoff_requests_total{route="routes[1]",status="3xx"}"#, 1.0);
-    has(r#"handoff_requests_total{route="routes[1]",status="5xx"}"#, 1.0);
-    has(r#"handoff_requests_total{route="routes[2]",status="3xx"}"#, 2.0);
-    has(r#"handoff_request_duration_seconds_count{route="routes[0]"}"#, 4.0);
-    has(r#"handoff_handoffs_total{app="yourgpt",code="",outcome="redirected"}"#, 1.0);
-    has(r#"handoff_handoffs_total{app="yourgpt",code="403",outcome="vendor_error"}"#, 1.0);
-    has(r#"handoff_handoffs_total{app="chat",code="",outcome="redirected"}"#, 1.0);
-    has(r#"handoff_vendor_request_duration_seconds_count{app="yourgpt",call="verify"}"#, 2.0);
-    has(r#"handoff_sessions_total{result="valid",source="cookie"}"#, 6.0);
-    has(r#"handoff_sessions_total{result="valid",source="bearer"}"#, 1.0);
-    has(r#"handoff_sessions_total{result="expired",source="none"}"#, 1.0);
+    has(
+        r#"handoff_requests_total{route="routes[0]",status="2xx"}"#,
+        4.0,
+    );
+    has(
+        r#"handoff_requests_total{route="routes[1]",status="3xx"}"#,
+        1.0,
+    );
+    has(
+        r#"handoff_requests_total{route="routes[1]",status="5xx"}"#,
+        1.0,
+    );
+    has(
+        r#"handoff_requests_total{route="routes[2]",status="3xx"}"#,
+        2.0,
+    );
+    has(
+        r#"handoff_request_duration_seconds_count{route="routes[0]"}"#,
+        4.0,
+    );
+    has(
+        r#"handoff_handoffs_total{app="yourgpt",code="",outcome="redirected"}"#,
+        1.0,
+    );
+    has(
+        r#"handoff_handoffs_total{app="yourgpt",code="403",outcome="vendor_error"}"#,
+        1.0,
+    );
+    has(
+        r#"handoff_handoffs_total{app="chat",code="",outcome="redirected"}"#,
+        1.0,
+    );
+    has(
+        r#"handoff_vendor_request_duration_seconds_count{app="yourgpt",call="verify"}"#,
+        2.0,
+    );
+    has(
+        r#"handoff_sessions_total{result="valid",source="cookie"}"#,
+        6.0,
+    );
+    has(
+        r#"handoff_sessions_total{result="valid",source="bearer"}"#,
+        1.0,
+    );
+    has(
+        r#"handoff_sessions_total{result="expired",source="none"}"#,
+        1.0,
+    );
     // Ada's token was verified once and remembered for the other five requests.
-    has(r#"handoff_session_cache_total{cache="token",result="hit"}"#, 5.0);
-    has(r#"handoff_upstream_servers{state="healthy",upstream="intranet"}"#, 1.0);
-    has(r#"handoff_upstream_servers{state="unhealthy",upstream="intranet"}"#, 0.0);
-    let loaded = sample(&text, "handoff_config_last_reload_success_timestamp_seconds")
-        .expect("load time");
+    has(
+        r#"handoff_session_cache_total{cache="token",result="hit"}"#,
+        5.0,
+    );
+    has(
+        r#"handoff_upstream_servers{state="healthy",upstream="intranet"}"#,
+        1.0,
+    );
+    has(
+        r#"handoff_upstream_servers{state="unhealthy",upstream="intranet"}"#,
+        0.0,
+    );
+    let loaded = sample(
+        &text,
+        "handoff_config_last_reload_success_timestamp_seconds",
+    )
+    .expect("load time");
     assert!((loaded - now() as f64).abs() < 120.0, "{loaded}");
     assert!(sample(&text, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
     // Nothing in the metrics names a person or carries a credential.
@@ -152,7 +220,13 @@ async fn access_log_line_has_the_fields_and_no_query() {
     let marker = format!("/access-log-{}", free_port());
     let r = client()
         .get(gw.url(&format!("{marker}?q=private-search-term")))
-        .header("Cookie", format!("intranet_session={}", hs256(&person("grace@corp.example", &[]))))
+        .header(
+            "Cookie",
+            format!(
+                "intranet_session={}",
+                hs256(&person("grace@corp.example", &[]))
+            ),
+        )
         .send()
         .await
         .unwrap();
@@ -171,7 +245,10 @@ async fn access_log_line_has_the_fields_and_no_query() {
     ] {
         assert!(line.contains(field), "{field} missing in {line}");
     }
-    assert!(line.contains(&format!("upstream=\"{}\"", _intranet.server())), "{line}");
+    assert!(
+        line.contains(&format!("upstream=\"{}\"", _intranet.server())),
+        "{line}"
+    );
     assert!(!line.contains("private-search-term"), "{line}");
 }
 
@@ -188,7 +265,13 @@ async fn access_log_can_name_people_by_keyed_hash_only() {
     let marker = format!("/hashed-{}", free_port());
     client()
         .get(gw.url(&format!("{marker}?page=2")))
-        .header("Cookie", format!("intranet_session={}", hs256(&person("hedy@corp.example", &[]))))
+        .header(
+            "Cookie",
+            format!(
+                "intranet_session={}",
+                hs256(&person("hedy@corp.example", &[]))
+            ),
+        )
         .send()
         .await
         .unwrap();
@@ -199,7 +282,10 @@ async fn access_log_can_name_people_by_keyed_hash_only() {
         b"id-hedy@corp.example",
     );
     assert!(line.contains(&format!("person=\"{expected}\"")), "{line}");
-    assert!(line.contains(&format!("path=\"{marker}?page=2\"")), "query = true: {line}");
+    assert!(
+        line.contains(&format!("path=\"{marker}?page=2\"")),
+        "query = true: {line}"
+    );
 }
 
 async fn wait_for_log_line(marker: &str) -> String {
@@ -229,7 +315,10 @@ async fn no_secret_token_or_cookie_reaches_the_logs() {
     let mut seen: Vec<String> = vec![ada_token.clone()];
 
     // YourGPT: redirected with a session token in the query.
-    let r = browser(c.get(gw.url("/ai/yourgpt?ref=x")), &ada).send().await.unwrap();
+    let r = browser(c.get(gw.url("/ai/yourgpt?ref=x")), &ada)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     let location = r.headers()["location"].to_str().unwrap().to_string();
     let (_, query) = location.split_once('?').expect("a query");
@@ -238,10 +327,13 @@ async fn no_secret_token_or_cookie_reaches_the_logs() {
     // YourGPT: the email path (registered, not confirmed: sent on to verify their email).
     let linus_token = hs256(&person("linus.secrets@corp.example", &["eng"]));
     api.add_unconfirmed("linus.secrets@corp.example");
-    let r = browser(c.get(gw.url("/ai/yourgpt")), &format!("intranet_session={linus_token}"))
-        .send()
-        .await
-        .unwrap();
+    let r = browser(
+        c.get(gw.url("/ai/yourgpt")),
+        &format!("intranet_session={linus_token}"),
+    )
+    .send()
+    .await
+    .unwrap();
     let location = r.headers()["location"].to_str().unwrap();
     assert!(location.contains("should-verify-email=true"), "{location}");
     seen.push(linus_token);
@@ -253,11 +345,18 @@ async fn no_secret_token_or_cookie_reaches_the_logs() {
         .unwrap();
     assert_eq!(r.status(), 302);
     let location = r.headers()["location"].to_str().unwrap().to_string();
-    let code = location.rsplit_once("externalAuthCode=").unwrap().1.to_string();
+    let code = location
+        .rsplit_once("externalAuthCode=")
+        .unwrap()
+        .1
+        .to_string();
     seen.push(code);
     seen.push("deep-query-value".to_string());
     // Widget sign-in on a proxied page.
-    let r = browser(c.get(gw.url("/page/widget")), &ada).send().await.unwrap();
+    let r = browser(c.get(gw.url("/page/widget")), &ada)
+        .send()
+        .await
+        .unwrap();
     let page = r.text().await.unwrap();
     if let Some((_, rest)) = page.split_once("data-external-auth-code=\"") {
         seen.push(rest.split('"').next().unwrap().to_string());
@@ -272,7 +371,10 @@ async fn no_secret_token_or_cookie_reaches_the_logs() {
     seen.push(bearer);
     let forged = format!("{}x", &ada_token[..ada_token.len() - 1]);
     c.get(gw.url("/ai/chat"))
-        .header("Cookie", format!("intranet_session={forged}; other_cookie=other-cookie-value"))
+        .header(
+            "Cookie",
+            format!("intranet_session={forged}; other_cookie=other-cookie-value"),
+        )
         .send()
         .await
         .unwrap();
@@ -284,12 +386,25 @@ async fn no_secret_token_or_cookie_reaches_the_logs() {
         .unwrap();
     seen.push("login-query-value".to_string());
     // The gateway's own endpoints with the cookie.
-    c.get(gw.url("/_handoff/whoami")).header("Cookie", &ada).send().await.unwrap();
-    c.get(gw.url("/_handoff/")).header("Cookie", &ada).send().await.unwrap();
+    c.get(gw.url("/_handoff/whoami"))
+        .header("Cookie", &ada)
+        .send()
+        .await
+        .unwrap();
+    c.get(gw.url("/_handoff/"))
+        .header("Cookie", &ada)
+        .send()
+        .await
+        .unwrap();
     let metrics = scrape(port).await;
 
     let mut secrets = seen;
-    secrets.push(String::from_utf8(session_secret()).unwrap().trim().to_string());
+    secrets.push(
+        String::from_utf8(session_secret())
+            .unwrap()
+            .trim()
+            .to_string(),
+    );
     secrets.push(String::from_utf8(secret_fixture("yourgpt-secret.txt")).unwrap());
     secrets.push(String::from_utf8(secret_fixture("typingmind-secret.txt")).unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -298,6 +413,9 @@ async fn no_secret_token_or_cookie_reaches_the_logs() {
     for secret in &secrets {
         assert!(secret.len() >= 8, "a meaningful needle: {secret:?}");
         assert!(!logs.contains(secret.as_str()), "{secret:?} is in the logs");
-        assert!(!metrics.contains(secret.as_str()), "{secret:?} is in the metrics");
+        assert!(
+            !metrics.contains(secret.as_str()),
+            "{secret:?} is in the metrics"
+        );
     }
 }

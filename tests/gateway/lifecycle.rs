@@ -1,0 +1,490 @@
+//! The `handoff` binary's life: config reload (`handoff reload`, SIGHUP), binary upgrade
+//! (`run --upgrade` + SIGQUIT) and graceful shutdown (SIGTERM), each under load with zero
+//! failed requests; and a log destination that fails (a full disk) costing nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use handoff::standins::yourgpt::{Mode, YourGptStandIn, CLIENT_ID};
+
+/// A `handoff run` process, killed if still running when dropped.
+struct Gateway {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Gateway {
+    fn start(config: &Path, extra_args: &[&str]) -> Gateway {
+        let log = config.with_extension(format!("{}.log", free_port()));
+        let child = Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("the handoff binary starts");
+        Gateway { child, log }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit (at most `limit`); its exit code.
+    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a config for a gateway on `port` in `dir`, with `body` after `[server]`.
+fn write_config(dir: &Path, port: u16, server_extra: &str, body: &str) -> PathBuf {
+    let path = dir.join("handoff.toml");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\nthreads = 2\n\
+         grace_period_seconds = 1\ngraceful_shutdown_timeout_seconds = 1\n\
+         pid_file = \"{pid}\"\nupgrade_sock = \"{sock}\"\n{server_extra}\n\
+         [log]\nformat = \"json\"\n\n{body}",
+        pid = dir.join("handoff.pid").display(),
+        sock = dir.join("upgrade.sock").display(),
+    );
+    // Written whole then renamed: a reload never reads half a file.
+    let tmp = dir.join("handoff.toml.tmp");
+    std::fs::write(&tmp, text).expect("write config");
+    std::fs::rename(&tmp, &path).expect("rename config");
+    path
+}
+
+fn fixture_session() -> String {
+    format!(
+        "[session]\ncookie = \"intranet_session\"\nalgorithms = [\"HS256\"]\n\
+         secret = {{ file = \"{}\" }}\n",
+        fixtures().join("session-secret.txt").display()
+    )
+}
+
+fn routes(intranet: &Intranet, paths: &[&str]) -> String {
+    let mut text = format!(
+        "[upstreams.intranet]\nservers = [\"{}\"]\n",
+        intranet.server()
+    );
+    for path in paths {
+        text.push_str(&format!(
+            "[[routes]]\npath = \"{path}\"\nupstream = \"intranet\"\n"
+        ));
+    }
+    text
+}
+
+/// Requests from `clients` concurrent keep-alive clients until stopped (at most `max` each).
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<std::sync::Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: String, clients: usize, max: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (stop, ok, failed, url) =
+                    (stop.clone(), ok.clone(), failed.clone(), url.clone());
+                tokio::spawn(async move {
+                    let c = client();
+                    for _ in 0..max {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        match c.get(&url).send().await {
+                            Ok(r) if r.status() == 200 => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => failed.lock().unwrap().push(format!("HTTP {}", r.status())),
+                            Err(e) => failed.lock().unwrap().push(format!("{e:?}")),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            tasks,
+        }
+    }
+
+    fn served(&self) -> usize {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Stops, and returns (served, failures).
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.expect("load task");
+        }
+        let failed = self.failed.lock().unwrap().clone();
+        (self.ok.load(Ordering::Relaxed), failed)
+    }
+
+    /// Waits until `n` more requests were served.
+    async fn wait_for(&self, n: usize) {
+        let target = self.served() + n;
+        let start = Instant::now();
+        while self.served() < target {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the load stalled"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn status(url: &str) -> u16 {
+    client()
+        .get(url)
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
+}
+
+async fn wait_ready(port: u16) {
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    tokio::task::spawn_blocking(move || wait_until_connectable(addr))
+        .await
+        .unwrap();
+}
+
+fn handoff_reload(config: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["reload", "--config"])
+        .arg(config)
+        .output()
+        .expect("handoff reload runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+async fn metric(port: u16, series: &str) -> Option<f64> {
+    let text = client()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_swaps_routes_under_load_and_a_bad_config_changes_nothing() {
+    let intranet = Intranet::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let server_extra = format!("metrics_listen = \"127.0.0.1:{metrics_port}\"");
+    let body = |paths: &[&str]| format!("{}{}", fixture_session(), routes(&intranet, paths));
+    let config = write_config(dir.path(), port, &server_extra, &body(&["/a"]));
+    let mut gw = Gateway::start(&config, &[]);
+    wait_ready(port).await;
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    assert_eq!(status(&url("/a/x")).await, 200);
+    assert_eq!(status(&url("/b/x")).await, 404);
+
+    let load = Load::start(url("/a/load"), 8, 5_000);
+    load.wait_for(200).await;
+
+    // A good config: /b appears, /a keeps answering throughout.
+    write_config(dir.path(), port, &server_extra, &body(&["/a", "/b"]));
+    let (code, out) = handoff_reload(&config);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("sent SIGHUP"), "{out}");
+    let start = Instant::now();
+    while status(&url("/b/x")).await != 200 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "/b never appeared:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    load.wait_for(200).await;
+
+    // A bad config: `handoff reload` refuses to signal, names the key.
+    let good = std::fs::read_to_string(&config).unwrap();
+    write_config(
+        dir.path(),
+        port,
+        &server_extra,
+        &format!(
+            "{}[[routes]]\npath = \"/c\"\nupstream = \"intrante\"\n",
+            body(&["/a", "/b"])
+        ),
+    );
+    let (code, out) = handoff_reload(&config);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("routes[2].upstream") && out.contains("not reloading"),
+        "{out}"
+    );
+    // The same bad file, signalled directly: the gateway refuses it, logs and counts it.
+    gw.signal(libc::SIGHUP);
+    let start = Instant::now();
+    while metric(
+        metrics_port,
+        r#"handoff_config_reloads_total{result="failure"}"#,
+    )
+    .await
+        != Some(1.0)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no failed reload counted:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    load.wait_for(200).await;
+    assert_eq!(
+        status(&url("/b/x")).await,
+        200,
+        "the old config still serves"
+    );
+    assert_eq!(status(&url("/c/x")).await, 404);
+    assert_eq!(
+        metric(
+            metrics_port,
+            r#"handoff_config_reloads_total{result="success"}"#
+        )
+        .await,
+        Some(1.0)
+    );
+
+    // Back to a good file; reload again: works.
+    std::fs::write(&config, good).unwrap();
+    gw.signal(libc::SIGHUP);
+    let start = Instant::now();
+    while metric(
+        metrics_port,
+        r#"handoff_config_reloads_total{result="success"}"#,
+    )
+    .await
+        != Some(2.0)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "second reload:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (served, failed) = load.finish().await;
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        served,
+        &failed[..failed.len().min(5)]
+    );
+    assert!(served >= 600, "{served}");
+    let log = gw.log();
+    assert!(log.contains("config reloaded"), "{log}");
+    assert!(
+        log.contains("config reload refused") && log.contains("intrante"),
+        "{log}"
+    );
+    // Every line is JSON ([log] format = "json").
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_upgrade_under_load_fails_no_request() {
+    let intranet = Intranet::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let body = format!("{}{}", fixture_session(), routes(&intranet, &["/"]));
+    let config = write_config(dir.path(), port, "", &body);
+    let mut old = Gateway::start(&config, &[]);
+    wait_ready(port).await;
+    let load = Load::start(format!("http://127.0.0.1:{port}/load"), 8, 20_000);
+    load.wait_for(300).await;
+
+    // The new binary waits for the listening sockets; the old one hands them over on SIGQUIT.
+    let new = Gateway::start(&config, &["--upgrade"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    old.signal(libc::SIGQUIT);
+    // The old process drains and exits; the new one serves on the same port meanwhile.
+    let exited = tokio::task::spawn_blocking(move || {
+        let code = old.wait_exit(Duration::from_secs(20));
+        (code, old)
+    });
+    let (code, old) = exited.await.unwrap();
+    assert_eq!(code, Some(0), "old process:\n{}", old.log());
+    load.wait_for(300).await;
+    let (served, failed) = load.finish().await;
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}\nold:\n{}\nnew:\n{}",
+        failed.len(),
+        served,
+        &failed[..failed.len().min(5)],
+        old.log(),
+        new.log()
+    );
+    let pid = std::fs::read_to_string(dir.path().join("handoff.pid")).unwrap();
+    assert_eq!(
+        pid.trim(),
+        new.pid().to_string(),
+        "the pid file names the new process"
+    );
+    assert_eq!(status(&format!("http://127.0.0.1:{port}/after")).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_an_inflight_handoff_finish_then_exits() {
+    let api = YourGptStandIn::start(secret_fixture("yourgpt-secret.txt"))
+        .await
+        .unwrap();
+    api.set_verify(Mode::Slow(1200));
+    let intranet = Intranet::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let body = format!(
+        "{session}{routes}\
+         [apps.yourgpt]\nkind = \"yourgpt\"\nclient_id = \"{CLIENT_ID}\"\n\
+         secret = {{ file = \"{secret}\" }}\napi_url = \"{api}\"\n\
+         login_url = \"https://chatbot.yourgpt.test/\"\n\
+         [[routes]]\npath = \"/ai/yourgpt\"\napp = \"yourgpt\"\n",
+        session = fixture_session(),
+        routes = routes(&intranet, &["/"]),
+        secret = fixtures().join("yourgpt-secret.txt").display(),
+        api = api.url(),
+    );
+    // The grace period outlasts the vendor's answer.
+    let config = write_config(dir.path(), port, "", &body);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("grace_period_seconds = 1", "grace_period_seconds = 3");
+    std::fs::write(&config, text).unwrap();
+    let mut gw = Gateway::start(&config, &[]);
+    wait_ready(port).await;
+    let cookie = format!(
+        "intranet_session={}",
+        hs256(&person("ada@corp.example", &[]))
+    );
+    let url = format!("http://127.0.0.1:{port}/ai/yourgpt");
+    let inflight = tokio::spawn(async move {
+        client()
+            .get(url)
+            .header("Accept", "text/html")
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .map(|r| (r.status().as_u16(), r.headers().get("location").cloned()))
+    });
+    // The handoff is waiting on the slow vendor when the signal comes.
+    let start = Instant::now();
+    while api.count("verify") == 0 {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gw.signal(libc::SIGTERM);
+    let answer = inflight.await.unwrap();
+    let (status, location) = answer.unwrap_or_else(|e| {
+        std::thread::sleep(Duration::from_secs(3));
+        panic!("the in-flight handoff did not complete: {e}\n{}", gw.log())
+    });
+    assert_eq!(status, 302, "{}", gw.log());
+    assert!(location
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("process-login"));
+    let exited = tokio::task::spawn_blocking(move || (gw.wait_exit(Duration::from_secs(15)), gw));
+    let (code, gw) = exited.await.unwrap();
+    assert_eq!(code, Some(0), "{}", gw.log());
+    assert!(gw.log().contains("handoff stopped"), "{}", gw.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_for_logs_is_not_fatal() {
+    let intranet = Intranet::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    // /dev/full: every write fails with ENOSPC, as on a full disk.
+    let body = format!("{}{}", fixture_session(), routes(&intranet, &["/"]));
+    let config = write_config(
+        dir.path(),
+        port,
+        &format!("metrics_listen = \"127.0.0.1:{metrics_port}\""),
+        &body,
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[log]\n", "[log]\nfile = \"/dev/full\"\n");
+    std::fs::write(&config, text).unwrap();
+    let _gw = Gateway::start(&config, &[]);
+    wait_ready(port).await;
+    let c = client();
+    for i in 0..200 {
+        let r = c
+            .get(format!("http://127.0.0.1:{port}/page/{i}"))
+            .send()
+            .await
+            .expect("served despite the full disk");
+        assert_eq!(r.status(), 200);
+    }
+    let lost = metric(
+        metrics_port,
+        r#"handoff_log_lines_lost_total{cause="write_error"}"#,
+    )
+    .await
+    .expect("the metric");
+    assert!(
+        lost >= 200.0,
+        "every access line was lost and counted: {lost}"
+    );
+}
