@@ -37,6 +37,8 @@ pub enum Mode {
     Html,
     /// Answers as `Real`, after this many milliseconds.
     Slow(u64),
+    /// HTTP 200 with a JSON-looking body of this many bytes that never ends its object.
+    Huge(usize),
 }
 
 /// One call the stand-in received.
@@ -201,6 +203,12 @@ async fn forced(mode: Mode) -> Option<Response> {
             )
                 .into_response(),
         ),
+        Mode::Huge(bytes) => {
+            let mut body = String::with_capacity(bytes);
+            body.push_str("{\"type\":\"RXSUCCESS\",\"pad\":\"");
+            body.extend(std::iter::repeat_n('x', bytes.saturating_sub(body.len())));
+            Some((StatusCode::OK, [("content-type", "application/json")], body).into_response())
+        }
         Mode::Html => Some(
             (
                 StatusCode::BAD_GATEWAY,

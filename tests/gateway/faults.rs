@@ -134,3 +134,52 @@ async fn readyz_follows_health_checks() {
     );
     assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 502);
 }
+
+/// An upstream that goes down and comes back on the same address: a clear 502 while it is
+/// down, served again as soon as it is back, never a hang.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flapping_upstream_gets_502_pages_then_recovers() {
+    use axum::{routing::get, Router};
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = format!(
+        "[upstreams.flappy]\nservers = [\"{addr}\"]\n\
+         health_check = {{ type = \"tcp\", interval_ms = 100 }}\n\
+         [[routes]]\npath = \"/\"\nupstream = \"flappy\"\n"
+    );
+    let gw = TestGateway::start(&config);
+    let c = client();
+    for round in 0..3 {
+        // Up: served.
+        let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+        let app = Router::new().route("/{*rest}", get(|| async { "up" }));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let started = Instant::now();
+        loop {
+            let resp = c.get(gw.url("/page")).send().await.unwrap();
+            if resp.status() == 200 {
+                assert_eq!(resp.text().await.unwrap(), "up");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "round {round}: never recovered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Down: a 502 page, quickly.
+        server.abort();
+        let _ = server.await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let resp = c
+            .get(gw.url("/page"))
+            .header("Accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 502, "round {round}");
+        assert!(resp.text().await.unwrap().contains("The intranet is not answering"));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}

@@ -331,7 +331,7 @@ async fn email_endpoint_errors_get_pages() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn garbage_slow_and_unreachable_apis_get_pages_and_other_routes_keep_working() {
+async fn garbage_huge_slow_and_unreachable_apis_get_pages_and_other_routes_keep_working() {
     let s = setup("timeout_ms = 400", "").await;
     let ada = person("ada@corp.example", &[]);
     s.api.set_verify(Mode::Html);
@@ -348,6 +348,18 @@ async fn garbage_slow_and_unreachable_apis_get_pages_and_other_routes_keep_worki
         .await
         .unwrap()
         .contains("YourGPT is taking too long"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // 16 MiB that never closes its JSON object: read up to the cap, then refused, quickly.
+    s.api.set_verify(Mode::Huge(16 << 20));
+    let started = std::time::Instant::now();
+    let resp = open(&s.gw, &ada).await;
+    assert_eq!(resp.status(), 502);
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("could not sign you in"));
     assert!(started.elapsed() < Duration::from_secs(2));
 
     let dead = format!("http://127.0.0.1:{}", free_port());
