@@ -681,8 +681,12 @@ fn is_plain_html(response: &ResponseHeader) -> bool {
     html && !encoded
 }
 
-/// Writes a complete [`Reply`], keeping the connection open for the next request.
+/// Writes a complete [`Reply`], keeping the connection open for the next request unless the
+/// reply says to close it.
 async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
+    if reply.close {
+        session.set_keepalive(None);
+    }
     let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
     for (name, value) in reply.headers {
         resp.insert_header(name, value)?;

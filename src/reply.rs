@@ -15,6 +15,8 @@ pub struct Reply {
     /// What happened, for the access log: `answered`, `redirect`, an error's code
     /// (`forbidden`, `unauthenticated` …), or how a handoff ended (`redirected` …).
     pub outcome: &'static str,
+    /// Close the connection after this answer.
+    pub close: bool,
 }
 
 impl Reply {
@@ -27,6 +29,7 @@ impl Reply {
             ],
             body: body.into(),
             outcome: "answered",
+            close: false,
         }
     }
 
@@ -64,6 +67,7 @@ impl Reply {
             ],
             body: Bytes::new(),
             outcome: "redirect",
+            close: false,
         }
     }
 
@@ -73,6 +77,12 @@ impl Reply {
         r.headers
             .push(("Referrer-Policy", "no-referrer".to_string()));
         r
+    }
+
+    /// Closes the connection after this answer (the request's framing cannot be trusted).
+    pub fn closing(mut self) -> Reply {
+        self.close = true;
+        self
     }
 
     /// Names what happened, for the access log.

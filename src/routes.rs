@@ -155,9 +155,13 @@ fn decode_unreserved(path: &str) -> String {
 }
 
 /// A path on this site: starts with `/`, and is not `//host` or `/\\host` (which browsers
-/// read as another site).
+/// read as another site). Control characters are refused anywhere: browsers drop tabs and
+/// newlines before reading a URL, so `/<TAB>/host` is `//host` to them.
 pub fn is_local_path(s: &str) -> bool {
-    s.starts_with('/') && !s.starts_with("//") && !s.contains('\\')
+    s.starts_with('/')
+        && !s.starts_with("//")
+        && !s.contains('\\')
+        && !s.chars().any(char::is_control)
 }
 
 /// `"ai"` for `/ai/chat`; `""` for `/`.

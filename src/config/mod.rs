@@ -144,6 +144,8 @@ pub struct ServerSettings {
     pub trust_forwarded_headers: bool,
     /// Where Prometheus scrapes `/metrics` (off when unset).
     pub metrics_listen: Option<String>,
+    /// Requests whose headers are larger get a 431 (Pingora itself stops at 1 MiB).
+    pub max_request_header_bytes: usize,
 }
 
 /// `[server.tls]`: HTTPS listeners (HTTP/1.1 and HTTP/2 by ALPN).

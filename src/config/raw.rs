@@ -29,6 +29,7 @@ pub struct RawServer {
     pub endpoints_prefix: Option<String>,
     pub trust_forwarded_headers: Option<bool>,
     pub metrics_listen: Option<String>,
+    pub max_request_header_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -78,6 +78,14 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
         endpoints_prefix,
         trust_forwarded_headers: raw.trust_forwarded_headers.unwrap_or(false),
         metrics_listen: raw.metrics_listen,
+        max_request_header_bytes: match raw.max_request_header_bytes {
+            Some(n) if n < 1024 => {
+                p.add("server.max_request_header_bytes", "must be at least 1024");
+                n
+            }
+            Some(n) => n,
+            None => 65_536,
+        },
     }
 }
 

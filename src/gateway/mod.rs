@@ -211,6 +211,12 @@ impl Gateway {
     /// Decides what to do with a request. Only waits when the session must be looked up (a
     /// JWKS refetch for an unknown key, or a userinfo call that is not cached).
     pub async fn decide(&self, req: &Parts) -> (Decision, SessionNote) {
+        if let Some(reply) = self.hostile_framing(req) {
+            return (
+                Decision::Reply { reply, route: None },
+                SessionNote::NotChecked,
+            );
+        }
         let path = req.uri.path();
         if let Some(endpoint) = self.own_endpoint(path) {
             return self.answer_endpoint(endpoint, req).await;
@@ -460,6 +466,50 @@ impl Gateway {
                 .map(|v| (n.clone(), v))
         })
         .collect()
+    }
+}
+
+impl Gateway {
+    /// Requests whose framing two HTTP parsers could read differently (the shapes of request
+    /// smuggling), and requests whose headers are over `server.max_request_header_bytes`: a
+    /// 400 / 431 that closes the connection, before anything is proxied.
+    fn hostile_framing(&self, req: &Parts) -> Option<Reply> {
+        let refuse = |status, code, title, message| {
+            Some(Reply::error(wants_html(&req.headers), status, code, title, message).closing())
+        };
+        let te = req.headers.get_all(http::header::TRANSFER_ENCODING);
+        let mut te = te.iter();
+        if let Some(first) = te.next() {
+            let plain_chunked = te.next().is_none()
+                && first
+                    .to_str()
+                    .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+            let with_length = req.headers.contains_key(http::header::CONTENT_LENGTH);
+            if !plain_chunked || with_length || req.version == http::Version::HTTP_10 {
+                return refuse(
+                    400,
+                    "ambiguous_framing",
+                    "Bad request",
+                    "The request's length is ambiguous (Transfer-Encoding with Content-Length, \
+                     or an encoding other than chunked).",
+                );
+            }
+        }
+        let max = self.server.max_request_header_bytes;
+        let mut total = 0usize;
+        for (name, value) in &req.headers {
+            total += name.as_str().len() + value.len() + 4;
+            if total > max {
+                return refuse(
+                    431,
+                    "headers_too_large",
+                    "Request headers too large",
+                    "The request's headers (cookies, most likely) are too large. Clearing this \
+                     site's cookies usually helps.",
+                );
+            }
+        }
+        None
     }
 }
 

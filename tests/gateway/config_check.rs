@@ -1462,3 +1462,61 @@ fn the_reference_documents_real_jwks_and_userinfo_keys() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn log_and_operations_keys_are_checked() {
+    let base = format!("{UPSTREAM}{ROUTE}");
+    let with = |extra: &str| format!("{extra}\n{base}");
+    assert_only_problem(
+        &with("[log]\nformat = \"xml\""),
+        "log.format",
+        "expected \"json\" or \"text\"",
+    );
+    assert_only_problem(
+        &with("[log]\nperson = \"email\""),
+        "log.person",
+        "expected \"id\", \"hash\" or \"none\"",
+    );
+    assert_only_problem(
+        &with("[log]\nperson = \"hash\""),
+        "log.person_hash_key",
+        "needs a key",
+    );
+    assert_only_problem(
+        &with(&format!(
+            "[log]\nperson = \"hash\"\nperson_hash_key = {{ env = \"{UNSET_ENV}\" }}"
+        )),
+        "log.person_hash_key",
+        UNSET_ENV,
+    );
+    assert_only_problem(
+        &with("[log]\nperson_hash_key = { file = \"session-secret.txt\" }"),
+        "log.person_hash_key",
+        "only used with person = \"hash\"",
+    );
+    assert_only_problem(
+        &with("[log]\nlevel = \"debug\""),
+        "log.level",
+        "unknown field `level`",
+    );
+    assert_only_problem(
+        &with("[server]\nmetrics_listen = \"localhost:9100\""),
+        "server.metrics_listen",
+        "is not an IP:port address",
+    );
+    assert_only_problem(
+        &with("[server]\nmax_request_header_bytes = 100"),
+        "server.max_request_header_bytes",
+        "at least 1024",
+    );
+    // The defaults.
+    let config = from_toml_str(&base, &fixtures()).unwrap();
+    assert_eq!(config.log.format, handoff::config::LogFormat::Json);
+    assert!(config.log.access && !config.log.query && config.log.file.is_none());
+    assert!(matches!(
+        config.log.person,
+        handoff::config::PersonInLog::Id
+    ));
+    assert_eq!(config.server.metrics_listen, None);
+    assert_eq!(config.server.max_request_header_bytes, 65_536);
+}

@@ -179,7 +179,11 @@ async fn a_flapping_upstream_gets_502_pages_then_recovers() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 502, "round {round}");
-        assert!(resp.text().await.unwrap().contains("The intranet is not answering"));
+        assert!(resp
+            .text()
+            .await
+            .unwrap()
+            .contains("The intranet is not answering"));
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

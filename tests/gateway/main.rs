@@ -13,6 +13,7 @@ mod observability;
 mod passthrough;
 mod policy;
 mod routing;
+mod security;
 mod sessions;
 mod spoofing;
 mod typingmind;

@@ -355,11 +355,7 @@ async fn garbage_huge_slow_and_unreachable_apis_get_pages_and_other_routes_keep_
     let started = std::time::Instant::now();
     let resp = open(&s.gw, &ada).await;
     assert_eq!(resp.status(), 502);
-    assert!(resp
-        .text()
-        .await
-        .unwrap()
-        .contains("could not sign you in"));
+    assert!(resp.text().await.unwrap().contains("could not sign you in"));
     assert!(started.elapsed() < Duration::from_secs(2));
 
     let dead = format!("http://127.0.0.1:{}", free_port());
