@@ -153,6 +153,7 @@ pub fn run(path: &Path) -> Result<(), String> {
     let config = config::load(path).map_err(|e| e.to_string())?;
     let plan = Plan::from_config(&config, path)?;
     start_services(&plan)?;
+    let metrics = config.server.metrics_listen.clone();
     let server = crate::standalone::build_with_config(config, Some(path.to_path_buf()), None)
         .map_err(|e| e.to_string())?;
     println!("Handoff demo — everything runs on this machine; nothing is real.");
@@ -163,6 +164,9 @@ pub fn run(path: &Path) -> Result<(), String> {
     }
     if let Some((addr, ..)) = &plan.typingmind {
         println!("        TypingMind stand-in  http://{addr}");
+    }
+    if let Some(addr) = metrics {
+        println!("        metrics              http://{addr}/metrics");
     }
     println!("Stop with Ctrl-C.");
     server.run_forever()

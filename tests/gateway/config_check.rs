@@ -109,6 +109,7 @@ fn check(path: &Path, secret: Option<&str>) -> Output {
         "INTRANET_SESSION_SECRET",
         "YOURGPT_SSO_SECRET",
         "TYPINGMIND_JWT_SECRET",
+        "HANDOFF_LOG_HASH_KEY",
     ] {
         match secret {
             Some(s) => cmd.env(var, s),
@@ -1429,14 +1430,15 @@ fn sources_must_exist_and_be_configured() {
 
 #[test]
 fn the_reference_documents_real_jwks_and_userinfo_keys() {
-    // The commented-out [session.jwks] and [session.userinfo] tables, switched on, must load.
+    // The commented-out [session.jwks], [session.userinfo] and [log] tables, switched on, must
+    // load.
     let reference = std::fs::read_to_string(manifest_dir().join("conf/handoff.toml"))
         .expect("reference config");
     let mut config = String::new();
     let mut switched_on = 0;
     let mut on = false;
     for line in reference.lines() {
-        if line == "# [session.jwks]" || line == "# [session.userinfo]" {
+        if ["# [session.jwks]", "# [session.userinfo]", "# [log]"].contains(&line) {
             on = true;
             switched_on += 1;
         }
@@ -1449,7 +1451,7 @@ fn the_reference_documents_real_jwks_and_userinfo_keys() {
         }
         config.push('\n');
     }
-    assert_eq!(switched_on, 2, "both tables are in the reference");
+    assert_eq!(switched_on, 3, "the three tables are in the reference");
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("handoff.toml");
     std::fs::write(&path, &config).expect("write");

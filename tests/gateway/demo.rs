@@ -45,7 +45,8 @@ fn demo_config(
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{gateway}"))
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{intranet}"))
         .replace("127.0.0.1:9001", &format!("127.0.0.1:{yourgpt}"))
-        .replace("127.0.0.1:9002", &format!("127.0.0.1:{typingmind}"));
+        .replace("127.0.0.1:9002", &format!("127.0.0.1:{typingmind}"))
+        .replace("127.0.0.1:9003", &format!("127.0.0.1:{}", free_port()));
     for secret in [
         "demo-session-secret.txt",
         "demo-yourgpt-secret.txt",

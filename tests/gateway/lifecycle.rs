@@ -225,7 +225,7 @@ async fn reload_swaps_routes_under_load_and_a_bad_config_changes_nothing() {
     let server_extra = format!("metrics_listen = \"127.0.0.1:{metrics_port}\"");
     let body = |paths: &[&str]| format!("{}{}", fixture_session(), routes(&intranet, paths));
     let config = write_config(dir.path(), port, &server_extra, &body(&["/a"]));
-    let mut gw = Gateway::start(&config, &[]);
+    let gw = Gateway::start(&config, &[]);
     wait_ready(port).await;
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     assert_eq!(status(&url("/a/x")).await, 200);
