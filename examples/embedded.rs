@@ -111,6 +111,11 @@ impl ProxyHttp for HostProxy {
             .response_body_filter(body, end_of_stream, &mut ctx.handoff);
         Ok(None)
     }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut HostCtx) {
+        // Handoff's metrics and access-log line; the host would log its own requests too.
+        self.handoff.log_access(session, e, &ctx.handoff);
+    }
 }
 
 /// The host's server: `handoff` embedded, listening on `listen`, proxying to `upstream`.

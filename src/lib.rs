@@ -17,10 +17,13 @@
 //! | `upstream_peer` | [`Handoff::upstream_peer`] for [`Filtered::Proxy`] requests, if you proxy Handoff's routes |
 //! | `upstream_request_filter` | [`Handoff::upstream_request_filter`] on every request (strips forged identity headers) |
 //! | `response_filter`, `response_body_filter` | [`Handoff::response_filter`], [`Handoff::response_body_filter`] (widget sign-in) |
+//! | `logging` | [`Handoff::log_access`] (metrics, and the access-log line unless `[log] access = false`) |
 //! | at start-up | [`Handoff::add_services`] (health checks, JWKS refresh) |
 //!
 //! Optional helpers: [`Handoff::fail_to_connect`], [`Handoff::fail_to_proxy`],
-//! [`Handoff::answer_not_found`], [`Handoff::log_access`].
+//! [`Handoff::answer_not_found`]. Operations: [`Handoff::reload`] (re-read the config file and
+//! swap it in, e.g. on your SIGHUP), [`Handoff::metrics_text`] or
+//! [`Handoff::add_metrics_service`] (Prometheus).
 //!
 //! ```no_run
 //! use async_trait::async_trait;

@@ -181,3 +181,82 @@ fn settings_in_code_are_checked_like_a_file() {
         .to_string();
     assert!(err.contains("do not fit a TOML document"), "{err}");
 }
+
+/// The library's reload: a host keeps serving while `Handoff::reload` swaps the routes, a bad
+/// file changes nothing, and the metrics say both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_reloads_handoff_from_its_file() {
+    let yourgpt = YourGptStandIn::start(secret_fixture("yourgpt-secret.txt"))
+        .await
+        .unwrap();
+    let intranet = Intranet::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handoff.toml");
+    let session = format!(
+        "[session]\ncookie = \"intranet_session\"\nalgorithms = [\"HS256\"]\n\
+         secret = {{ file = \"{}\" }}\n",
+        fixtures().join("session-secret.txt").display()
+    );
+    let app = |name: &str| {
+        format!(
+            "[apps.{name}]\nkind = \"typingmind\"\ninstance_url = \"{INSTANCE}\"\n\
+             secret = {{ file = \"{}\" }}\n[[routes]]\npath = \"/ai/{name}\"\napp = \"{name}\"\n",
+            fixtures().join("typingmind-secret.txt").display()
+        )
+    };
+    std::fs::write(&path, format!("{session}{}", app("chat"))).unwrap();
+    let handoff = Handoff::from_file(&path).unwrap();
+    let gw = host(handoff.clone(), &intranet);
+    let open = |p: &'static str| {
+        let url = gw.url(p);
+        async move {
+            client()
+                .get(url)
+                .header("Accept", "text/html")
+                .header("Cookie", cookie())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(open("/ai/chat").await, 302);
+    assert_eq!(open("/ai/other").await, 200, "the host's own page");
+
+    std::fs::write(&path, format!("{session}{}{}", app("chat"), app("other"))).unwrap();
+    assert_eq!(
+        handoff.reload().await.unwrap(),
+        "2 routes, 0 upstreams, 2 apps"
+    );
+    assert_eq!(open("/ai/other").await, 302, "now Handoff's");
+
+    std::fs::write(
+        &path,
+        format!("{session}[[routes]]\npath = \"/x\"\napp = \"nope\"\n"),
+    )
+    .unwrap();
+    let err = handoff.reload().await.unwrap_err().to_string();
+    assert!(err.contains("routes[0].app"), "{err}");
+    assert_eq!(open("/ai/other").await, 302, "the old config stays");
+
+    let metrics = handoff.metrics_text();
+    assert!(
+        metrics.contains("handoff_config_reloads_total{result=\"success\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("handoff_config_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("handoff_handoffs_total{app=\"other\",code=\"\",outcome=\"redirected\"} 2"),
+        "{metrics}"
+    );
+
+    // Built from settings in code: there is no file, and reload says so.
+    let in_code = Handoff::from_settings(settings(&yourgpt), fixtures()).unwrap();
+    let err = in_code.reload().await.unwrap_err().to_string();
+    assert!(err.contains("no file to reload"), "{err}");
+}
