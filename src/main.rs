@@ -20,18 +20,25 @@ struct Cli {
     command: Command,
 }
 
+/// `--config FILE`, shared by the commands that read the gateway's config.
+#[derive(clap::Args)]
+struct ConfigFile {
+    /// The config file.
+    #[arg(
+        long = "config",
+        short = 'c',
+        default_value = "conf/demo.toml",
+        env = "HANDOFF_CONFIG"
+    )]
+    path: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve: proxy the intranet and answer Handoff's routes.
     Run {
-        /// The config file.
-        #[arg(
-            long,
-            short = 'c',
-            default_value = "conf/demo.toml",
-            env = "HANDOFF_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Take over the listening sockets of a running instance (zero-downtime upgrade; send
         /// the old process SIGQUIT once this one is up).
         #[arg(long, short = 'u')]
@@ -50,33 +57,23 @@ enum Command {
     /// Check the config file, then tell the running gateway (the process in `server.pid_file`)
     /// to reload it (SIGHUP). Its log says how the reload went.
     Reload {
-        /// The config file.
-        #[arg(
-            long,
-            short = 'c',
-            default_value = "conf/demo.toml",
-            env = "HANDOFF_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
     /// Validate a config file: types, references, secrets, key files, addresses. Lists every
     /// problem with its key and exits non-zero if there is any.
     Check {
-        /// The config file.
-        #[arg(
-            long,
-            short = 'c',
-            default_value = "conf/demo.toml",
-            env = "HANDOFF_CONFIG"
-        )]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => {
+        Command::Check {
+            config: ConfigFile { path: config },
+        } => {
             let _logs = text_logs();
             match Handoff::from_file(&config) {
                 Ok(handoff) => {
@@ -89,7 +86,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Reload { config } => reload(&config),
+        Command::Reload {
+            config: ConfigFile { path },
+        } => reload(&path),
         Command::Demo { config } => {
             let _logs = text_logs();
             match handoff::demo::run(&config) {
@@ -101,10 +100,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Run {
-            config,
+            config: ConfigFile { path },
             upgrade,
             daemon,
-        } => run(&config, upgrade, daemon),
+        } => run(&path, upgrade, daemon),
     }
 }
 
