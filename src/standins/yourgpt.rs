@@ -204,9 +204,8 @@ async fn forced(mode: Mode) -> Option<Response> {
                 .into_response(),
         ),
         Mode::Huge(bytes) => {
-            let mut body = String::with_capacity(bytes);
-            body.push_str("{\"type\":\"RXSUCCESS\",\"pad\":\"");
-            body.extend(std::iter::repeat_n('x', bytes.saturating_sub(body.len())));
+            let mut body = b"{\"type\":\"RXSUCCESS\",\"pad\":\"".to_vec();
+            body.resize(bytes.max(body.len()), b'x');
             Some((StatusCode::OK, [("content-type", "application/json")], body).into_response())
         }
         Mode::Html => Some(

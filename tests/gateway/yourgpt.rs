@@ -350,8 +350,8 @@ async fn garbage_huge_slow_and_unreachable_apis_get_pages_and_other_routes_keep_
         .contains("YourGPT is taking too long"));
     assert!(started.elapsed() < Duration::from_secs(2));
 
-    // 16 MiB that never closes its JSON object: read up to the cap, then refused, quickly.
-    s.api.set_verify(Mode::Huge(16 << 20));
+    // 4 MiB that never closes its JSON object: read up to the cap, then refused, quickly.
+    s.api.set_verify(Mode::Huge(4 << 20));
     let started = std::time::Instant::now();
     let resp = open(&s.gw, &ada).await;
     assert_eq!(resp.status(), 502);
