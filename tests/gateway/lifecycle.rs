@@ -488,3 +488,28 @@ async fn a_full_disk_for_logs_is_not_fatal() {
         "every access line was lost and counted: {lost}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handoff_reload_says_why_it_cannot_signal() {
+    let intranet = Intranet::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("{}{}", fixture_session(), routes(&intranet, &["/"]));
+    let config = write_config(dir.path(), free_port(), "", &body);
+    // Nothing running: no pid file.
+    let (code, out) = handoff_reload(&config);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("cannot read server.pid_file") && out.contains("is the gateway running?"),
+        "{out}"
+    );
+    // A pid file that holds no process id.
+    std::fs::write(dir.path().join("handoff.pid"), "not a pid\n").unwrap();
+    let (code, out) = handoff_reload(&config);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("does not hold a process id"), "{out}");
+    // A process that is gone.
+    std::fs::write(dir.path().join("handoff.pid"), "999999999\n").unwrap();
+    let (code, out) = handoff_reload(&config);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("cannot signal process 999999999"), "{out}");
+}
