@@ -14,6 +14,13 @@ cookie = "intranet_session"
 secret = { env = "HANDOFF_FUZZ_SECRET" }
 algorithms = ["HS256"]
 sources = ["cookie", "bearer"]
+
+[upstreams.intranet]
+servers = ["127.0.0.1:9"]
+
+[[routes]]
+path = "/"
+upstream = "intranet"
 "#;
 
 struct Fixture {
