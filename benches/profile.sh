@@ -5,6 +5,7 @@
 #   benches/profile.sh                    # pass-through
 #   ROUTE=/jwt benches/profile.sh         # with a JWT session verified (remembered) per request
 #   N=5000 benches/profile.sh
+#   RUST_LOG=info benches/profile.sh      # with the access log on (default: warn, off)
 #
 # Needs nginx, wrk, python3, valgrind, perf (apt-get install nginx wrk valgrind linux-perf).
 set -euo pipefail
@@ -79,7 +80,7 @@ EOF
 
 # 1. Instructions per request, under callgrind: counters zeroed after warm-up, dumped after N.
 if [ -z "${SKIP_CALLGRIND:-}" ]; then
-RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$bin" run \
+RUST_LOG=${RUST_LOG:-warn} valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$bin" run \
   --config "$work/handoff.toml" 2>"$work/valgrind.err" &
 pids+=($!)
 VG=$!
@@ -100,7 +101,7 @@ echo "  top functions (self): $out/callgrind.txt"
 fi
 
 # 2. perf under load.
-RUST_LOG=warn "$bin" run --config "$work/handoff.toml" 2>"$work/handoff.err" &
+RUST_LOG=${RUST_LOG:-warn} "$bin" run --config "$work/handoff.toml" 2>"$work/handoff.err" &
 pids+=($!)
 H=$!
 wait_port "$HANDOFF"

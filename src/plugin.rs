@@ -536,9 +536,9 @@ impl Handoff {
         let gateway = self.gateway_of(ctx);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.map(|r| gateway.route(r));
-        let route_key = route.map_or("-", |r| r.key.as_str());
+        let (route_label, route_metrics) = gateway.route_metrics(ctx.route);
         let seconds = ctx.started.elapsed().as_secs_f64();
-        self.shared.metrics.request(route_key, status, seconds);
+        route_metrics.record(status, seconds);
         let log = gateway.log_settings();
         if !log.access {
             return;
@@ -566,7 +566,7 @@ impl Handoff {
             method = %req.method,
             path,
             status,
-            route = route_key,
+            route = route_label.as_str(),
             outcome,
             upstream = upstream.as_deref().unwrap_or("-"),
             session = ctx.session.label(),

@@ -20,6 +20,15 @@ pub enum HostPattern {
     Suffix(String),
 }
 
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPattern::Exact(name) => f.write_str(name),
+            HostPattern::Suffix(suffix) => write!(f, "*{suffix}"),
+        }
+    }
+}
+
 impl HostPattern {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let lower = raw.trim().trim_end_matches('.').to_ascii_lowercase();

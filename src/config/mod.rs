@@ -263,6 +263,17 @@ pub enum RouteTarget {
     App(usize),
 }
 
+impl RouteSettings {
+    /// How metrics and the access log name the route: its path, after its host if it has one
+    /// (`/ai/chat`, `*.example.com/ai`).
+    pub fn label(&self) -> String {
+        match &self.host {
+            Some(host) => format!("{host}{}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
 impl RouteTarget {
     /// A handoff route.
     pub fn is_app(&self) -> bool {

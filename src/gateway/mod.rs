@@ -16,7 +16,7 @@ use crate::handoff::limits::EmailLimits;
 use crate::handoff::widget::WidgetRewriter;
 use crate::handoff::{App, HandoffRequest};
 use crate::identity::Identity;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::reply::{wants_html, Reply};
 use crate::routes::{normalize_path, RouteTable};
 use crate::session::jwks::Jwks;
@@ -30,6 +30,8 @@ pub struct Gateway {
     server: ServerSettings,
     log: LogSettings,
     metrics: Arc<Metrics>,
+    /// Per route (by index), then one for requests no route matches; with each route's label.
+    route_metrics: Vec<(String, RouteMetrics)>,
     table: RouteTable<usize>,
     routes: Vec<RouteSettings>,
     session: Option<SessionSettings>,
@@ -124,7 +126,18 @@ impl Gateway {
         let widget_apps = (0..apps.len())
             .filter(|&i| apps[i].signs_in_widgets())
             .collect();
+        let route_metrics = config
+            .routes
+            .iter()
+            .map(RouteSettings::label)
+            .chain(std::iter::once("-".to_string()))
+            .map(|label| {
+                let m = metrics.for_route(&label);
+                (label, m)
+            })
+            .collect();
         let gateway = Gateway {
+            route_metrics,
             widget_apps,
             apps,
             server: config.server,
@@ -142,8 +155,10 @@ impl Gateway {
         Ok(gateway)
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+    /// The label and the request metrics of `route` (`None`: no route matched).
+    pub fn route_metrics(&self, route: Option<usize>) -> &(String, RouteMetrics) {
+        let unrouted = self.route_metrics.len() - 1;
+        &self.route_metrics[route.map_or(unrouted, |r| r.min(unrouted))]
     }
 
     pub fn log_settings(&self) -> &LogSettings {
