@@ -128,10 +128,7 @@ async fn metrics_say_what_happened() {
     };
     // (Ada's token was verified once and remembered for the other five requests.)
     for (series, want) in [
-        (
-            r#"handoff_requests_total{route="/",status="2xx"}"#,
-            4.0,
-        ),
+        (r#"handoff_requests_total{route="/",status="2xx"}"#, 4.0),
         (
             r#"handoff_requests_total{route="/ai/yourgpt",status="3xx"}"#,
             1.0,
@@ -144,10 +141,7 @@ async fn metrics_say_what_happened() {
             r#"handoff_requests_total{route="/ai/chat",status="3xx"}"#,
             2.0,
         ),
-        (
-            r#"handoff_request_duration_seconds_count{route="/"}"#,
-            4.0,
-        ),
+        (r#"handoff_request_duration_seconds_count{route="/"}"#, 4.0),
         (
             r#"handoff_handoffs_total{app="yourgpt",code="",outcome="redirected"}"#,
             1.0,

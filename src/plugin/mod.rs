@@ -1,29 +1,24 @@
 //! [`Handoff`]: the library's face — what a Pingora proxy calls from its own phases.
 
+mod live;
+
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
-use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::proxy::{FailToProxy, Session};
 use pingora::server::Server;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::{background_service, BackgroundService};
-use pingora::services::{ServiceHandle, ServiceReadyNotifier};
+use pingora::services::ServiceHandle;
 use pingora::upstreams::peer::{HttpPeer, Peer};
-use tokio::sync::watch;
 
 use crate::config::{self, Config, ConfigErrors};
 use crate::gateway::{Decision, Gateway, SessionNote};
 use crate::handoff::widget::WidgetRewriter;
 use crate::identity::Identity;
-use crate::metrics::{Metrics, StateCollector};
 use crate::reply::{wants_html, Reply};
 
 /// Why a [`Handoff`] could not be built: every problem of the settings, each named by its key
@@ -38,30 +33,7 @@ pub type LoadError = ConfigErrors;
 /// your per-request context. See the crate documentation for the phase-by-phase wiring.
 #[derive(Clone)]
 pub struct Handoff {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    /// The config in use. A request keeps the one it started with to its end.
-    current: Arc<ArcSwap<Gateway>>,
-    metrics: Arc<Metrics>,
-    /// The file a reload reads; `None` when built from text or settings in code.
-    source: Option<PathBuf>,
-    /// One reload at a time.
-    reloading: tokio::sync::Mutex<()>,
-    /// Whether the background service runs (then a reload starts the new config's tasks).
-    background: AtomicBool,
-    /// Stops the current config's health checks and JWKS refresh when it is replaced.
-    tasks: Mutex<Option<Tasks>>,
-}
-
-/// The background tasks of one config: dropping this stops them.
-struct Tasks(watch::Sender<bool>);
-
-impl Drop for Tasks {
-    fn drop(&mut self) {
-        let _ = self.0.send(true);
-    }
+    live: Arc<live::Live>,
 }
 
 /// Per-request state: make one with [`Handoff::new_ctx`] in your `new_ctx` and keep it inside
@@ -146,29 +118,14 @@ impl Handoff {
     }
 
     fn build(config: Config, source: Option<PathBuf>) -> Result<Self, LoadError> {
-        let metrics = Metrics::new();
-        let gateway = Gateway::build(config, metrics.clone(), None).map_err(ConfigErrors::one)?;
-        let current = Arc::new(ArcSwap::from_pointee(gateway));
-        match StateCollector::new(&current) {
-            Ok(collector) => metrics.register(Box::new(collector)),
-            Err(e) => tracing::error!(target: "handoff::metrics", "no state metrics: {e}"),
-        }
-        metrics.last_reload.set(unix_now());
         Ok(Handoff {
-            shared: Arc::new(Shared {
-                current,
-                metrics,
-                source,
-                reloading: tokio::sync::Mutex::new(()),
-                background: AtomicBool::new(false),
-                tasks: Mutex::new(None),
-            }),
+            live: live::Live::new(config, source)?,
         })
     }
 
     /// The config in use.
     fn gateway(&self) -> Arc<Gateway> {
-        self.shared.current.load_full()
+        self.live.gateway()
     }
 
     /// The config `ctx`'s request is decided by (the current one before `request_filter`).
@@ -180,77 +137,18 @@ impl Handoff {
     /// sessions and policies. Requests in flight finish on the config they started with. A
     /// config with a new JWKS URL serves once its keys are in (or `startup_wait_ms` passed).
     /// On any problem the config in use stays and the problems come back (and are logged and
-    /// counted in `handoff_config_reloads_total{result="failure"}`).
+    /// counted in `handoff_config_reloads_total{result="failure"}`). Returns the new config's
+    /// [`Handoff::summary`].
     ///
     /// `[server]` and `[log]`'s `format` and `file` are read at start only (a warning says
     /// when they changed); `server.endpoints_prefix` reloads.
     pub async fn reload(&self) -> Result<String, LoadError> {
-        let shared = &self.shared;
-        let _one_at_a_time = shared.reloading.lock().await;
-        let result = self.swap_in_file().await;
-        match &result {
-            Ok(summary) => {
-                shared.metrics.reloads.with_label_values(&["success"]).inc();
-                shared.metrics.last_reload.set(unix_now());
-                tracing::info!(target: "handoff::config", "config reloaded: {summary}");
-            }
-            Err(e) => {
-                shared.metrics.reloads.with_label_values(&["failure"]).inc();
-                tracing::error!(
-                    target: "handoff::config",
-                    "config reload refused, the config in use stays:\n{e}"
-                );
-            }
-        }
-        result
-    }
-
-    async fn swap_in_file(&self) -> Result<String, LoadError> {
-        let shared = &self.shared;
-        let path = shared.source.clone().ok_or_else(|| {
-            ConfigErrors::one("built from settings in code: there is no file to reload")
-        })?;
-        let config = tokio::task::spawn_blocking(move || config::load(&path))
-            .await
-            .map_err(|e| ConfigErrors::one(format!("the reload stopped: {e}")))??;
-        let old = self.gateway();
-        if &config.server != old.server_settings() {
-            tracing::warn!(
-                target: "handoff::config",
-                "[server] changed: apart from endpoints_prefix, its keys take effect at the next \
-                 restart or binary upgrade"
-            );
-        }
-        let (log_now, log_new) = (old.log_settings(), &config.log);
-        if log_new.format != log_now.format || log_new.file != log_now.file {
-            tracing::warn!(
-                target: "handoff::config",
-                "[log] format or file changed: takes effect at the next restart"
-            );
-        }
-        let new = Gateway::build(config, shared.metrics.clone(), Some(&old))
-            .map_err(ConfigErrors::one)?;
-        let new = Arc::new(new);
-        let tasks = if shared.background.load(Ordering::Acquire) {
-            let (ready_tx, mut ready) = watch::channel(false);
-            let tasks = start_tasks(&new, Some(ServiceReadyNotifier::new(ready_tx)));
-            let _ = ready.wait_for(|r| *r).await;
-            Some(tasks)
-        } else {
-            None
-        };
-        let summary = summary_of(&new);
-        shared.current.store(new);
-        if let Some(tasks) = tasks {
-            // Dropping the old config's tasks stops its health checks and key refreshes.
-            *lock(&shared.tasks) = Some(tasks);
-        }
-        Ok(summary)
+        self.live.reload().await
     }
 
     /// Prometheus' text format of Handoff's metrics, for a host that serves them itself.
     pub fn metrics_text(&self) -> String {
-        self.shared.metrics.render()
+        self.live.metrics().render()
     }
 
     /// Adds a listener at `addr` that answers Prometheus scrapes (any path) with Handoff's
@@ -258,7 +156,7 @@ impl Handoff {
     pub fn add_metrics_service(&self, server: &mut Server, addr: &str) {
         let mut service = pingora::services::listening::Service::new(
             "handoff metrics".to_string(),
-            crate::metrics::MetricsApp(self.shared.metrics.clone()),
+            crate::metrics::MetricsApp(self.live.metrics().clone()),
         );
         service.add_tcp(addr);
         service.threads = Some(1);
@@ -276,8 +174,7 @@ impl Handoff {
     /// (`handle.add_dependencies(...)`), so that its listeners open once the first signing keys
     /// are in (or `startup_wait_ms` has passed).
     pub fn add_services(&self, server: &mut Server) -> Vec<ServiceHandle> {
-        let service = background_service("handoff background", Background(self.shared.clone()));
-        vec![server.add_service(service)]
+        vec![server.add_service(self.live.background_service())]
     }
 
     /// A fresh per-request context.
@@ -313,8 +210,8 @@ impl Handoff {
                 SessionNote::Valid(source) => source.label(),
                 _ => "none",
             };
-            self.shared
-                .metrics
+            self.live
+                .metrics()
                 .sessions
                 .with_label_values(&[source, note.label()])
                 .inc();
@@ -578,64 +475,8 @@ impl Handoff {
     }
 }
 
-/// Runs the current config's background tasks until the server shuts down.
-struct Background(Arc<Shared>);
-
-#[async_trait]
-impl BackgroundService for Background {
-    async fn start_with_ready_notifier(
-        &self,
-        mut shutdown: ShutdownWatch,
-        ready: ServiceReadyNotifier,
-    ) {
-        let shared = &self.0;
-        {
-            let mut tasks = lock(&shared.tasks);
-            *tasks = Some(start_tasks(&shared.current.load(), Some(ready)));
-            shared.background.store(true, Ordering::Release);
-        }
-        let _ = shutdown.changed().await;
-        lock(&shared.tasks).take();
-    }
-}
-
-/// Starts `gateway`'s health checks and JWKS refresh; `ready` is notified once its first keys
-/// are in (at once without JWKS).
-fn start_tasks(gateway: &Gateway, ready: Option<ServiceReadyNotifier>) -> Tasks {
-    let (stop, stopped) = watch::channel(false);
-    for lb in gateway
-        .upstreams()
-        .iter()
-        .filter_map(|g| g.health_checker())
-    {
-        let stopped = stopped.clone();
-        tokio::spawn(async move { lb.start(stopped).await });
-    }
-    match gateway.jwks() {
-        Some(jwks) => {
-            tokio::spawn(crate::session::jwks::keep_fresh(
-                jwks.clone(),
-                stopped,
-                ready,
-            ));
-        }
-        None => drop(ready),
-    }
-    Tasks(stop)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// `4 routes, 1 upstream, 2 apps`.
-fn summary_of(g: &Gateway) -> String {
+pub(crate) fn summary_of(g: &Gateway) -> String {
     let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     format!(
         "{}, {}, {}",

@@ -1,0 +1,85 @@
+//! Requests refused before any routing: framing that two HTTP parsers could read differently,
+//! oversized headers, and handoff routes opened by anything but a top-level navigation.
+
+use http::request::Parts;
+
+use super::Gateway;
+use crate::reply::{wants_html, Reply};
+
+impl Gateway {
+    /// Requests whose framing two HTTP parsers could read differently (the shapes of request
+    /// smuggling), and requests whose headers are over `server.max_request_header_bytes`: a
+    /// 400 / 431 that closes the connection, before anything is proxied.
+    pub(super) fn hostile_framing(&self, req: &Parts) -> Option<Reply> {
+        let refuse = |status, code, title, message| {
+            Some(Reply::error(wants_html(&req.headers), status, code, title, message).closing())
+        };
+        let te = req.headers.get_all(http::header::TRANSFER_ENCODING);
+        let mut te = te.iter();
+        if let Some(first) = te.next() {
+            let plain_chunked = te.next().is_none()
+                && first
+                    .to_str()
+                    .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+            let with_length = req.headers.contains_key(http::header::CONTENT_LENGTH);
+            if !plain_chunked || with_length || req.version == http::Version::HTTP_10 {
+                return refuse(
+                    400,
+                    "ambiguous_framing",
+                    "Bad request",
+                    "The request's length is ambiguous (Transfer-Encoding with Content-Length, \
+                     or an encoding other than chunked).",
+                );
+            }
+        }
+        let max = self.server.max_request_header_bytes;
+        let mut total = 0usize;
+        for (name, value) in &req.headers {
+            total += name.as_str().len() + value.len() + 4;
+            if total > max {
+                return refuse(
+                    431,
+                    "headers_too_large",
+                    "Request headers too large",
+                    "The request's headers (cookies, most likely) are too large. Clearing this \
+                     site's cookies usually helps.",
+                );
+            }
+        }
+        None
+    }
+}
+
+/// Only a top-level navigation may start a handoff: `GET` or `HEAD`, and no `Sec-Fetch-Dest`
+/// other than `document` (an `<img src>` on another site or a `fetch` must not trigger a vendor
+/// call or an email).
+pub(super) fn handoff_guard(req: &Parts) -> Option<Reply> {
+    let html = wants_html(&req.headers);
+    if req.method != http::Method::GET && req.method != http::Method::HEAD {
+        return Some(
+            Reply::error(
+                html,
+                405,
+                "method_not_allowed",
+                "Open this page from a link",
+                "This address signs you in to an app when you open it in your browser.",
+            )
+            .with_header("Allow", "GET, HEAD".to_string()),
+        );
+    }
+    let dest = req
+        .headers
+        .get("sec-fetch-dest")
+        .map(|v| v.to_str().unwrap_or("?"));
+    match dest {
+        None | Some("document") => None,
+        Some(_) => Some(Reply::error(
+            html,
+            400,
+            "not_a_navigation",
+            "Open this page from a link",
+            "Signing in to an app only happens when you open this address yourself, \
+             not when another page loads it.",
+        )),
+    }
+}
