@@ -513,3 +513,29 @@ async fn handoff_reload_says_why_it_cannot_signal() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("cannot signal process 999999999"), "{out}");
 }
+
+#[test]
+fn a_log_file_that_cannot_be_opened_stops_the_start_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        free_port(),
+        "",
+        "[upstreams.intranet]\nservers = [\"127.0.0.1:9\"]\n[[routes]]\npath = \"/\"\nupstream = \"intranet\"\n",
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[log]\n", "[log]\nfile = \"/nonexistent/handoff/h.log\"\n");
+    std::fs::write(&config, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("log.file: cannot open /nonexistent/handoff/h.log"),
+        "{stderr}"
+    );
+}
