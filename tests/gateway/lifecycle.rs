@@ -204,6 +204,19 @@ fn handoff_reload(config: &Path) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Waits (at most 10 s) until `series` reads `want`.
+async fn wait_for_metric(port: u16, series: &str, want: f64, gw: &Gateway) {
+    let start = Instant::now();
+    while metric(port, series).await != Some(want) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{series} never reached {want}:\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn metric(port: u16, series: &str) -> Option<f64> {
     let text = client()
         .get(format!("http://127.0.0.1:{port}/metrics"))
@@ -269,21 +282,13 @@ async fn reload_swaps_routes_under_load_and_a_bad_config_changes_nothing() {
     );
     // The same bad file, signalled directly: the gateway refuses it, logs and counts it.
     gw.signal(libc::SIGHUP);
-    let start = Instant::now();
-    while metric(
+    wait_for_metric(
         metrics_port,
         r#"handoff_config_reloads_total{result="failure"}"#,
+        1.0,
+        &gw,
     )
-    .await
-        != Some(1.0)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no failed reload counted:\n{}",
-            gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    .await;
     load.wait_for(200).await;
     assert_eq!(
         status(&url("/b/x")).await,
@@ -303,21 +308,13 @@ async fn reload_swaps_routes_under_load_and_a_bad_config_changes_nothing() {
     // Back to a good file; reload again: works.
     std::fs::write(&config, good).unwrap();
     gw.signal(libc::SIGHUP);
-    let start = Instant::now();
-    while metric(
+    wait_for_metric(
         metrics_port,
         r#"handoff_config_reloads_total{result="success"}"#,
+        2.0,
+        &gw,
     )
-    .await
-        != Some(2.0)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "second reload:\n{}",
-            gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    .await;
     let (served, failed) = load.finish().await;
     assert!(
         failed.is_empty(),

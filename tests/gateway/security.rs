@@ -22,6 +22,10 @@ use serde_json::json;
 
 use crate::common::*;
 
+/// A TypingMind app on `/ai/chat`.
+const CHAT_APP: &str = "[apps.chat]\nkind = \"typingmind\"\ninstance_url = \"https://chat.example.test/\"\n\
+     secret = { file = \"typingmind-secret.txt\" }\n[[routes]]\npath = \"/ai/chat\"\napp = \"chat\"\n";
+
 fn gateway_with(intranet: &Intranet, algorithms: &[&str], extra: &str) -> TestGateway {
     TestGateway::start(&format!(
         "{}[upstreams.intranet]\nservers = [\"{}\"]\n\
@@ -148,13 +152,7 @@ async fn connection_nominated_identity_headers_still_arrive() {
 #[tokio::test(flavor = "multi_thread")]
 async fn crlf_and_non_ascii_claims_never_split_a_header_or_a_url() {
     let intranet = Intranet::start().await;
-    let gw = gateway_with(
-        &intranet,
-        &["HS256"],
-        "[apps.chat]\nkind = \"typingmind\"\ninstance_url = \"https://chat.example.test/\"\n\
-         secret = { file = \"typingmind-secret.txt\" }\n\
-         [[routes]]\npath = \"/ai/chat\"\napp = \"chat\"\n",
-    );
+    let gw = gateway_with(&intranet, &["HS256"], CHAT_APP);
     let mut claims = person("eve@corp.example", &["eng\r\nX-Injected: 1"]);
     claims["sub"] = json!("eve\r\nX-Injected: yes");
     claims["name"] = json!("Zoë Ünïcödé 😀\nSecond-Line: x");
@@ -267,13 +265,7 @@ async fn return_to_never_leaves_the_site() {
 #[tokio::test(flavor = "multi_thread")]
 async fn deep_links_stay_on_the_instance() {
     let intranet = Intranet::start().await;
-    let gw = gateway_with(
-        &intranet,
-        &["HS256"],
-        "[apps.chat]\nkind = \"typingmind\"\ninstance_url = \"https://chat.example.test/\"\n\
-         secret = { file = \"typingmind-secret.txt\" }\n\
-         [[routes]]\npath = \"/ai/chat\"\napp = \"chat\"\n",
-    );
+    let gw = gateway_with(&intranet, &["HS256"], CHAT_APP);
     let cookie = format!(
         "intranet_session={}",
         hs256(&person("ada@corp.example", &[]))
