@@ -36,7 +36,6 @@ conf a $A; conf b $B
 RUST_LOG=warn "$OLD" run --config $work/a.toml 2>$work/a.err & PA=$!
 RUST_LOG=warn "$NEW" run --config $work/b.toml 2>$work/b.err & PB=$!
 wait_port $A; wait_port $B
-ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 HZ=$(getconf CLK_TCK)
 cat > $work/r.lua <<'L'
 done = function(s) io.write(string.format("REQS %d %d\n", s.requests, s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout + s.errors.status)) end

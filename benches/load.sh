@@ -197,8 +197,6 @@ end
 EOF
 { echo 'wrk.method = "POST"'; cat "$work/report.lua"; } > "$work/post.lua"
 
-ticks() { local t=0 p; for p in "$@"; do
-  [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 rss_kb() { local t=0 p; for p in "$@"; do
   [ -r "/proc/$p/status" ] && t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done; echo $t; }
 nginx_pids() { local m; m=$(cat "$work/nginx-$1.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')"; }

@@ -2,6 +2,7 @@
 
 mod live;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -128,9 +129,13 @@ impl Handoff {
         self.live.gateway()
     }
 
-    /// The config `ctx`'s request is decided by (the current one before `request_filter`).
-    fn gateway_of(&self, ctx: &HandoffCtx) -> Arc<Gateway> {
-        ctx.gateway.clone().unwrap_or_else(|| self.gateway())
+    /// The config `ctx`'s request is decided by (the current one before `request_filter`);
+    /// borrowed from `ctx` once set, so the later phases take no reference of their own.
+    fn gateway_of<'a>(&self, ctx: &'a HandoffCtx) -> Cow<'a, Arc<Gateway>> {
+        match &ctx.gateway {
+            Some(gateway) => Cow::Borrowed(gateway),
+            None => Cow::Owned(self.gateway()),
+        }
     }
 
     /// Re-reads the config file, validates it and swaps it in: routes, upstreams, apps,
@@ -449,9 +454,7 @@ impl Handoff {
         let person = ctx
             .identity
             .as_ref()
-            .map_or(std::borrow::Cow::Borrowed("-"), |i| {
-                gateway.person_for_log(i)
-            });
+            .map_or(Cow::Borrowed("-"), |i| gateway.person_for_log(i));
         let upstream = ctx.upstream.as_ref().map(|a| a.to_string());
         let outcome = if e.is_some() && ctx.outcome == "proxied" {
             "proxy_error"

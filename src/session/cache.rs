@@ -56,23 +56,24 @@ impl KeyedHash {
     }
 
     pub fn of(&self, credential: &[u8]) -> CacheKey {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        mac.update(credential);
-        mac.finalize().into_bytes().into()
+        hmac_sha256(&self.0, credential)
     }
 }
 
 /// HMAC-SHA256 of `value` under `key`, as 32 hex digits (the first 16 bytes): a stable
 /// pseudonym for logs.
 pub fn keyed_hex(key: &[u8], value: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-    mac.update(value);
-    mac.finalize().into_bytes()[..16]
+    hmac_sha256(key, value)[..16]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+fn hmac_sha256(key: &[u8], value: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+    mac.update(value);
+    mac.finalize().into_bytes().into()
 }
 
 /// Before a new entry goes into `map`, which may hold `max` entries: when full, drops what
