@@ -171,16 +171,17 @@ fn scalar_text(v: &Value) -> String {
     }
 }
 
-/// Groups come as an array of strings (the usual shape) or one string holding one group.
+/// Groups come as an array of strings (the usual shape) or one string holding one group. Group
+/// names are kept exactly as the token spells them (no trimming): `allow` compares them exactly.
 fn group_list(v: &Value) -> Vec<String> {
+    let group = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => scalar_text(other),
+    };
     match v {
-        Value::Array(items) => items
-            .iter()
-            .map(scalar_text)
-            .filter(|s| !s.is_empty())
-            .collect(),
+        Value::Array(items) => items.iter().map(group).filter(|s| !s.is_empty()).collect(),
         other => {
-            let one = scalar_text(other);
+            let one = group(other);
             if one.is_empty() {
                 Vec::new()
             } else {

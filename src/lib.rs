@@ -113,6 +113,8 @@ pub mod metrics;
 #[doc(hidden)]
 pub mod pages;
 #[doc(hidden)]
+pub mod paths;
+#[doc(hidden)]
 pub mod policy;
 #[doc(hidden)]
 pub mod reply;

@@ -4,7 +4,7 @@ use crate::identity::Identity;
 
 /// A route's `allow` table. A person passes when any one rule matches: their email is listed,
 /// their email's domain is listed, or they are in a listed group. Emails and domains compare
-/// without regard to case; groups compare exactly.
+/// without regard to case; groups compare exactly (case and whitespace included).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowRules {
     emails: Vec<String>,
@@ -30,7 +30,7 @@ impl AllowRules {
                 .into_iter()
                 .map(|d| d.trim().trim_start_matches('@').to_lowercase())
                 .collect(),
-            groups: groups.into_iter().map(|g| g.trim().to_string()).collect(),
+            groups,
         }
     }
 

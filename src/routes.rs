@@ -6,7 +6,8 @@
 //!
 //! Paths are compared in a normal form, so that `/%61i`, `//ai` and `/x/../ai` cannot slip past
 //! a route meant for `/ai`: unreserved percent-escapes are decoded, repeated slashes are merged
-//! and dot segments are removed. The request itself is forwarded as the client sent it.
+//! and dot segments are removed. The gateway forwards that same form (see [`crate::paths`]), so
+//! the route decided on is the route the upstream serves.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -111,30 +112,7 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     if !needs_work {
         return Cow::Borrowed(path);
     }
-    let decoded = decode_unreserved(path);
-    let mut out: Vec<&str> = Vec::new();
-    for segment in decoded.split('/') {
-        match segment {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => out.push(s),
-        }
-    }
-    let mut normal = String::with_capacity(decoded.len());
-    for s in &out {
-        normal.push('/');
-        normal.push_str(s);
-    }
-    let ends_in_dir = decoded.ends_with('/')
-        || decoded.ends_with("/.")
-        || decoded.ends_with("/..")
-        || normal.is_empty();
-    if ends_in_dir {
-        normal.push('/');
-    }
-    Cow::Owned(normal)
+    Cow::Owned(crate::paths::resolve(&decode_unreserved(path)))
 }
 
 /// Decodes `%XX` only where XX is an unreserved character (RFC 3986 §2.3); other escapes, such
@@ -173,17 +151,18 @@ pub fn is_local_path(s: &str) -> bool {
         && !s.chars().any(char::is_control)
 }
 
-/// `"ai"` for `/ai/chat`; `""` for `/`.
+/// `"ai"` for `/ai/chat` and `/ai;x/chat`; `""` for `/`.
 fn first_segment(path: &str) -> &str {
     let rest = path.strip_prefix('/').unwrap_or(path);
-    rest.split('/').next().unwrap_or_default()
+    rest.split(['/', ';']).next().unwrap_or_default()
 }
 
-/// Whether `prefix` (in normal form) matches `path` (in normal form) on a segment boundary.
+/// Whether `prefix` (in normal form) matches `path` (in normal form) on a segment boundary. A
+/// `;` ends a segment too: `/ai;jsessionid=1/x` is under `/ai`, as a servlet container reads it.
 fn prefix_matches(prefix: &str, path: &str) -> bool {
     prefix == "/"
         || (path.starts_with(prefix)
-            && (path.len() == prefix.len() || path.as_bytes()[prefix.len()] == b'/'))
+            && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/' | b';')))
 }
 
 struct Entry<T> {
@@ -397,7 +376,9 @@ mod tests {
         assert_eq!(t.find(None, "/public/../admin/x"), Some(&2));
         assert_eq!(t.find(None, "/public/%2e%2e/admin"), Some(&2));
         assert_eq!(t.find(None, "/./admin"), Some(&2));
+        // Escaped slashes are the gateway's to refuse or decode first (crate::paths).
         assert_eq!(t.find(None, "/admin%2Fx"), Some(&1));
+        assert_eq!(t.find(None, "/admin;jsessionid=1/x"), Some(&2));
         assert_eq!(t.find(None, "/../../admin"), Some(&2));
     }
 

@@ -23,6 +23,7 @@ use std::time::Duration;
 use http::HeaderName;
 
 use crate::identity::ClaimPath;
+use crate::paths::EscapedSlashes;
 use crate::policy::AllowRules;
 use crate::routes::HostPattern;
 use crate::session::SessionVerifier;
@@ -47,6 +48,9 @@ pub struct Config {
 pub struct AppSettings {
     pub name: String,
     pub kind: AppKind,
+    /// `[apps.NAME.allow]`: who the app admits, on every way into it (its routes, its widget,
+    /// the portal).
+    pub allow: Option<AllowRules>,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +150,10 @@ pub struct ServerSettings {
     pub metrics_listen: Option<String>,
     /// Requests whose headers are larger get a 431 (Pingora itself stops at 1 MiB).
     pub max_request_header_bytes: usize,
+    /// What routes without their own `escaped_slashes` do with `%2F`, `%5C` and `\`.
+    pub escaped_slashes: EscapedSlashes,
+    /// Drop every client header whose name contains `_` (CGI/WSGI read `_` as `-`).
+    pub drop_underscore_headers: bool,
 }
 
 /// `[server.tls]`: HTTPS listeners (HTTP/1.1 and HTTP/2 by ALPN).
@@ -252,6 +260,8 @@ pub struct RouteSettings {
     pub require_session: bool,
     pub allow: Option<AllowRules>,
     pub identity_headers: bool,
+    /// `%2F`, `%5C` and `\` in this route's paths (`server.escaped_slashes` when unset).
+    pub escaped_slashes: EscapedSlashes,
 }
 
 /// Where a route's requests go.

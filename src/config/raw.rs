@@ -30,6 +30,8 @@ pub struct RawServer {
     pub trust_forwarded_headers: Option<bool>,
     pub metrics_listen: Option<String>,
     pub max_request_header_bytes: Option<usize>,
+    pub escaped_slashes: Option<String>,
+    pub drop_underscore_headers: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +161,7 @@ pub struct RawRoute {
     pub require_session: Option<bool>,
     pub allow: Option<RawAllow>,
     pub identity_headers: Option<bool>,
+    pub escaped_slashes: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +204,7 @@ pub struct RawYourGpt {
     pub timeout_ms: Option<u64>,
     pub emails_per_minute: Option<u32>,
     pub email_resend_window_seconds: Option<u64>,
+    pub allow: Option<RawAllow>,
 }
 
 /// A value that is not secret but may still come from the environment or a file
@@ -231,4 +235,5 @@ pub struct RawTypingMind {
     pub widget: Option<bool>,
     pub widget_script_suffix: Option<String>,
     pub widget_max_page_bytes: Option<u64>,
+    pub allow: Option<RawAllow>,
 }

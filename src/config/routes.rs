@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use super::raw::*;
 use super::validate::Problems;
 use super::*;
-use crate::policy::AllowRules;
 use crate::routes::{normalize_path, parse_route_path, HostPattern};
 
 pub(super) struct RouteContext<'a> {
@@ -14,6 +13,8 @@ pub(super) struct RouteContext<'a> {
     pub apps: &'a BTreeMap<String, usize>,
     pub has_session: bool,
     pub endpoints_prefix: &'a str,
+    /// `server.escaped_slashes`.
+    pub escaped_slashes: EscapedSlashes,
 }
 
 pub(super) fn route_settings(
@@ -72,21 +73,19 @@ pub(super) fn route_settings(
             "a handoff route sends nothing upstream; identity headers do not apply",
         );
     }
-    let allow = raw
-        .allow
-        .map(|a| AllowRules::new(a.emails, a.domains, a.groups));
-    if allow.as_ref().is_some_and(AllowRules::is_empty) {
-        p.add(
-            format!("{key}.allow"),
-            "lists nobody: give `emails`, `domains` or `groups` (or drop `allow`)",
-        );
-    }
+    let allow = super::apps::allow_rules(&key, raw.allow, p);
     if raw.require_session == Some(false) && allow.is_some() {
         p.add(
             format!("{key}.require_session"),
             "is false, but `allow` rules need a session",
         );
     }
+    let escaped_slashes = super::server::escaped_slashes(
+        &format!("{key}.escaped_slashes"),
+        raw.escaped_slashes.as_deref(),
+        p,
+    )
+    .unwrap_or(ctx.escaped_slashes);
     let require_session = raw.require_session.unwrap_or(false) || allow.is_some() || is_app;
     let identity_headers = raw.identity_headers.unwrap_or(false);
     if (require_session || identity_headers) && !ctx.has_session {
@@ -114,6 +113,7 @@ pub(super) fn route_settings(
         require_session,
         allow,
         identity_headers,
+        escaped_slashes,
     })
 }
 

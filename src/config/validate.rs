@@ -210,6 +210,7 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
             apps: &app_names,
             has_session: session.is_some(),
             endpoints_prefix: &server.endpoints_prefix,
+            escaped_slashes: server.escaped_slashes,
         };
         if let Some(route) = route_settings(key.clone(), raw, &ctx, &mut p) {
             let identity = (route.host.clone(), route.path.clone());

@@ -72,12 +72,7 @@ impl Gateway {
                 RouteTarget::App(i) => Some((route, &self.apps[i])),
                 RouteTarget::Upstream(_) => None,
             })
-            .filter(|(route, _)| {
-                route
-                    .allow
-                    .as_ref()
-                    .is_none_or(|a| a.check(&identity).is_ok())
-            })
+            .filter(|(route, app)| app.admits(&identity, route.allow.as_ref()).is_ok())
             .map(|(route, app)| pages::PortalApp {
                 name: app.title(),
                 kind: app.name.as_str(),

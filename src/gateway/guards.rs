@@ -32,6 +32,19 @@ impl Gateway {
                 );
             }
         }
+        let mut lengths = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+        if let Some(first) = lengths.next() {
+            // `5, 5` or two headers: upstreams reconcile lists differently (or not at all).
+            let one_number = !first.is_empty() && first.as_bytes().iter().all(u8::is_ascii_digit);
+            if lengths.next().is_some() || !one_number {
+                return refuse(
+                    400,
+                    "ambiguous_framing",
+                    "Bad request",
+                    "The request's Content-Length is not one plain number.",
+                );
+            }
+        }
         let max = self.server.max_request_header_bytes;
         let mut total = 0usize;
         for (name, value) in &req.headers {

@@ -25,6 +25,9 @@ use crate::upstream::UpstreamGroup;
 
 mod endpoints;
 mod guards;
+mod inbound;
+
+pub use inbound::{is_forwarding_header, is_host_and_port};
 
 use guards::handoff_guard;
 
@@ -43,6 +46,8 @@ pub struct Gateway {
     apps: Vec<App>,
     /// Indexes of the apps that sign in widgets on proxied pages.
     widget_apps: Vec<usize>,
+    /// Set once a group name was left out of the groups header (so it is logged once).
+    dropped_group_logged: std::sync::atomic::AtomicBool,
 }
 
 /// What to do with a request.
@@ -51,12 +56,12 @@ pub enum Decision {
     /// Answer it here (`route`: the route the request matched, if any).
     Reply { reply: Reply, route: Option<usize> },
     /// Proxy it on `route` (`None`: no route matches — the host's own request); `identity` is
-    /// set when a session was looked for and found. `widgets`: the response, if it is an HTML
-    /// page, gets widget sign-in.
+    /// set when a session was looked for and found. `widgets`: what happens to widget tags in
+    /// the response, if it is an HTML page.
     Proxy {
         route: Option<usize>,
         identity: Option<Identity>,
-        widgets: bool,
+        widgets: Widgets,
     },
     /// Hand the recognised, admitted person on to `apps[app]` (see [`Gateway::handoff`]).
     Handoff {
@@ -64,6 +69,18 @@ pub enum Decision {
         app: usize,
         identity: Identity,
     },
+}
+
+/// What a proxied HTML page's widget tags get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Widgets {
+    /// No app signs in widgets: pages pass as they are.
+    Off,
+    /// Any `data-external-auth-code` on a widget tag is removed: the request is not a
+    /// top-level navigation, or nobody is signed in.
+    Strip,
+    /// The widget tag gets a fresh code for the person, when the app admits them.
+    SignIn,
 }
 
 /// The session part of a decision, for the access log and metrics.
@@ -121,11 +138,18 @@ impl Gateway {
                 .map(|(i, r)| (r.host.clone(), r.path.clone(), i)),
         );
         let mut limits = EmailLimits::default();
-        let apps = config
+        let mut apps = config
             .apps
             .into_iter()
             .map(|app| App::new(app, &mut limits, &metrics.vendor_seconds))
             .collect::<Result<Vec<_>, _>>()?;
+        for route in &config.routes {
+            if let (RouteTarget::App(i), Some(rules)) = (route.target, &route.allow) {
+                if let Some(app) = apps.get_mut(i) {
+                    app.add_route_rules(rules);
+                }
+            }
+        }
         let widget_apps = (0..apps.len())
             .filter(|&i| apps[i].signs_in_widgets())
             .collect();
@@ -151,6 +175,7 @@ impl Gateway {
             session: config.session,
             identity_headers: config.identity_headers,
             upstreams,
+            dropped_group_logged: Default::default(),
         };
         if let (Some(new), Some(old)) = (gateway.jwks(), previous.and_then(Gateway::jwks)) {
             new.adopt_keys(old);
@@ -254,11 +279,12 @@ impl Gateway {
                 return (decision, SessionNote::NotChecked);
             }
         }
-        let widgets =
-            matches!(route.target, RouteTarget::Upstream(_)) && self.may_sign_in_widgets(req);
+        let widgets = self.widgets_for(req);
+        let sign_in =
+            matches!(route.target, RouteTarget::Upstream(_)) && widgets == Widgets::SignIn;
         let (Some(session), true) = (
             &self.session,
-            route.require_session || route.identity_headers || widgets,
+            route.require_session || route.identity_headers || sign_in,
         ) else {
             return (
                 Decision::Proxy {
@@ -272,22 +298,27 @@ impl Gateway {
         let handoff = matches!(route.target, RouteTarget::App(_));
         match session.verifier.identify(&req.headers, !handoff).await {
             Ok((identity, source)) => {
-                if let Some(rules) = &route.allow {
-                    if let Err(denial) = rules.check(&identity) {
-                        let who = if identity.email.is_empty() {
-                            identity.id.as_str()
-                        } else {
-                            identity.email.as_str()
-                        };
-                        let message = format!("You are signed in as {who}. {}", denial.explanation);
-                        let reply =
-                            Reply::error(html(), 403, "forbidden", "Not for you, sorry", &message);
-                        let decision = Decision::Reply {
-                            reply,
-                            route: Some(index),
-                        };
-                        return (decision, SessionNote::Valid(source));
-                    }
+                let admitted = match route.target {
+                    RouteTarget::App(app) => self.apps[app].admits(&identity, route.allow.as_ref()),
+                    RouteTarget::Upstream(_) => route
+                        .allow
+                        .as_ref()
+                        .map_or(Ok(()), |rules| rules.check(&identity)),
+                };
+                if let Err(denial) = admitted {
+                    let who = if identity.email.is_empty() {
+                        identity.id.as_str()
+                    } else {
+                        identity.email.as_str()
+                    };
+                    let message = format!("You are signed in as {who}. {}", denial.explanation);
+                    let reply =
+                        Reply::error(html(), 403, "forbidden", "Not for you, sorry", &message);
+                    let decision = Decision::Reply {
+                        reply,
+                        route: Some(index),
+                    };
+                    return (decision, SessionNote::Valid(source));
                 }
                 let decision = match route.target {
                     RouteTarget::Upstream(_) => Decision::Proxy {
@@ -325,6 +356,7 @@ impl Gateway {
     /// 404). If it may be a page with widgets to sign in, the person is looked for — never
     /// required.
     async fn unrouted(&self, req: &Parts) -> (Decision, SessionNote) {
+        let widgets = self.widgets_for(req);
         let not_checked = |widgets| {
             let decision = Decision::Proxy {
                 route: None,
@@ -333,11 +365,11 @@ impl Gateway {
             };
             (decision, SessionNote::NotChecked)
         };
-        if !self.may_sign_in_widgets(req) {
-            return not_checked(false);
+        if widgets != Widgets::SignIn {
+            return not_checked(widgets);
         }
         let Some(session) = &self.session else {
-            return not_checked(true);
+            return not_checked(Widgets::Strip);
         };
         let (identity, note) = match session.verifier.identify(&req.headers, true).await {
             Ok((identity, source)) => (Some(identity), SessionNote::Valid(source)),
@@ -346,14 +378,30 @@ impl Gateway {
         let decision = Decision::Proxy {
             route: None,
             identity,
-            widgets: true,
+            widgets,
         };
         (decision, note)
     }
 
-    /// A browser `GET` for what may be an HTML page, with widget apps configured.
-    fn may_sign_in_widgets(&self, req: &Parts) -> bool {
-        !self.widget_apps.is_empty() && req.method == http::Method::GET && wants_html(&req.headers)
+    /// What a request's answer does with widget tags: nothing without widget apps; a fresh code
+    /// only for a browser's top-level `GET` navigation for an HTML page (`Sec-Fetch-Mode:
+    /// navigate`, or a browser that sends no `Sec-Fetch-*` at all) — never for a `fetch()`, a
+    /// frame or a sub-resource, whose answer another page's script could read; otherwise any
+    /// code is stripped.
+    pub fn widgets_for(&self, req: &Parts) -> Widgets {
+        if self.widget_apps.is_empty() {
+            return Widgets::Off;
+        }
+        let header = |name| req.headers.get(name).map(|v: &HeaderValue| v.as_bytes());
+        let navigation = matches!(
+            (header("sec-fetch-mode"), header("sec-fetch-dest")),
+            (None, None) | (Some(b"navigate"), None | Some(b"document"))
+        );
+        if navigation && req.method == http::Method::GET && wants_html(&req.headers) {
+            Widgets::SignIn
+        } else {
+            Widgets::Strip
+        }
     }
 
     /// The page for a request no route matches.
@@ -453,7 +501,12 @@ impl Gateway {
         }
         if html {
             if let Some(login) = &session.login_url {
-                let return_to = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+                let return_to = req
+                    .uri
+                    .path_and_query()
+                    .map(|pq| pq.as_str())
+                    .filter(|r| crate::routes::is_local_path(r))
+                    .unwrap_or("/");
                 return Reply::redirect(login.render(return_to)).with_outcome("login_redirect");
             }
         }
@@ -464,11 +517,40 @@ impl Gateway {
         Reply::error(html, 401, "unauthenticated", "Please sign in", &message)
     }
 
+    /// `X-Handoff-Groups`: the groups joined with `,`. A group whose name cannot be carried
+    /// unambiguously — it holds a `,`, a control character, or space at either end — is left
+    /// out (an upstream splitting on `,` would see groups the person is not in); logged once.
+    fn groups_header(&self, identity: &Identity) -> String {
+        let carriable = |g: &&String| {
+            !g.contains(',') && !g.chars().any(char::is_control) && g.trim() == g.as_str()
+        };
+        if identity.groups.iter().all(|g| carriable(&g)) {
+            return identity.groups.join(",");
+        }
+        if !self
+            .dropped_group_logged
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                target: "handoff::identity",
+                "a group name with a comma, a control character or surrounding spaces is left out \
+                 of the groups header (it cannot be carried unambiguously); logged once per config"
+            );
+        }
+        let kept: Vec<&str> = identity
+            .groups
+            .iter()
+            .filter(carriable)
+            .map(String::as_str)
+            .collect();
+        kept.join(",")
+    }
+
     /// The identity headers to send upstream for `identity`. Values that cannot be a header
     /// (control characters) are left out rather than mangled.
     pub fn identity_header_values(&self, identity: &Identity) -> Vec<(HeaderName, HeaderValue)> {
         let names = &self.identity_headers;
-        let groups = identity.groups.join(",");
+        let groups = self.groups_header(identity);
         [
             (&names.id, identity.id.as_str()),
             (&names.email, identity.email.as_str()),
@@ -487,10 +569,12 @@ impl Gateway {
     }
 }
 
-/// The request's host: the `Host` header, or the URI's authority (HTTP/2).
+/// The request's host: the URI's authority (HTTP/2 `:authority`), else the `Host` header —
+/// what Pingora sends upstream as `Host`. An absolute-form HTTP/1.1 target has been turned into
+/// origin-form with its authority in `Host` by then (see `Gateway::check_host`).
 pub fn request_host(req: &Parts) -> Option<&str> {
-    req.headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+    req.uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers.get(HOST).and_then(|h| h.to_str().ok()))
 }

@@ -12,6 +12,7 @@ pub mod yourgpt;
 
 use crate::config::{AppKind, AppSettings};
 use crate::identity::{ClaimMapping, Identity};
+use crate::policy::{AllowRules, Denial};
 use crate::reply::Reply;
 use limits::EmailLimits;
 use typingmind::TypingMind;
@@ -100,6 +101,11 @@ pub enum VendorFailure {
 pub struct App {
     pub name: String,
     connector: Connector,
+    /// `[apps.NAME.allow]`.
+    allow: Option<AllowRules>,
+    /// Who the widget signs in: the app's `allow` and the `allow` of every route into the app
+    /// (a code is a way into the app, so a person any of its routes refuses gets none).
+    widget_rules: Vec<AllowRules>,
 }
 
 enum Connector {
@@ -126,7 +132,23 @@ impl App {
         Ok(App {
             name: settings.name,
             connector,
+            widget_rules: settings.allow.iter().cloned().collect(),
+            allow: settings.allow,
         })
+    }
+
+    /// Adds the `allow` of a route into this app to the rules its widget signs in by.
+    pub fn add_route_rules(&mut self, rules: &AllowRules) {
+        self.widget_rules.push(rules.clone());
+    }
+
+    /// Whether the app admits this person through a route with `route_allow`: both the route's
+    /// and the app's own rules must let them in.
+    pub fn admits(&self, who: &Identity, route_allow: Option<&AllowRules>) -> Result<(), Denial> {
+        if let Some(rules) = route_allow {
+            rules.check(who)?;
+        }
+        self.allow.as_ref().map_or(Ok(()), |rules| rules.check(who))
     }
 
     /// The product name people see.
@@ -154,7 +176,8 @@ impl App {
     }
 
     /// The widget rewriting target for this person: a fresh code, or `None` (remove any code)
-    /// when there is no one to sign in or the identity lacks what the payload needs.
+    /// when there is no one to sign in, the app's rules refuse them, or the identity lacks
+    /// what the payload needs.
     /// Returns the page-size cap too. `None` when this app has no widget.
     pub fn widget_target(&self, identity: Option<&Identity>) -> Option<(WidgetTarget, usize)> {
         let Connector::TypingMind(c) = &self.connector else {
@@ -164,7 +187,9 @@ impl App {
         if !s.widget {
             return None;
         }
-        let code = identity.and_then(|who| c.mint_code(who).ok());
+        let code = identity
+            .filter(|who| self.widget_rules.iter().all(|r| r.check(who).is_ok()))
+            .and_then(|who| c.mint_code(who).ok());
         WidgetTarget::new(&s.instance_url, &s.widget_script_suffix, code)
             .map(|t| (t, s.widget_max_page_bytes))
     }

@@ -1,6 +1,7 @@
 //! [`Handoff`]: the library's face — what a Pingora proxy calls from its own phases.
 
 mod live;
+mod screen;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use pingora::services::ServiceHandle;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 
 use crate::config::{self, Config, ConfigErrors};
-use crate::gateway::{Decision, Gateway, SessionNote};
+use crate::gateway::{Decision, Gateway, SessionNote, Widgets};
 use crate::handoff::widget::WidgetRewriter;
 use crate::identity::Identity;
 use crate::reply::{wants_html, Reply};
@@ -50,10 +51,13 @@ pub struct HandoffCtx {
     identity: Option<Identity>,
     session: SessionNote,
     connect_failures: usize,
-    /// The response may get widget sign-in (a browser GET with widget apps configured).
-    widgets: bool,
+    /// What an HTML answer's widget tags get.
+    widgets: Widgets,
     /// Set once the response turned out to be a rewritable HTML page.
     rewriter: Option<Mutex<WidgetRewriter>>,
+    /// Set when the response is an HTML page that cannot be rewritten (an encoding the gateway
+    /// cannot undo, or a byte range): its body is replaced by this error page.
+    replacement: Option<Bytes>,
 }
 
 impl HandoffCtx {
@@ -193,14 +197,20 @@ impl Handoff {
             identity: None,
             session: SessionNote::NotChecked,
             connect_failures: 0,
-            widgets: false,
+            widgets: Widgets::Off,
             rewriter: None,
+            replacement: None,
         }
     }
 
-    /// Call first in your `request_filter`. Decides what the request is to Handoff: answers it
-    /// ([`Filtered::Answered`]: return `Ok(true)`), or leaves it to be proxied — on one of
-    /// Handoff's routes ([`Filtered::Proxy`]) or yours ([`Filtered::NotMine`]).
+    /// Call first in your `request_filter`. Settles the request as the upstream will read it —
+    /// removes client headers that could pass for Handoff's identity headers or (unless
+    /// `server.trust_forwarded_headers`) for forwarding headers, in any spelling; refuses a
+    /// malformed host; puts the path in the one form both the routes and the upstream act on —
+    /// then decides what the request is to Handoff: answers it ([`Filtered::Answered`]: return
+    /// `Ok(true)`), or leaves it to be proxied — on one of Handoff's routes
+    /// ([`Filtered::Proxy`]) or yours ([`Filtered::NotMine`]). Route your own requests on the
+    /// path as it is after this call.
     pub async fn request_filter(
         &self,
         session: &mut Session,
@@ -208,6 +218,11 @@ impl Handoff {
     ) -> Result<Filtered> {
         let gateway = self.gateway();
         ctx.gateway = Some(gateway.clone());
+        if let Some(reply) = screen::screen(&gateway, session.req_header_mut()) {
+            ctx.outcome = reply.outcome;
+            write_reply(session, reply).await?;
+            return Ok(Filtered::Answered);
+        }
         let (decision, note) = gateway.decide(session.req_header()).await;
         ctx.session = note;
         if note != SessionNote::NotChecked {
@@ -236,7 +251,7 @@ impl Handoff {
                 ctx.route = route;
                 ctx.identity = identity;
                 ctx.widgets = widgets;
-                if widgets {
+                if widgets != Widgets::Off {
                     // The page is rewritten as it streams: undo any upstream compression.
                     session.upstream_compression.adjust_decompression(true);
                 }
@@ -291,19 +306,16 @@ impl Handoff {
         e
     }
 
-    /// Call from your `upstream_request_filter`, for every request. Removes every identity
-    /// header a client may have sent (on every route: a client can never forge them), adds the
-    /// person's on routes with `identity_headers = true`, and asks for an uncompressed page
-    /// when the answer may get widget sign-in.
+    /// Call from your `upstream_request_filter`, for every request. Adds the person's identity
+    /// headers on routes with `identity_headers = true`, and asks for an uncompressed page when
+    /// the answer may carry a widget. (Client-sent identity headers are already gone:
+    /// [`Handoff::request_filter`] removes them, so a host that skips this call forwards none.)
     pub fn upstream_request_filter(
         &self,
         upstream: &mut RequestHeader,
         ctx: &HandoffCtx,
     ) -> Result<()> {
         let gateway = self.gateway_of(ctx);
-        for name in gateway.identity_header_names().all() {
-            upstream.remove_header(name);
-        }
         if let (Some(identity), Some(route)) = (&ctx.identity, ctx.route) {
             if gateway.route(route).identity_headers {
                 for (name, value) in gateway.identity_header_values(identity) {
@@ -311,29 +323,42 @@ impl Handoff {
                 }
             }
         }
-        if ctx.widgets {
+        if ctx.widgets != Widgets::Off {
             // Whatever still comes compressed is decompressed (see request_filter).
             upstream.remove_header(&http::header::ACCEPT_ENCODING);
         }
         Ok(())
     }
 
-    /// Call from your `response_filter`: an HTML page that may carry a widget gets ready for
-    /// sign-in (length becomes chunked; `Cache-Control: private, no-store` when it will carry
-    /// a per-person code).
+    /// Call from your `response_filter`: with widget apps configured, every HTML page gets
+    /// its widget tags rewritten — a fresh code for a signed-in, admitted person's top-level
+    /// navigation, any other code removed (length becomes chunked; `Cache-Control: private,
+    /// no-store` when it will carry a per-person code). An HTML page that cannot be rewritten
+    /// (an encoding the gateway cannot undo, or a byte range) is replaced by a 502 page.
     pub fn response_filter(
         &self,
         session: &Session,
         response: &mut ResponseHeader,
         ctx: &mut HandoffCtx,
     ) -> Result<()> {
-        if !ctx.widgets || response.status != http::StatusCode::OK || !is_plain_html(response) {
+        let status = response.status;
+        let has_body = !(status.is_informational()
+            || status == http::StatusCode::NO_CONTENT
+            || status == http::StatusCode::NOT_MODIFIED
+            || session.req_header().method == http::Method::HEAD);
+        if ctx.widgets == Widgets::Off || !has_body || !is_html(response) {
             return Ok(());
         }
-        let Some((rewriter, cap)) = self.gateway_of(ctx).widget_rewriter(ctx.identity.as_ref())
-        else {
+        let person = match ctx.widgets {
+            Widgets::SignIn => ctx.identity.as_ref(),
+            _ => None,
+        };
+        let Some((rewriter, cap)) = self.gateway_of(ctx).widget_rewriter(person) else {
             return Ok(());
         };
+        if is_encoded(response) || status == http::StatusCode::PARTIAL_CONTENT {
+            return self.replace_unreadable_page(session, response, ctx);
+        }
         let length = response
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -347,11 +372,55 @@ impl Handoff {
         if !session.is_http2() {
             response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
-        if ctx.identity.is_some() {
+        if person.is_some() {
             // The page may now carry a per-person code: no shared cache may keep it.
             response.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
         }
         ctx.rewriter = Some(Mutex::new(rewriter));
+        Ok(())
+    }
+
+    /// An HTML page whose widget tags cannot be checked: its headers become a 502 page's, and
+    /// [`Handoff::response_body_filter`] sends that page instead of the body.
+    fn replace_unreadable_page(
+        &self,
+        session: &Session,
+        response: &mut ResponseHeader,
+        ctx: &mut HandoffCtx,
+    ) -> Result<()> {
+        let reply = Reply::error(
+            true,
+            502,
+            "page_not_checked",
+            "The intranet page could not be checked",
+            "The intranet sent this page in a form the gateway cannot read (an unknown \
+             compression, or only a part of it), so it cannot make sure the page carries no \
+             stale sign-in code. Reloading the page usually helps.",
+        );
+        tracing::warn!(
+            target: "handoff::widget",
+            "an HTML page came compressed with an encoding the gateway cannot undo, or as a \
+             byte range; sent a 502 page instead (widget codes cannot be checked in it)"
+        );
+        response.set_status(502)?;
+        for name in [
+            http::header::CONTENT_ENCODING,
+            http::header::CONTENT_LENGTH,
+            http::header::CONTENT_RANGE,
+            http::header::ETAG,
+            http::header::LAST_MODIFIED,
+        ] {
+            response.remove_header(&name);
+        }
+        for (name, value) in reply.headers {
+            response.insert_header(name, value)?;
+        }
+        response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        if !session.is_http2() {
+            response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        ctx.outcome = "page_not_checked";
+        ctx.replacement = Some(reply.body);
         Ok(())
     }
 
@@ -363,6 +432,10 @@ impl Handoff {
         end_of_stream: bool,
         ctx: &mut HandoffCtx,
     ) {
+        if let Some(page) = &ctx.replacement {
+            *body = end_of_stream.then(|| page.clone());
+            return;
+        }
         let Some(rewriter) = ctx.rewriter.as_mut() else {
             return;
         };
@@ -511,18 +584,24 @@ fn proxy_error_status(e: &Error) -> u16 {
     }
 }
 
-/// An HTML page with no content encoding left on it (decompression already happened).
-fn is_plain_html(response: &ResponseHeader) -> bool {
-    let header = |name| {
-        response
-            .headers
-            .get(name)
-            .and_then(|v: &http::HeaderValue| v.to_str().ok())
-            .map(|v| v.trim().to_ascii_lowercase())
-    };
-    let html = header(http::header::CONTENT_TYPE).is_some_and(|t| t.starts_with("text/html"));
-    let encoded = header(http::header::CONTENT_ENCODING).is_some_and(|e| e != "identity");
-    html && !encoded
+/// A header's value, trimmed and lower-cased.
+fn header_lower(response: &ResponseHeader, name: http::header::HeaderName) -> Option<String> {
+    response
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
+/// An HTML (or XHTML) page: one a browser runs scripts in.
+fn is_html(response: &ResponseHeader) -> bool {
+    header_lower(response, http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.starts_with("text/html") || t.starts_with("application/xhtml+xml"))
+}
+
+/// Still content-encoded (after whatever decompression Pingora could do).
+fn is_encoded(response: &ResponseHeader) -> bool {
+    header_lower(response, http::header::CONTENT_ENCODING).is_some_and(|e| e != "identity")
 }
 
 /// Writes a complete [`Reply`], keeping the connection open for the next request unless the

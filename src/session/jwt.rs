@@ -78,6 +78,9 @@ struct AlgorithmCheck {
     /// The JOSE name, as it appears in a token header.
     name: String,
     validation: Validation,
+    /// `issuer` is set: `iss` must be one string (jsonwebtoken also takes an array that holds
+    /// the issuer among others).
+    single_issuer: bool,
 }
 
 /// At most this many published keys are tried for a token without a `kid`.
@@ -150,18 +153,18 @@ impl JwtVerifier {
                 validation.set_issuer(&[iss]);
                 required.push("iss");
             }
-            match &rules.audience {
-                Some(aud) => {
-                    validation.set_audience(&[aud]);
-                    required.push("aud");
-                }
-                None => validation.validate_aud = false,
+            // Without `audience`, a token that names one is refused (RFC 7519 §4.1.3: a
+            // recipient that does not identify itself with the `aud` claim must reject it).
+            if let Some(aud) = &rules.audience {
+                validation.set_audience(&[aud]);
+                required.push("aud");
             }
             validation.set_required_spec_claims(&required);
             checks.push(AlgorithmCheck {
                 alg,
                 name: format!("{alg:?}"),
                 validation,
+                single_issuer: rules.issuer.is_some(),
             });
         }
         Ok(JwtVerifier {
@@ -245,6 +248,11 @@ fn decode(
     check: &AlgorithmCheck,
 ) -> Result<Map<String, Value>, SessionError> {
     match jsonwebtoken::decode::<Map<String, Value>>(token, key, &check.validation) {
+        Ok(data)
+            if check.single_issuer && !data.claims.get("iss").is_some_and(Value::is_string) =>
+        {
+            Err(SessionError::WrongIssuer)
+        }
         Ok(data) => Ok(data.claims),
         Err(e) => Err(match e.kind() {
             ErrorKind::InvalidSignature => SessionError::BadSignature,
@@ -268,7 +276,9 @@ fn family_name(family: AlgorithmFamily) -> &'static str {
     }
 }
 
-/// The parts of a token's header used to pick the key. Nothing else in it is trusted.
+/// The parts of a token's header used to pick the key. Nothing else in it is trusted; a `crit`
+/// header is refused (RFC 7515 §4.1.11: extensions listed there must be understood, and this
+/// verifier understands none).
 struct TokenHeader {
     alg: String,
     kid: Option<String>,
@@ -291,8 +301,12 @@ fn read_header(token: &str) -> Result<TokenHeader, SessionError> {
     struct Header {
         alg: String,
         kid: Option<String>,
+        crit: Option<Value>,
     }
     let h: Header = serde_json::from_slice(&bytes).map_err(|_| SessionError::Malformed)?;
+    if h.crit.is_some() {
+        return Err(SessionError::UnsupportedCritical);
+    }
     if h.kid.as_ref().is_some_and(|k| k.len() > MAX_KID_BYTES) {
         return Err(SessionError::Malformed);
     }

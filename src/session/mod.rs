@@ -47,6 +47,8 @@ pub enum SessionError {
     WrongAudience,
     #[error("the token lacks a required claim (exp, iss or aud)")]
     MissingClaim,
+    #[error("the token names critical extensions the gateway does not support")]
+    UnsupportedCritical,
     #[error("the intranet does not recognise this session")]
     Rejected,
     #[error("the intranet's sign-in service is not answering")]
@@ -67,6 +69,7 @@ impl SessionError {
             SessionError::WrongIssuer => "wrong_issuer",
             SessionError::WrongAudience => "wrong_audience",
             SessionError::MissingClaim => "missing_claim",
+            SessionError::UnsupportedCritical => "unsupported_crit",
             SessionError::Rejected => "rejected",
             SessionError::Unavailable => "unavailable",
         }
