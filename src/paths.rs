@@ -134,8 +134,10 @@ pub fn canonical_path<R: PartialEq>(
     } else {
         resolve(&decode(raw, Slashes::None))
     };
-    if candidate.contains(';')
-        && route_of(&resolve(&strip_parameters(&candidate))) != route_of(&candidate)
+    // `%3B` too: an upstream that decodes first (nginx) may pass `;` on to one that cuts it.
+    if (candidate.contains(';') || candidate.contains("%3B"))
+        && route_of(&resolve(&strip_parameters(&candidate.replace("%3B", ";"))))
+            != route_of(&candidate)
     {
         return Err(PathRefusal::Ambiguous);
     }
@@ -373,5 +375,7 @@ mod tests {
             "/admin;jsessionid=1/x"
         );
         assert_eq!(canon("/pub;x=1/a").unwrap(), "/pub;x=1/a");
+        assert_eq!(canon("/%3B/admin/x"), Err(PathRefusal::Ambiguous));
+        assert_eq!(canon("/pub/..%3b/admin"), Err(PathRefusal::Ambiguous));
     }
 }

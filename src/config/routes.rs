@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use super::raw::*;
 use super::validate::Problems;
 use super::*;
+use crate::paths::EscapedSlashes;
 use crate::routes::{normalize_path, parse_route_path, HostPattern};
 
 pub(super) struct RouteContext<'a> {
@@ -85,7 +86,13 @@ pub(super) fn route_settings(
         raw.escaped_slashes.as_deref(),
         p,
     )
-    .unwrap_or(ctx.escaped_slashes);
+    .unwrap_or(if is_app {
+        // Nothing is forwarded from a handoff route: only the route must be the same under
+        // every reading, which `keep` checks; a deep link's `%2F` reaches the app as sent.
+        EscapedSlashes::Keep
+    } else {
+        ctx.escaped_slashes
+    });
     let require_session = raw.require_session.unwrap_or(false) || allow.is_some() || is_app;
     let identity_headers = raw.identity_headers.unwrap_or(false);
     if (require_session || identity_headers) && !ctx.has_session {

@@ -384,8 +384,8 @@ impl Gateway {
     }
 
     /// What a request's answer does with widget tags: nothing without widget apps; a fresh code
-    /// only for a browser's top-level `GET` navigation for an HTML page (`Sec-Fetch-Mode:
-    /// navigate`, or a browser that sends no `Sec-Fetch-*` at all) — never for a `fetch()`, a
+    /// only for a browser's top-level `GET` navigation for an HTML page (`Sec-Fetch-Mode`
+    /// absent or `navigate`, `Sec-Fetch-Dest` absent or `document`) — never for a `fetch()`, a
     /// frame or a sub-resource, whose answer another page's script could read; otherwise any
     /// code is stripped.
     pub fn widgets_for(&self, req: &Parts) -> Widgets {
@@ -393,10 +393,8 @@ impl Gateway {
             return Widgets::Off;
         }
         let header = |name| req.headers.get(name).map(|v: &HeaderValue| v.as_bytes());
-        let navigation = matches!(
-            (header("sec-fetch-mode"), header("sec-fetch-dest")),
-            (None, None) | (Some(b"navigate"), None | Some(b"document"))
-        );
+        let navigation = matches!(header("sec-fetch-mode"), None | Some(b"navigate"))
+            && matches!(header("sec-fetch-dest"), None | Some(b"document"));
         if navigation && req.method == http::Method::GET && wants_html(&req.headers) {
             Widgets::SignIn
         } else {

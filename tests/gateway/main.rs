@@ -4,6 +4,7 @@ mod bad_input;
 
 mod config_check;
 mod demo;
+mod differential;
 mod embedded;
 mod faults;
 mod idp;
