@@ -71,6 +71,14 @@ impl TestKey {
         self.sign_as(claims, Some(&self.kid))
     }
 
+    /// A token signed with this key whose header lists `crit` extensions.
+    pub fn sign_with_crit(&self, claims: &Value, crit: &[&str]) -> String {
+        let mut header = Header::new(self.alg);
+        header.kid = Some(self.kid.clone());
+        header.crit = Some(crit.iter().map(|c| c.to_string()).collect());
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("token")
+    }
+
     /// A token signed with this key but carrying `kid` (or none) in its header.
     pub fn sign_as(&self, claims: &Value, kid: Option<&str>) -> String {
         let mut header = Header::new(self.alg);

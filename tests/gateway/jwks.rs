@@ -400,3 +400,41 @@ async fn a_key_withdrawn_from_the_set_stops_verifying_even_for_remembered_tokens
         "{body}"
     );
 }
+
+/// Published keys follow the same token rules as static ones: `aud` without a configured
+/// audience, an unknown `crit`, an `iss` array.
+#[tokio::test(flavor = "multi_thread")]
+async fn published_keys_refuse_aud_crit_and_issuer_arrays() {
+    let intranet = Intranet::start().await;
+    let idp = IdentityProvider::start().await;
+    let key = TestKey::rsa("rsa_private.pem", "key-1");
+    idp.publish(&[&key]);
+    let gw = TestGateway::start(&config(
+        &idp,
+        &intranet,
+        "[\"RS256\"]",
+        "issuer = \"https://sso.corp.example\"",
+        "",
+    ));
+    let mut ada = person("ada@corp.example", &[]);
+    ada["iss"] = "https://sso.corp.example".into();
+    assert_eq!(whoami_token(&gw, &key.sign(&ada)).await.0, 200);
+    let reason = |(status, body): (u16, Value)| {
+        assert_eq!(status, 401, "{body}");
+        body["reason"].as_str().unwrap_or_default().to_string()
+    };
+    let mut with_aud = ada.clone();
+    with_aud["aud"] = "another-app".into();
+    assert_eq!(
+        reason(whoami_token(&gw, &key.sign(&with_aud)).await),
+        "wrong_audience"
+    );
+    let crit = key.sign_with_crit(&ada, &["b64"]);
+    assert_eq!(reason(whoami_token(&gw, &crit).await), "unsupported_crit");
+    let mut two_issuers = ada.clone();
+    two_issuers["iss"] = serde_json::json!(["https://sso.corp.example", "https://evil.example"]);
+    assert_eq!(
+        reason(whoami_token(&gw, &key.sign(&two_issuers)).await),
+        "wrong_issuer"
+    );
+}

@@ -457,3 +457,120 @@ async fn slow_headers_do_not_starve_others_and_are_cut_off() {
         "not cut off: {after:?} {result:?}"
     );
 }
+
+/// Tokens exactly as documented, from the cookie and from `Authorization: Bearer`: `aud` is
+/// refused when no `audience` is configured, a `crit` header is refused, and `iss` must be one
+/// string equal to `issuer`.
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_are_refused_exactly_as_documented() {
+    let intranet = Intranet::start().await;
+    let plain = gateway_with(&intranet, &["HS256"], "");
+    let with_issuer = TestGateway::start(&format!(
+        "{}{}",
+        session_config(&["HS256"], "issuer = \"https://sso.corp.example\""),
+        upstream_config(&intranet)
+    ));
+    let secret = EncodingKey::from_secret(&session_secret());
+    let sign = |claims: &serde_json::Value, crit: Option<Vec<String>>| {
+        let mut header = Header::new(Algorithm::HS256);
+        header.crit = crit;
+        jsonwebtoken::encode(&header, claims, &secret).unwrap()
+    };
+    let ada = person("ada@corp.example", &[]);
+    let mut with_aud = ada.clone();
+    with_aud["aud"] = json!("some-other-app");
+    let mut aud_list = ada.clone();
+    aud_list["aud"] = json!(["a", "b"]);
+    let mut iss_ok = ada.clone();
+    iss_ok["iss"] = json!("https://sso.corp.example");
+    let mut iss_list = ada.clone();
+    iss_list["iss"] = json!(["https://sso.corp.example", "https://evil.example"]);
+    let cases = [
+        (&plain, sign(&ada, None), 200, ""),
+        (&plain, sign(&with_aud, None), 401, "wrong_audience"),
+        (&plain, sign(&aud_list, None), 401, "wrong_audience"),
+        (
+            &plain,
+            sign(&ada, Some(vec!["exp".into()])),
+            401,
+            "unsupported_crit",
+        ),
+        (&with_issuer, sign(&iss_ok, None), 200, ""),
+        (&with_issuer, sign(&iss_list, None), 401, "wrong_issuer"),
+    ];
+    for (gw, token, status, why) in cases {
+        for bearer in [false, true] {
+            let req = client().get(gw.url("/_handoff/whoami"));
+            let req = if bearer {
+                req.header("Authorization", format!("Bearer {token}"))
+            } else {
+                req.header("Cookie", format!("intranet_session={token}"))
+            };
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), status, "{why} bearer={bearer}");
+            let body: serde_json::Value = resp.json().await.unwrap();
+            if status == 401 {
+                assert_eq!(body["reason"], why, "bearer={bearer}");
+            }
+        }
+    }
+}
+
+/// Group names are compared exactly, and one that cannot be carried in the comma-separated
+/// groups header is left out of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn group_names_are_exact_and_never_split_the_groups_header() {
+    let intranet = Intranet::start().await;
+    let gw = gateway_with(
+        &intranet,
+        &["HS256"],
+        "[[routes]]\npath = \"/admins\"\nupstream = \"intranet\"\nidentity_headers = true\n\
+         [routes.allow]\ngroups = [\"admins\"]\n",
+    );
+    let get = |path: &str, groups: &[&str]| {
+        client().get(gw.url(path)).header(
+            "Cookie",
+            format!(
+                "intranet_session={}",
+                hs256(&person("eve@corp.example", groups))
+            ),
+        )
+    };
+    // " admins" (with a space) is not "admins".
+    let resp = get("/admins/x", &[" admins"]).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = get("/admins/x", &["admins"]).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // "eng,admins" is one group: it must not reach the upstream as two.
+    let echo = Echo::from(
+        get("/x", &["eng,admins", "staff", " ops"])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(echo.headers("x-handoff-groups"), vec!["staff"]);
+    assert!(captured_logs().contains("left out of the groups header"));
+}
+
+#[test]
+fn content_length_lists_are_refused() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let intranet = rt.block_on(Intranet::start());
+    let gw = TestGateway::start(&upstream_config(&intranet));
+    for lengths in [
+        "Content-Length: 5, 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 5\r\n",
+        "Content-Length: +5\r\n",
+    ] {
+        let raw = raw_exchange(
+            gw.addr,
+            format!("POST /x HTTP/1.1\r\nHost: x\r\n{lengths}Connection: close\r\n\r\nhello")
+                .as_bytes(),
+            Duration::from_secs(5),
+        );
+        assert!(raw.starts_with("HTTP/1.1 400"), "{lengths:?}: {raw}");
+    }
+    drop(gw);
+    drop(intranet);
+}
