@@ -202,7 +202,7 @@ impl Intranet {
             .route("/slow", get(slow))
             .route("/ws", get(websocket))
             .route("/status/{code}", any(status))
-            .route("/pages/{name}", get(page))
+            .route("/pages/{name}", any(page))
             .fallback(echo)
             .layer(axum::middleware::map_response(
                 move |mut r: Response| async move {
@@ -348,6 +348,14 @@ async fn page(axum::extract::Path(name): axum::extract::Path<String>) -> Respons
             builder
                 .header("content-encoding", "gzip")
                 .body(Body::from(bytes))
+                .expect("response")
+        }
+        "deflate" => {
+            let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            z.write_all(html.as_bytes()).expect("deflate");
+            builder
+                .header("content-encoding", "deflate")
+                .body(Body::from(z.finish().expect("deflate")))
                 .expect("response")
         }
         "chunked" => {

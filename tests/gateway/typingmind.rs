@@ -350,3 +350,128 @@ async fn widgets_off_leaves_pages_alone() {
     let resp = get(&gw, "/pages/upper", Some(&person("ada@corp.example", &[]))).await;
     assert_eq!(resp.text().await.unwrap(), page_body("upper").unwrap());
 }
+
+/// A widget code is a way into the app: only a top-level navigation of a person the app admits
+/// gets one, and a code Handoff did not mint for this person never reaches a browser — not on a
+/// `fetch()`, a POST, a request that does not ask for HTML, nor a page compressed in a way the
+/// gateway cannot undo.
+#[tokio::test(flavor = "multi_thread")]
+async fn widget_codes_only_for_admitted_navigations_and_stale_codes_never_leak() {
+    let intranet = Intranet::start().await;
+    let config = format!(
+        "{session}{upstream}\
+         [apps.chat]\nkind = \"typingmind\"\ninstance_url = \"{INSTANCE}/\"\n\
+         secret = {{ file = \"typingmind-secret.txt\" }}\nwidget = true\n\
+         [[routes]]\npath = \"/ai/chat\"\napp = \"chat\"\n[routes.allow]\ngroups = [\"ai-users\"]\n",
+        session = session_config(&["HS256"], ""),
+        upstream = upstream_config(&intranet),
+    );
+    let gw = TestGateway::start(&config);
+    let ada = person("ada@corp.example", &["ai-users"]);
+    let mallory = person("mallory@corp.example", &["staff"]);
+    // Ada, admitted, navigating: a code. Mallory, refused at /ai/chat: none, and no stale one.
+    let html = get(&gw, "/pages/upper", Some(&ada))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(codes_in(&html.to_lowercase()).len(), 1, "{html}");
+    assert!(!html.contains("stale-code"));
+    let html = get(&gw, "/pages/upper", Some(&mallory))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !html.to_lowercase().contains("data-external-auth-code"),
+        "{html}"
+    );
+    let resp = get(&gw, "/ai/chat", Some(&mallory)).await;
+    assert_eq!(resp.status(), 403);
+
+    let cookie = format!("intranet_session={}", hs256(&ada));
+    let page = |req: reqwest::RequestBuilder| {
+        let cookie = cookie.clone();
+        async move {
+            let resp = req.header("Cookie", cookie).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    // Not top-level navigations: the stale code is stripped and no code is written.
+    for (mode, dest) in [
+        ("cors", "empty"),
+        ("no-cors", "script"),
+        ("navigate", "iframe"),
+    ] {
+        let (status, html) = page(
+            client()
+                .get(gw.url("/pages/upper"))
+                .header("Accept", "text/html")
+                .header("Sec-Fetch-Mode", mode)
+                .header("Sec-Fetch-Dest", dest),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(
+            !html.to_lowercase().contains("data-external-auth-code"),
+            "{mode}/{dest}: {html}"
+        );
+    }
+    // POST, and a request that does not ask for HTML: stripped too.
+    let (_, html) = page(
+        client()
+            .post(gw.url("/pages/upper"))
+            .header("Accept", "text/html"),
+    )
+    .await;
+    assert!(
+        !html.to_lowercase().contains("data-external-auth-code"),
+        "POST: {html}"
+    );
+    let (_, html) = page(client().get(gw.url("/pages/upper")).header("Accept", "*/*")).await;
+    assert!(
+        !html.to_lowercase().contains("data-external-auth-code"),
+        "*/*: {html}"
+    );
+    // An encoding Pingora cannot undo: a 502 page, never the stale code.
+    let (status, html) = page(
+        client()
+            .get(gw.url("/pages/upper.deflate"))
+            .header("Accept", "text/html"),
+    )
+    .await;
+    assert_eq!(status, 502, "{html}");
+    assert!(html.contains("could not be checked"), "{html}");
+    // The portal lists the app for Ada, not for Mallory.
+    let portal = |claims: &Value| {
+        client()
+            .get(gw.url("/_handoff/"))
+            .header("Cookie", format!("intranet_session={}", hs256(claims)))
+    };
+    let ada_portal = portal(&ada).send().await.unwrap().text().await.unwrap();
+    assert!(ada_portal.contains("/ai/chat"), "{ada_portal}");
+    let mallory_portal = portal(&mallory).send().await.unwrap().text().await.unwrap();
+    assert!(!mallory_portal.contains("/ai/chat"), "{mallory_portal}");
+}
+
+/// `[apps.NAME.allow]` holds on the link, the widget and the portal alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_apps_own_allow_holds_on_every_way_in() {
+    let (gw, _i) = gateway("widget = true\n[apps.chat.allow]\ndomains = [\"corp.example\"]").await;
+    let insider = person("ada@corp.example", &[]);
+    let outsider = person("eve@partner.example", &[]);
+    assert_eq!(get(&gw, "/ai/chat", Some(&insider)).await.status(), 302);
+    assert_eq!(get(&gw, "/ai/chat", Some(&outsider)).await.status(), 403);
+    let html = get(&gw, "/pages/widget", Some(&insider))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(codes_in(&html).len(), 1);
+    let html = get(&gw, "/pages/widget", Some(&outsider))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(codes_in(&html).is_empty(), "{html}");
+}
