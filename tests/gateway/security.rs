@@ -12,6 +12,15 @@
 //! | request smuggling (CL/TE) | `smuggling_shapes_are_refused`, `bad_input::*` (two lengths) |
 //! | oversized headers and cookies | `oversized_headers_and_cookies_get_4xx`, `bad_input::*` |
 //! | slowloris | `slow_headers_do_not_starve_others_and_are_cut_off` |
+//! | encoded slashes, backslashes, dot segments, `;params`, double encodings, `%00` | `differential::hostile_paths_against_{nginx,wsgi}_*` (720 targets, real upstreams), `paths::tests` (unit) |
+//! | identity headers with `_` or odd case; forwarding headers | `differential::forged_headers_*` (HTTP/1.1, h2c, upgrade, `Connection`), `spoofing::*` |
+//! | a host that skips `upstream_request_filter` | `differential::a_host_that_skips_upstream_request_filter_forwards_nothing_forged` |
+//! | absolute-form targets, malformed `Host` | `differential::hosts_route_on_the_authority_the_upstream_serves` |
+//! | widget codes for refused people, `fetch()`, POST, stale codes | `typingmind::widget_codes_only_for_admitted_navigations_and_stale_codes_never_leak`, `typingmind::the_apps_own_allow_holds_on_every_way_in` |
+//! | `aud` unexpected, `crit`, `iss` arrays | `tokens_are_refused_exactly_as_documented`, `jwks::published_keys_refuse_aud_crit_and_issuer_arrays` |
+//! | return-to through `//evil/%2e%2e`, `/\\evil/..` | `return_to_never_leaves_the_site` |
+//! | group names with `,` or spaces | `group_names_are_exact_and_never_split_the_groups_header` |
+//! | `Content-Length` lists | `content_length_lists_are_refused` |
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
