@@ -245,6 +245,11 @@ fn decode(path: &str, reading: Slashes) -> String {
     out
 }
 
+/// Decodes unreserved escapes only (`%2F` and other reserved escapes stay, hex uppercased).
+pub(crate) fn decode_unreserved(path: &str) -> String {
+    decode(path, Slashes::None)
+}
+
 /// Resolves `.` and `..` segments and merges repeated slashes; keeps a trailing slash.
 pub(crate) fn resolve(decoded: &str) -> String {
     let mut out: Vec<&str> = Vec::new();

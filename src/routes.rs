@@ -112,33 +112,9 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     if !needs_work {
         return Cow::Borrowed(path);
     }
-    Cow::Owned(crate::paths::resolve(&decode_unreserved(path)))
-}
-
-/// Decodes `%XX` only where XX is an unreserved character (RFC 3986 §2.3); other escapes, such
-/// as `%2F`, stay as they are.
-fn decode_unreserved(path: &str) -> String {
-    let bytes = path.as_bytes();
-    let mut out = String::with_capacity(path.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                let c = (h * 16 + l) as u8;
-                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
-                    out.push(c as char);
-                    i += 3;
-                    continue;
-                }
-            }
-        }
-        // Copy one whole UTF-8 character (paths are &str, so this stays valid).
-        let ch_len = path[i..].chars().next().map_or(1, char::len_utf8);
-        out.push_str(&path[i..i + ch_len]);
-        i += ch_len;
-    }
-    out
+    Cow::Owned(crate::paths::resolve(&crate::paths::decode_unreserved(
+        path,
+    )))
 }
 
 /// A path on this site: starts with `/`, and is not `//host` or `/\\host` (which browsers

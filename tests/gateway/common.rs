@@ -103,6 +103,21 @@ pub fn captured_logs() -> String {
         .unwrap_or_default()
 }
 
+/// Pingora settings for a host proxy a test builds itself, with its files in `dir`.
+pub fn host_server_conf(
+    dir: &std::path::Path,
+    threads: usize,
+) -> pingora::server::configuration::ServerConf {
+    pingora::server::configuration::ServerConf {
+        threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(0),
+        pid_file: dir.join("pid").display().to_string(),
+        upgrade_sock: dir.join("upgrade.sock").display().to_string(),
+        ..Default::default()
+    }
+}
+
 /// A running gateway, stopped when dropped.
 pub struct TestGateway {
     pub addr: SocketAddr,

@@ -19,7 +19,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
-use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::HttpPeer;
 use serde_json::Value;
 
@@ -681,14 +680,7 @@ fn a_host_that_skips_upstream_request_filter_forwards_nothing_forged() {
     )
     .expect("settings");
     let dir = tempfile::tempdir().expect("temp dir");
-    let conf = ServerConf {
-        threads: 1,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(0),
-        pid_file: dir.path().join("pid").display().to_string(),
-        upgrade_sock: dir.path().join("upgrade.sock").display().to_string(),
-        ..ServerConf::default()
-    };
+    let conf = host_server_conf(dir.path(), 1);
     let mut server = pingora::server::Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let port = free_port();

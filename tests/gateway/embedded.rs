@@ -3,7 +3,6 @@
 //! host's own routes stay the host's; Handoff's routes, endpoints, header stripping and widget
 //! sign-in work through it. Handoff is built from settings given in code.
 
-use pingora::server::configuration::ServerConf;
 use serde_json::{json, Value};
 
 use crate::common::*;
@@ -50,14 +49,7 @@ fn settings(yourgpt: &YourGptStandIn) -> Value {
 /// The example host on a free port, proxying to `intranet`.
 fn host(handoff: Handoff, intranet: &Intranet) -> TestGateway {
     let dir = tempfile::tempdir().expect("temp dir");
-    let conf = ServerConf {
-        threads: 2,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(0),
-        pid_file: dir.path().join("pid").display().to_string(),
-        upgrade_sock: dir.path().join("upgrade.sock").display().to_string(),
-        ..ServerConf::default()
-    };
+    let conf = host_server_conf(dir.path(), 2);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let server =
