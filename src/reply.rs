@@ -108,6 +108,11 @@ impl Reply {
         Reply::error_with_reference(wants_html, status, code, title, message, None)
     }
 
+    /// A 400 "Bad request" for a request the gateway will not pass on: `code` names why.
+    pub fn bad_request(headers: &http::HeaderMap, code: &'static str, message: &str) -> Reply {
+        Reply::error(wants_html(headers), 400, code, "Bad request", message)
+    }
+
     /// [`Reply::error`] carrying a support reference: a line on the page, a `reference` field
     /// in JSON.
     pub fn error_with_reference(

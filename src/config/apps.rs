@@ -3,11 +3,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{RawAllow, RawPlainOrSecret, RawTypingMind, RawYourGpt};
+use super::raw::{RawPlainOrSecret, RawTypingMind, RawYourGpt};
 use super::validate::Problems;
 use super::{AppKind, AppSettings, IdentifyBy, TypingMindSettings, YourGptSettings};
 use crate::identity::ClaimPath;
-use crate::policy::AllowRules;
 
 const KINDS: &str = "\"yourgpt\", \"typingmind\"";
 
@@ -22,7 +21,7 @@ pub(super) fn app_settings(
     match kind {
         Some("yourgpt") => {
             let mut raw = p.parse::<RawYourGpt>(&key, value)?;
-            let allow = allow_rules(&key, raw.allow.take(), p);
+            let allow = p.allow(&key, raw.allow.take());
             yourgpt(&key, raw, base_dir, p).map(|s| AppSettings {
                 name: name.to_string(),
                 kind: AppKind::YourGpt(s),
@@ -31,7 +30,7 @@ pub(super) fn app_settings(
         }
         Some("typingmind") => {
             let mut raw = p.parse::<RawTypingMind>(&key, value)?;
-            let allow = allow_rules(&key, raw.allow.take(), p);
+            let allow = p.allow(&key, raw.allow.take());
             typingmind(&key, raw, base_dir, p).map(|s| AppSettings {
                 name: name.to_string(),
                 kind: AppKind::TypingMind(s),
@@ -53,22 +52,6 @@ pub(super) fn app_settings(
             None
         }
     }
-}
-
-/// `allow` of an app or a route: who may pass. An `allow` that lists nobody is a mistake.
-pub(super) fn allow_rules(
-    key: &str,
-    raw: Option<RawAllow>,
-    p: &mut Problems,
-) -> Option<AllowRules> {
-    let rules = raw.map(|a| AllowRules::new(a.emails, a.domains, a.groups))?;
-    if rules.is_empty() {
-        p.add(
-            format!("{key}.allow"),
-            "lists nobody: give `emails`, `domains` or `groups` (or drop `allow`)",
-        );
-    }
-    Some(rules)
 }
 
 fn yourgpt(

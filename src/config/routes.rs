@@ -74,25 +74,25 @@ pub(super) fn route_settings(
             "a handoff route sends nothing upstream; identity headers do not apply",
         );
     }
-    let allow = super::apps::allow_rules(&key, raw.allow, p);
+    let allow = p.allow(&key, raw.allow);
     if raw.require_session == Some(false) && allow.is_some() {
         p.add(
             format!("{key}.require_session"),
             "is false, but `allow` rules need a session",
         );
     }
-    let escaped_slashes = super::server::escaped_slashes(
-        &format!("{key}.escaped_slashes"),
-        raw.escaped_slashes.as_deref(),
-        p,
-    )
-    .unwrap_or(if is_app {
-        // Nothing is forwarded from a handoff route: only the route must be the same under
-        // every reading, which `keep` checks; a deep link's `%2F` reaches the app as sent.
-        EscapedSlashes::Keep
-    } else {
-        ctx.escaped_slashes
-    });
+    let escaped_slashes = p
+        .escaped_slashes(
+            &format!("{key}.escaped_slashes"),
+            raw.escaped_slashes.as_deref(),
+        )
+        .unwrap_or(if is_app {
+            // Nothing is forwarded from a handoff route: only the route must be the same under
+            // every reading, which `keep` checks; a deep link's `%2F` reaches the app as sent.
+            EscapedSlashes::Keep
+        } else {
+            ctx.escaped_slashes
+        });
     let require_session = raw.require_session.unwrap_or(false) || allow.is_some() || is_app;
     let identity_headers = raw.identity_headers.unwrap_or(false);
     if (require_session || identity_headers) && !ctx.has_session {

@@ -86,23 +86,11 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
             Some(n) => n,
             None => 65_536,
         },
-        escaped_slashes: escaped_slashes(
-            "server.escaped_slashes",
-            raw.escaped_slashes.as_deref(),
-            p,
-        )
-        .unwrap_or_default(),
+        escaped_slashes: p
+            .escaped_slashes("server.escaped_slashes", raw.escaped_slashes.as_deref())
+            .unwrap_or_default(),
         drop_underscore_headers: raw.drop_underscore_headers.unwrap_or(true),
     }
-}
-
-/// Parses an `escaped_slashes` value; `None` when unset or wrong (and then reported).
-pub(super) fn escaped_slashes(
-    key: &str,
-    raw: Option<&str>,
-    p: &mut Problems,
-) -> Option<EscapedSlashes> {
-    EscapedSlashes::parse(raw?).map_err(|e| p.add(key, e)).ok()
 }
 
 fn check_listen(key: &str, addr: &str, p: &mut Problems) {

@@ -22,6 +22,29 @@ impl Problems {
         r.resolve(base_dir).map_err(|e| self.add(key, e)).ok()
     }
 
+    /// An `allow` table (of an app or a route): who may pass. One that lists nobody is a mistake.
+    pub(super) fn allow(&mut self, key: &str, raw: Option<RawAllow>) -> Option<AllowRules> {
+        let rules = raw.map(|a| AllowRules::new(a.emails, a.domains, a.groups))?;
+        if rules.is_empty() {
+            self.add(
+                format!("{key}.allow"),
+                "lists nobody: give `emails`, `domains` or `groups` (or drop `allow`)",
+            );
+        }
+        Some(rules)
+    }
+
+    /// An `escaped_slashes` value; `None` when unset or wrong (and then reported under `key`).
+    pub(super) fn escaped_slashes(
+        &mut self,
+        key: &str,
+        raw: Option<&str>,
+    ) -> Option<EscapedSlashes> {
+        EscapedSlashes::parse(raw?)
+            .map_err(|e| self.add(key, e))
+            .ok()
+    }
+
     /// A duration in milliseconds that must be more than zero (`default` when absent).
     pub(super) fn positive_ms(&mut self, key: &str, value: Option<u64>, default: u64) -> Duration {
         let v = value.unwrap_or(default);

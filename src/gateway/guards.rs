@@ -11,8 +11,8 @@ impl Gateway {
     /// smuggling), and requests whose headers are over `server.max_request_header_bytes`: a
     /// 400 / 431 that closes the connection, before anything is proxied.
     pub(super) fn hostile_framing(&self, req: &Parts) -> Option<Reply> {
-        let refuse = |status, code, title, message| {
-            Some(Reply::error(wants_html(&req.headers), status, code, title, message).closing())
+        let refuse = |message| {
+            Some(Reply::bad_request(&req.headers, "ambiguous_framing", message).closing())
         };
         let te = req.headers.get_all(http::header::TRANSFER_ENCODING);
         let mut te = te.iter();
@@ -24,9 +24,6 @@ impl Gateway {
             let with_length = req.headers.contains_key(http::header::CONTENT_LENGTH);
             if !plain_chunked || with_length || req.version == http::Version::HTTP_10 {
                 return refuse(
-                    400,
-                    "ambiguous_framing",
-                    "Bad request",
                     "The request's length is ambiguous (Transfer-Encoding with Content-Length, \
                      or an encoding other than chunked).",
                 );
@@ -37,12 +34,7 @@ impl Gateway {
             // `5, 5` or two headers: upstreams reconcile lists differently (or not at all).
             let one_number = !first.is_empty() && first.as_bytes().iter().all(u8::is_ascii_digit);
             if lengths.next().is_some() || !one_number {
-                return refuse(
-                    400,
-                    "ambiguous_framing",
-                    "Bad request",
-                    "The request's Content-Length is not one plain number.",
-                );
+                return refuse("The request's Content-Length is not one plain number.");
             }
         }
         let max = self.server.max_request_header_bytes;
@@ -50,13 +42,15 @@ impl Gateway {
         for (name, value) in &req.headers {
             total += name.as_str().len() + value.len() + 4;
             if total > max {
-                return refuse(
+                let reply = Reply::error(
+                    wants_html(&req.headers),
                     431,
                     "headers_too_large",
                     "Request headers too large",
                     "The request's headers (cookies, most likely) are too large. Clearing this \
                      site's cookies usually helps.",
                 );
+                return Some(reply.closing());
             }
         }
         None

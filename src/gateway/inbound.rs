@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, Uri};
 
 use super::Gateway;
 use crate::paths::canonical_path;
-use crate::reply::{wants_html, Reply};
+use crate::reply::Reply;
 
 /// Forwarding headers frameworks trust for the client's address, scheme, host or path, besides
 /// the `x-forwarded-*` family.
@@ -77,11 +77,9 @@ impl Gateway {
             || authority.is_some_and(|a| !is_host_and_port(a))
             || (first.is_none() && authority.is_none() && req.version == http::Version::HTTP_11);
         bad.then(|| {
-            Reply::error(
-                wants_html(&req.headers),
-                400,
+            Reply::bad_request(
+                &req.headers,
                 "bad_host",
-                "Bad request",
                 "The request's host is missing or malformed (one Host header of the form \
                  name[:port] is expected).",
             )
@@ -105,11 +103,9 @@ impl Gateway {
             Ok(Cow::Borrowed(_)) => return Ok(None),
             Ok(Cow::Owned(p)) => p,
             Err(refusal) => {
-                return Err(Reply::error(
-                    wants_html(&req.headers),
-                    400,
+                return Err(Reply::bad_request(
+                    &req.headers,
                     refusal.code(),
-                    "Bad request",
                     refusal.explanation(),
                 ))
             }
@@ -121,11 +117,9 @@ impl Gateway {
         let mut parts = req.uri.clone().into_parts();
         parts.path_and_query = path_and_query.parse().ok();
         Uri::from_parts(parts).map(Some).map_err(|_| {
-            Reply::error(
-                wants_html(&req.headers),
-                400,
+            Reply::bad_request(
+                &req.headers,
                 "bad_path",
-                "Bad request",
                 "The gateway could not understand this address.",
             )
         })

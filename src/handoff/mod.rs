@@ -103,9 +103,10 @@ pub struct App {
     connector: Connector,
     /// `[apps.NAME.allow]`.
     allow: Option<AllowRules>,
-    /// Who the widget signs in: the app's `allow` and the `allow` of every route into the app
-    /// (a code is a way into the app, so a person any of its routes refuses gets none).
-    widget_rules: Vec<AllowRules>,
+    /// The `allow` of every route into the app. The widget signs in only people the app and
+    /// all of these admit (a code is a way into the app, so a person any of its routes refuses
+    /// gets none).
+    route_rules: Vec<AllowRules>,
 }
 
 enum Connector {
@@ -132,14 +133,14 @@ impl App {
         Ok(App {
             name: settings.name,
             connector,
-            widget_rules: settings.allow.iter().cloned().collect(),
             allow: settings.allow,
+            route_rules: Vec::new(),
         })
     }
 
     /// Adds the `allow` of a route into this app to the rules its widget signs in by.
     pub fn add_route_rules(&mut self, rules: &AllowRules) {
-        self.widget_rules.push(rules.clone());
+        self.route_rules.push(rules.clone());
     }
 
     /// Whether the app admits this person through a route with `route_allow`: both the route's
@@ -188,7 +189,10 @@ impl App {
             return None;
         }
         let code = identity
-            .filter(|who| self.widget_rules.iter().all(|r| r.check(who).is_ok()))
+            .filter(|who| {
+                self.admits(who, None).is_ok()
+                    && self.route_rules.iter().all(|r| r.check(who).is_ok())
+            })
             .and_then(|who| c.mint_code(who).ok());
         WidgetTarget::new(&s.instance_url, &s.widget_script_suffix, code)
             .map(|t| (t, s.widget_max_page_bytes))

@@ -349,6 +349,10 @@ impl Handoff {
         if ctx.widgets == Widgets::Off || !has_body || !is_html(response) {
             return Ok(());
         }
+        // Decided before the rewriter is built, so no code is minted for a page replaced.
+        if is_encoded(response) || status == http::StatusCode::PARTIAL_CONTENT {
+            return self.replace_unreadable_page(session, response, ctx);
+        }
         let person = match ctx.widgets {
             Widgets::SignIn => ctx.identity.as_ref(),
             _ => None,
@@ -356,9 +360,6 @@ impl Handoff {
         let Some((rewriter, cap)) = self.gateway_of(ctx).widget_rewriter(person) else {
             return Ok(());
         };
-        if is_encoded(response) || status == http::StatusCode::PARTIAL_CONTENT {
-            return self.replace_unreadable_page(session, response, ctx);
-        }
         let length = response
             .headers
             .get(http::header::CONTENT_LENGTH)

@@ -8,7 +8,7 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::authority::{raw_target_authority, RawTargetAuthority};
 
 use crate::gateway::{is_host_and_port, Gateway};
-use crate::reply::{wants_html, Reply};
+use crate::reply::Reply;
 
 /// Settles `req` in place; the page to answer with when it has no one meaning.
 pub(super) fn screen(gateway: &Gateway, req: &mut RequestHeader) -> Option<Reply> {
@@ -31,11 +31,9 @@ pub(super) fn screen(gateway: &Gateway, req: &mut RequestHeader) -> Option<Reply
 }
 
 fn bad_target(req: &RequestHeader) -> Reply {
-    Reply::error(
-        wants_html(&req.headers),
-        400,
+    Reply::bad_request(
+        &req.headers,
         "bad_target",
-        "Bad request",
         "The gateway could not understand this address.",
     )
     .closing()
@@ -50,13 +48,15 @@ fn origin_form(req: &mut RequestHeader) -> Option<Reply> {
     if raw.starts_with(b"/") || raw == b"*" {
         return (!req.raw_path_is_utf8()).then(|| bad_target(req));
     }
-    let authority = match raw_target_authority(raw) {
-        RawTargetAuthority::Absolute { authority, .. } if is_host_and_port(authority) => {
+    let host = match raw_target_authority(raw) {
+        RawTargetAuthority::Absolute { authority, .. }
+            if is_host_and_port(authority) && req.raw_path_is_utf8() =>
+        {
             HeaderValue::from_bytes(authority).ok()
         }
         _ => None,
     };
-    let Some(host) = authority.filter(|_| req.raw_path_is_utf8()) else {
+    let Some(host) = host else {
         return Some(bad_target(req));
     };
     // The URI already holds only the path and query; setting it drops the absolute form.

@@ -78,9 +78,6 @@ struct AlgorithmCheck {
     /// The JOSE name, as it appears in a token header.
     name: String,
     validation: Validation,
-    /// `issuer` is set: `iss` must be one string (jsonwebtoken also takes an array that holds
-    /// the issuer among others).
-    single_issuer: bool,
 }
 
 /// At most this many published keys are tried for a token without a `kid`.
@@ -164,7 +161,6 @@ impl JwtVerifier {
                 alg,
                 name: format!("{alg:?}"),
                 validation,
-                single_issuer: rules.issuer.is_some(),
             });
         }
         Ok(JwtVerifier {
@@ -248,8 +244,11 @@ fn decode(
     check: &AlgorithmCheck,
 ) -> Result<Map<String, Value>, SessionError> {
     match jsonwebtoken::decode::<Map<String, Value>>(token, key, &check.validation) {
+        // With `issuer` set, `iss` must be one string: jsonwebtoken also takes an array that
+        // holds the issuer among others.
         Ok(data)
-            if check.single_issuer && !data.claims.get("iss").is_some_and(Value::is_string) =>
+            if check.validation.iss.is_some()
+                && !data.claims.get("iss").is_some_and(Value::is_string) =>
         {
             Err(SessionError::WrongIssuer)
         }
