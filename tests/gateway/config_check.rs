@@ -1522,3 +1522,42 @@ fn log_and_operations_keys_are_checked() {
     assert_eq!(config.server.metrics_listen, None);
     assert_eq!(config.server.max_request_header_bytes, 65_536);
 }
+
+#[test]
+fn escaped_slashes_and_app_allow_are_checked() {
+    assert_only_problem(
+        &format!("[server]\nescaped_slashes = \"sometimes\"\n{UPSTREAM}{ROUTE}"),
+        "server.escaped_slashes",
+        "use \"refuse\", \"decode\" or \"keep\"",
+    );
+    assert_only_problem(
+        &format!("{UPSTREAM}{}", route("/", "escaped_slashes = \"Decode\"")),
+        "routes[0].escaped_slashes",
+        "unknown value \"Decode\"",
+    );
+    let app = "[apps.chat]\nkind = \"typingmind\"\ninstance_url = \"https://chat.example.test/\"\n\
+               secret = { file = \"typingmind-secret.txt\" }\n";
+    assert_only_problem(
+        &format!("{}{UPSTREAM}{ROUTE}{app}[apps.chat.allow]\n", session("")),
+        "apps.chat.allow",
+        "lists nobody",
+    );
+    let config = assert_accepted(&format!(
+        "[server]\nescaped_slashes = \"decode\"\n{}{UPSTREAM}{ROUTE}{}{app}\
+         [apps.chat.allow]\ngroups = [\"ai\"]\n\
+         [[routes]]\npath = \"/ai/chat\"\napp = \"chat\"\n",
+        session(""),
+        route("/files", "escaped_slashes = \"keep\""),
+    ));
+    use handoff::paths::EscapedSlashes;
+    let slashes: Vec<EscapedSlashes> = config.routes.iter().map(|r| r.escaped_slashes).collect();
+    // A route's own value; the server's for a proxy route; `keep` on an app route.
+    let expected = [
+        EscapedSlashes::Decode,
+        EscapedSlashes::Keep,
+        EscapedSlashes::Keep,
+    ];
+    assert_eq!(slashes, expected);
+    assert_eq!(config.server.escaped_slashes, EscapedSlashes::Decode);
+    assert!(config.apps[0].allow.is_some());
+}
