@@ -108,7 +108,7 @@ impl ProxyHttp for HostProxy {
         ctx: &mut HostCtx,
     ) -> Result<Option<Duration>> {
         self.handoff
-            .response_body_filter(body, end_of_stream, &mut ctx.handoff);
+            .response_body_filter(body, end_of_stream, &mut ctx.handoff)?;
         Ok(None)
     }
 

@@ -328,3 +328,52 @@ impl Collector for StateCollector {
         self.all().into_iter().flat_map(|c| c.collect()).collect()
     }
 }
+
+/// `server.max_connections`, read when Prometheus scrapes: connections open now and those
+/// refused for being over the cap.
+pub struct ConnectionsCollector {
+    limit: Arc<pingora::apps::ConnectionLimit>,
+    open: prometheus::IntGauge,
+    max: prometheus::IntGauge,
+    refused: prometheus::IntCounter,
+}
+
+impl ConnectionsCollector {
+    pub fn new(limit: Arc<pingora::apps::ConnectionLimit>) -> prometheus::Result<Self> {
+        Ok(ConnectionsCollector {
+            limit,
+            open: prometheus::IntGauge::new(
+                "handoff_client_connections",
+                "Client connections open now (counted with server.max_connections set).",
+            )?,
+            max: prometheus::IntGauge::new(
+                "handoff_client_connections_max",
+                "server.max_connections: the most client connections served at once.",
+            )?,
+            refused: prometheus::IntCounter::new(
+                "handoff_client_connections_refused_total",
+                "Client connections closed at once because server.max_connections were open.",
+            )?,
+        })
+    }
+}
+
+impl Collector for ConnectionsCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        [&self.open as &dyn Collector, &self.max, &self.refused]
+            .into_iter()
+            .flat_map(|c| c.desc())
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.open.set(self.limit.active() as i64);
+        self.max.set(self.limit.max() as i64);
+        self.refused.reset();
+        self.refused.inc_by(self.limit.refused());
+        [&self.open as &dyn Collector, &self.max, &self.refused]
+            .into_iter()
+            .flat_map(|c| c.collect())
+            .collect()
+    }
+}

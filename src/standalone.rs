@@ -9,7 +9,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::HOST;
-use pingora::apps::HttpServerOptions;
+use pingora::apps::{ConnectionLimit, HttpServerOptions};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
@@ -62,21 +62,22 @@ pub fn build_with_config(
         handoff.add_metrics_service(&mut server, addr);
     }
     let draining = watch_for_draining(&server);
+    let options = server_options(&settings);
+    if let Some(limit) = &options.connection_limit {
+        handoff.count_connections(limit.clone());
+    }
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         StandaloneProxy {
             handoff,
             trust_forwarded_headers: settings.trust_forwarded_headers,
+            keepalive: keepalive_seconds(settings.keepalive_timeout),
             draining,
         },
         "handoff",
     );
-    if settings.h2c {
-        if let Some(app) = proxy.app_logic_mut() {
-            let mut options = HttpServerOptions::default();
-            options.h2c = true;
-            app.server_options = Some(options);
-        }
+    if let Some(app) = proxy.app_logic_mut() {
+        app.server_options = Some(options);
     }
     for addr in &settings.listen {
         proxy.add_tcp(addr);
@@ -182,10 +183,34 @@ fn pingora_conf(s: &ServerSettings) -> ServerConf {
     }
 }
 
+/// The client-facing bounds of `[server]`, as Pingora's per-service options: how long and how
+/// large a request head may be, HTTP/2's idle timeout, the connection cap.
+fn server_options(s: &ServerSettings) -> HttpServerOptions {
+    let mut options = HttpServerOptions::default();
+    options.h2c = s.h2c;
+    options.max_request_header_size =
+        Some(s.max_request_header_bytes + config::REQUEST_LINE_ALLOWANCE);
+    options.request_header_timeout = Some(s.client_header_timeout);
+    options.h2_idle_timeout = Some(s.h2_idle_timeout);
+    options.connection_limit = s.max_connections.map(ConnectionLimit::new);
+    options
+}
+
+/// `server.keepalive_timeout` as Pingora's keep-alive setting: whole seconds, `None` for off.
+fn keepalive_seconds(idle: Duration) -> Option<u64> {
+    match idle.as_secs() {
+        0 => None,
+        secs => Some(secs),
+    }
+}
+
 /// The standalone gateway's proxy: Handoff in every phase, plus what a proxy of its own needs.
 struct StandaloneProxy {
     handoff: Handoff,
     trust_forwarded_headers: bool,
+    /// How long a connection may idle between requests (set on every request: Pingora would
+    /// otherwise keep it forever, or as long as the client's `Keep-Alive` asks).
+    keepalive: Option<u64>,
     /// See [`watch_for_draining`].
     draining: Arc<AtomicBool>,
 }
@@ -201,6 +226,10 @@ impl ProxyHttp for StandaloneProxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut HandoffCtx) -> Result<bool> {
         if self.draining.load(Ordering::Relaxed) {
             session.set_keepalive(None);
+        } else if session.get_keepalive().is_some() {
+            // Bounds the idle time of a connection Pingora keeps (never revives one it closes:
+            // HTTP/1.0 without keep-alive, `Connection: close`, both lengths).
+            session.set_keepalive(self.keepalive);
         }
         match self.handoff.request_filter(session, ctx).await? {
             Filtered::Answered => Ok(true),
@@ -258,7 +287,7 @@ impl ProxyHttp for StandaloneProxy {
         end_of_stream: bool,
         ctx: &mut HandoffCtx,
     ) -> Result<Option<Duration>> {
-        self.handoff.response_body_filter(body, end_of_stream, ctx);
+        self.handoff.response_body_filter(body, end_of_stream, ctx)?;
         Ok(None)
     }
 

@@ -148,13 +148,27 @@ pub struct ServerSettings {
     pub trust_forwarded_headers: bool,
     /// Where Prometheus scrapes `/metrics` (off when unset).
     pub metrics_listen: Option<String>,
-    /// Requests whose headers are larger get a 431 (Pingora itself stops at 1 MiB).
+    /// Requests whose headers are larger get a 431; a head longer than this plus
+    /// [`REQUEST_LINE_ALLOWANCE`] is refused while it is read, so no connection buffers more.
     pub max_request_header_bytes: usize,
     /// What routes without their own `escaped_slashes` do with `%2F`, `%5C` and `\`.
     pub escaped_slashes: EscapedSlashes,
     /// Drop every client header whose name contains `_` (CGI/WSGI read `_` as `-`).
     pub drop_underscore_headers: bool,
+    /// A new connection must send its first byte, and any HTTP/1 request head all of it once
+    /// started, within this long (nginx's `client_header_timeout`).
+    pub client_header_timeout: Duration,
+    /// How long an HTTP/1 connection may sit idle between requests; zero: no keep-alive.
+    pub keepalive_timeout: Duration,
+    /// How long an HTTP/2 connection may have no stream open before it is closed.
+    pub h2_idle_timeout: Duration,
+    /// At most this many client connections at once (`None`: no cap).
+    pub max_connections: Option<usize>,
 }
+
+/// What a request head may hold beyond `server.max_request_header_bytes`: the request line
+/// (nginx reads it into a buffer of 8 KiB too).
+pub const REQUEST_LINE_ALLOWANCE: usize = 8 * 1024;
 
 /// `[server.tls]`: HTTPS listeners (HTTP/1.1 and HTTP/2 by ALPN).
 #[derive(Debug, Clone, PartialEq, Eq)]

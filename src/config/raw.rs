@@ -32,6 +32,10 @@ pub struct RawServer {
     pub max_request_header_bytes: Option<usize>,
     pub escaped_slashes: Option<String>,
     pub drop_underscore_headers: Option<bool>,
+    pub client_header_timeout_seconds: Option<u64>,
+    pub keepalive_timeout_seconds: Option<u64>,
+    pub h2_idle_timeout_seconds: Option<u64>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -90,7 +90,47 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
             .escaped_slashes("server.escaped_slashes", raw.escaped_slashes.as_deref())
             .unwrap_or_default(),
         drop_underscore_headers: raw.drop_underscore_headers.unwrap_or(true),
+        client_header_timeout: seconds(
+            "server.client_header_timeout_seconds",
+            raw.client_header_timeout_seconds,
+            60,
+            1,
+            p,
+        ),
+        keepalive_timeout: seconds(
+            "server.keepalive_timeout_seconds",
+            raw.keepalive_timeout_seconds,
+            75,
+            0,
+            p,
+        ),
+        h2_idle_timeout: seconds(
+            "server.h2_idle_timeout_seconds",
+            raw.h2_idle_timeout_seconds,
+            75,
+            1,
+            p,
+        ),
+        max_connections: match raw.max_connections {
+            Some(0) => {
+                p.add(
+                    "server.max_connections",
+                    "must be at least 1 (leave it out for no cap)",
+                );
+                None
+            }
+            n => n,
+        },
     }
+}
+
+/// A whole number of seconds from `key` (`default` when unset), at least `min`.
+fn seconds(key: &str, value: Option<u64>, default: u64, min: u64, p: &mut Problems) -> Duration {
+    let value = value.unwrap_or(default);
+    if value < min {
+        p.add(key, format!("must be at least {min}"));
+    }
+    Duration::from_secs(value)
 }
 
 fn check_listen(key: &str, addr: &str, p: &mut Problems) {

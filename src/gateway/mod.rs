@@ -461,22 +461,27 @@ impl Gateway {
     }
 
     /// A rewriter that signs in (or, without a person, strips) the widgets of every app with
-    /// `widget = true`, and the page-size cap above which pages pass untouched.
-    pub fn widget_rewriter(&self, identity: Option<&Identity>) -> Option<(WidgetRewriter, usize)> {
-        let mut cap = usize::MAX;
+    /// `widget = true`; past [`Gateway::widget_page_cap`] bytes a page passes untouched.
+    pub fn widget_rewriter(&self, identity: Option<&Identity>) -> Option<WidgetRewriter> {
+        let cap = self.widget_page_cap()?;
         let targets: Vec<_> = self
             .widget_apps
             .iter()
             .filter_map(|&i| self.apps[i].widget_target(identity))
-            .map(|(target, max)| {
-                cap = cap.min(max);
-                target
-            })
             .collect();
         if targets.is_empty() {
             return None;
         }
-        Some((WidgetRewriter::new(targets, cap), cap))
+        Some(WidgetRewriter::new(targets, cap))
+    }
+
+    /// The largest page whose widget tags are rewritten (and the most a compressed one is
+    /// inflated to): the smallest `widget_max_page_bytes` of the widget apps; `None` without one.
+    pub fn widget_page_cap(&self) -> Option<usize> {
+        self.widget_apps
+            .iter()
+            .filter_map(|&i| self.apps[i].widget_page_cap())
+            .min()
     }
 
     fn unauthenticated(

@@ -4,6 +4,7 @@
 //! [`HandoffOutcome`]. [`App::reply`] turns an outcome into what the person sees and writes the
 //! one log line the operator needs; it never shows or logs a token.
 
+pub mod inflate;
 pub mod limits;
 pub mod mint;
 pub mod typingmind;
@@ -180,14 +181,12 @@ impl App {
     /// when there is no one to sign in, the app's rules refuse them, or the identity lacks
     /// what the payload needs.
     /// Returns the page-size cap too. `None` when this app has no widget.
-    pub fn widget_target(&self, identity: Option<&Identity>) -> Option<(WidgetTarget, usize)> {
+    pub fn widget_target(&self, identity: Option<&Identity>) -> Option<WidgetTarget> {
+        self.widget_page_cap()?;
         let Connector::TypingMind(c) = &self.connector else {
             return None;
         };
         let s = c.settings();
-        if !s.widget {
-            return None;
-        }
         let code = identity
             .filter(|who| {
                 self.admits(who, None).is_ok()
@@ -195,7 +194,17 @@ impl App {
             })
             .and_then(|who| c.mint_code(who).ok());
         WidgetTarget::new(&s.instance_url, &s.widget_script_suffix, code)
-            .map(|t| (t, s.widget_max_page_bytes))
+    }
+
+    /// With `widget = true`, the largest page whose widget tags are rewritten
+    /// (`widget_max_page_bytes`); `None` for an app without a widget.
+    pub fn widget_page_cap(&self) -> Option<usize> {
+        match &self.connector {
+            Connector::TypingMind(c) if c.settings().widget => {
+                Some(c.settings().widget_max_page_bytes)
+            }
+            _ => None,
+        }
     }
 
     /// The claim a missing field comes from, for the operator's log line.

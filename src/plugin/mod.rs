@@ -19,6 +19,7 @@ use pingora::upstreams::peer::{HttpPeer, Peer};
 
 use crate::config::{self, Config, ConfigErrors};
 use crate::gateway::{Decision, Gateway, SessionNote, Widgets};
+use crate::handoff::inflate::{InflateError, Inflater};
 use crate::handoff::widget::WidgetRewriter;
 use crate::identity::Identity;
 use crate::reply::{wants_html, Reply};
@@ -55,6 +56,8 @@ pub struct HandoffCtx {
     widgets: Widgets,
     /// Set once the response turned out to be a rewritable HTML page.
     rewriter: Option<Mutex<WidgetRewriter>>,
+    /// Set when that page came compressed: undoes the encoding, up to the page cap.
+    inflater: Option<Mutex<Inflater>>,
     /// Set when the response is an HTML page that cannot be rewritten (an encoding the gateway
     /// cannot undo, or a byte range): its body is replaced by this error page.
     replacement: Option<Bytes>,
@@ -155,6 +158,16 @@ impl Handoff {
         self.live.reload().await
     }
 
+    /// Shows a Pingora connection cap (`HttpServerOptions::connection_limit`) in the metrics:
+    /// `handoff_client_connections`, `handoff_client_connections_max` and
+    /// `handoff_client_connections_refused_total`.
+    pub fn count_connections(&self, limit: Arc<pingora::apps::ConnectionLimit>) {
+        match crate::metrics::ConnectionsCollector::new(limit) {
+            Ok(collector) => self.live.metrics().register(Box::new(collector)),
+            Err(e) => tracing::error!(target: "handoff::metrics", "cannot count connections: {e}"),
+        }
+    }
+
     /// Prometheus' text format of Handoff's metrics, for a host that serves them itself.
     pub fn metrics_text(&self) -> String {
         self.live.metrics().render()
@@ -199,6 +212,7 @@ impl Handoff {
             connect_failures: 0,
             widgets: Widgets::Off,
             rewriter: None,
+            inflater: None,
             replacement: None,
         }
     }
@@ -251,10 +265,6 @@ impl Handoff {
                 ctx.route = route;
                 ctx.identity = identity;
                 ctx.widgets = widgets;
-                if widgets != Widgets::Off {
-                    // The page is rewritten as it streams: undo any upstream compression.
-                    session.upstream_compression.adjust_decompression(true);
-                }
                 Ok(match route {
                     Some(_) => Filtered::Proxy,
                     None => Filtered::NotMine,
@@ -324,7 +334,8 @@ impl Handoff {
             }
         }
         if ctx.widgets != Widgets::Off {
-            // Whatever still comes compressed is decompressed (see request_filter).
+            // The page is rewritten as it streams: ask for it uncompressed (one that comes
+            // compressed anyway is inflated up to the page cap, see response_filter).
             upstream.remove_header(&http::header::ACCEPT_ENCODING);
         }
         Ok(())
@@ -333,8 +344,10 @@ impl Handoff {
     /// Call from your `response_filter`: with widget apps configured, every HTML page gets
     /// its widget tags rewritten — a fresh code for a signed-in, admitted person's top-level
     /// navigation, any other code removed (length becomes chunked; `Cache-Control: private,
-    /// no-store` when it will carry a per-person code). An HTML page that cannot be rewritten
-    /// (an encoding the gateway cannot undo, or a byte range) is replaced by a 502 page.
+    /// no-store` when it will carry a per-person code). A page compressed with gzip, br or
+    /// zstd is inflated, never past `widget_max_page_bytes` (see
+    /// [`Handoff::response_body_filter`]); nothing else is ever decompressed. An HTML page that
+    /// cannot be rewritten (another encoding, or a byte range) is replaced by a 502 page.
     pub fn response_filter(
         &self,
         session: &Session,
@@ -349,15 +362,7 @@ impl Handoff {
         if ctx.widgets == Widgets::Off || !has_body || !is_html(response) {
             return Ok(());
         }
-        // Decided before the rewriter is built, so no code is minted for a page replaced.
-        if is_encoded(response) || status == http::StatusCode::PARTIAL_CONTENT {
-            return self.replace_unreadable_page(session, response, ctx);
-        }
-        let person = match ctx.widgets {
-            Widgets::SignIn => ctx.identity.as_ref(),
-            _ => None,
-        };
-        let Some((rewriter, cap)) = self.gateway_of(ctx).widget_rewriter(person) else {
+        let Some(cap) = self.gateway_of(ctx).widget_page_cap() else {
             return Ok(());
         };
         let length = response
@@ -366,7 +371,39 @@ impl Handoff {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<usize>().ok());
         if length.is_some_and(|n| n > cap) {
+            // Too large to rewrite (compressed, larger still): it goes out as it came.
             return Ok(());
+        }
+        // Decided before the rewriter is built, so no code is minted for a page replaced.
+        let encoding = header_lower(response, http::header::CONTENT_ENCODING)
+            .filter(|e| e != "identity");
+        let inflater = match encoding {
+            _ if status == http::StatusCode::PARTIAL_CONTENT => {
+                return self.replace_unreadable_page(session, response, ctx)
+            }
+            Some(encoding) => match Inflater::new(&encoding, cap) {
+                Some(inflater) => Some(inflater),
+                None => return self.replace_unreadable_page(session, response, ctx),
+            },
+            None => None,
+        };
+        let person = match ctx.widgets {
+            Widgets::SignIn => ctx.identity.as_ref(),
+            _ => None,
+        };
+        let Some(rewriter) = self.gateway_of(ctx).widget_rewriter(person) else {
+            return Ok(());
+        };
+        if inflater.is_some() {
+            response.remove_header(&http::header::CONTENT_ENCODING);
+            // Another representation now: a strong validator would be a lie.
+            if let Some(etag) = response.headers.get(http::header::ETAG).cloned() {
+                if !etag.as_bytes().starts_with(b"W/") {
+                    let mut weak = b"W/".to_vec();
+                    weak.extend_from_slice(etag.as_bytes());
+                    response.insert_header(http::header::ETAG, weak)?;
+                }
+            }
         }
         // The body changes length as it streams.
         response.remove_header(&http::header::CONTENT_LENGTH);
@@ -378,6 +415,7 @@ impl Handoff {
             response.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
         }
         ctx.rewriter = Some(Mutex::new(rewriter));
+        ctx.inflater = inflater.map(Mutex::new);
         Ok(())
     }
 
@@ -425,21 +463,52 @@ impl Handoff {
         Ok(())
     }
 
-    /// Call from your `response_body_filter`: streams the page through the widget rewriter
-    /// (signs the widget in, or strips a stale code when nobody is signed in).
+    /// Call from your `response_body_filter` (and return its error): streams the page through
+    /// the widget rewriter (signs the widget in, or strips a stale code when nobody is signed
+    /// in), inflating it first when it came compressed. A compressed page that inflates past
+    /// `widget_max_page_bytes`, or is not valid in its encoding, is an error: its answer ends
+    /// there, cut short (the client sees an incomplete response, never the rest inflated).
     pub fn response_body_filter(
         &self,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut HandoffCtx,
-    ) {
+    ) -> Result<()> {
         if let Some(page) = &ctx.replacement {
             *body = end_of_stream.then(|| page.clone());
-            return;
+            return Ok(());
         }
         let Some(rewriter) = ctx.rewriter.as_mut() else {
-            return;
+            return Ok(());
         };
+        if let Some(inflater) = ctx.inflater.as_mut() {
+            let inflater = inflater.get_mut().unwrap_or_else(|e| e.into_inner());
+            let mut plain = match body.as_deref() {
+                Some(chunk) => inflater.write(chunk),
+                None => Ok(Vec::new()),
+            };
+            if end_of_stream {
+                plain = plain.and_then(|mut p| {
+                    p.extend(inflater.finish()?);
+                    Ok(p)
+                });
+            }
+            match plain {
+                Ok(plain) => *body = Some(Bytes::from(plain)),
+                Err(e) => {
+                    let too_large = matches!(e, InflateError::TooLarge { .. });
+                    ctx.outcome = if too_large { "page_too_large" } else { "page_not_checked" };
+                    tracing::warn!(
+                        target: "handoff::widget",
+                        "a compressed HTML page was cut short: {e} (widget_max_page_bytes)"
+                    );
+                    return Error::e_explain(
+                        InternalError,
+                        format!("compressed HTML page not rewritten: {e}"),
+                    );
+                }
+            }
+        }
         let rewriter = rewriter.get_mut().unwrap_or_else(|e| e.into_inner());
         let out = match body.take() {
             Some(chunk) => rewriter.write(&chunk),
@@ -458,6 +527,7 @@ impl Handoff {
         } else {
             out
         });
+        Ok(())
     }
 
     /// Optional, from your `fail_to_proxy`: answers a failed proxy attempt with a clear 502 /
@@ -598,11 +668,6 @@ fn header_lower(response: &ResponseHeader, name: http::header::HeaderName) -> Op
 fn is_html(response: &ResponseHeader) -> bool {
     header_lower(response, http::header::CONTENT_TYPE)
         .is_some_and(|t| t.starts_with("text/html") || t.starts_with("application/xhtml+xml"))
-}
-
-/// Still content-encoded (after whatever decompression Pingora could do).
-fn is_encoded(response: &ResponseHeader) -> bool {
-    header_lower(response, http::header::CONTENT_ENCODING).is_some_and(|e| e != "identity")
 }
 
 /// Writes a complete [`Reply`], keeping the connection open for the next request unless the

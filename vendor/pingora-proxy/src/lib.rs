@@ -358,6 +358,17 @@ where
                         .unwrap_or_else(|e| {
                             error!("failed to send error response to downstream: {e}");
                         });
+                } else if matches!(e.etype, ReadTimedout) {
+                    // HANDOFF PATCH: a head that did not arrive in time (a slow or idle client,
+                    // see HttpServerOptions::request_header_timeout) is normal traffic, not an
+                    // error of ours: say 408 and close, as RFC 9110 §15.5.9 describes.
+                    debug!("Request head timed out: {e}");
+                    downstream_session
+                        .respond_error(408)
+                        .await
+                        .unwrap_or_else(|e| {
+                            debug!("failed to send 408 to downstream: {e}");
+                        });
                 } else {
                     // otherwise the connection must be broken, no need to send anything
                     error!(

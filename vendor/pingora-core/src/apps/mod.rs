@@ -89,6 +89,64 @@ pub struct HttpServerOptions {
     ///
     /// Default: `None`
     pub h2_idle_timeout: Option<Duration>,
+
+    /// HANDOFF PATCH: the most bytes an HTTP/1 request head (request line and headers) may
+    /// take; the read buffer never grows past it. Default: `None` (Pingora's 1 MiB).
+    pub max_request_header_size: Option<usize>,
+
+    /// HANDOFF PATCH: how long a client has to send a request head: a new connection its
+    /// first byte (and an h2/h2c client its preface), and any HTTP/1 head all of it once it has
+    /// started. Default: `None` (only the per-read timeouts; none on the h2c preface).
+    pub request_header_timeout: Option<Duration>,
+
+    /// HANDOFF PATCH: caps the connections this app serves at once; one over the cap is closed
+    /// at once. Default: `None` (no cap).
+    pub connection_limit: Option<Arc<ConnectionLimit>>,
+}
+
+/// HANDOFF PATCH: a cap on concurrent downstream connections, shared by the listeners of one
+/// app, with a count of the connections it refused.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    permits: Arc<tokio::sync::Semaphore>,
+    max: usize,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+impl ConnectionLimit {
+    /// At most `max` connections at once.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(ConnectionLimit {
+            permits: Arc::new(tokio::sync::Semaphore::new(max)),
+            max,
+            refused: Default::default(),
+        })
+    }
+
+    /// A place for one more connection (held until the connection ends), or `None` (counted).
+    pub fn admit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        permit
+    }
+
+    /// The cap.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Connections open now.
+    pub fn active(&self) -> usize {
+        self.max - self.permits.available_permits()
+    }
+
+    /// Connections refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// Settings persisted across HTTP/1.x keepalive requests on the same downstream connection.
@@ -257,6 +315,16 @@ pub trait HttpServerApp {
     }
 }
 
+/// HANDOFF PATCH: the request-head bounds of `options` on one HTTP/1 session.
+fn apply_head_limits(options: Option<&HttpServerOptions>, session: &mut ServerSession) {
+    if let Some(options) = options {
+        if let Some(bytes) = options.max_request_header_size {
+            session.set_max_request_header_size(bytes);
+        }
+        session.set_request_header_timeout(options.request_header_timeout);
+    }
+}
+
 #[async_trait]
 impl<T> ServerApp for T
 where
@@ -267,6 +335,20 @@ where
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // HANDOFF PATCH: over the connection cap, the connection is closed at once.
+        let _permit = match self.server_options().and_then(|o| o.connection_limit.as_ref()) {
+            Some(limit) => match limit.admit() {
+                Some(permit) => Some(permit),
+                None => {
+                    debug!("connection refused: {} connections open", limit.max());
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let head_timeout = self
+            .server_options()
+            .and_then(|o| o.request_header_timeout);
         let mut h2c = self.server_options().as_ref().map_or(false, |o| o.h2c);
         let custom = self
             .server_options()
@@ -281,9 +363,19 @@ where
         // try to read h2 preface
         else if h2c && !custom {
             let mut buf = [0u8; H2_PREFACE.len()];
-            let peeked = stream
-                .try_peek(&mut buf)
-                .await
+            let peek = stream.try_peek(&mut buf);
+            // HANDOFF PATCH: a silent connection is not waited for past the head timeout.
+            let peeked = match head_timeout {
+                Some(t) => match pingora_timeout::timeout(t, peek).await {
+                    Ok(peeked) => peeked,
+                    Err(_) => {
+                        debug!("no request within {t:?} of connecting");
+                        return None;
+                    }
+                },
+                None => peek.await,
+            };
+            let peeked = peeked
                 .map_err(|e| {
                     // this error is normal when h1 reuse and close the connection
                     debug!("Read error while peeking h2c preface {e}");
@@ -307,7 +399,19 @@ where
             });
 
             let h2_options = self.h2_options();
-            let h2_conn = match server::handshake(stream, h2_options).await {
+            let handshake = server::handshake(stream, h2_options);
+            // HANDOFF PATCH: the client's preface must come within the head timeout.
+            let handshake = match head_timeout {
+                Some(t) => match pingora_timeout::timeout(t, handshake).await {
+                    Ok(handshake) => handshake,
+                    Err(_) => {
+                        debug!("no HTTP/2 preface within {t:?}");
+                        return None;
+                    }
+                },
+                None => handshake.await,
+            };
+            let h2_conn = match handshake {
                 Err(e) => {
                     error!("H2 handshake error {e}");
                     return None;
@@ -349,9 +453,11 @@ where
                 // stop downstream from reusing if this service is shutting down soon
                 session.set_keepalive(None);
             } else {
-                // default 60s
-                session.set_keepalive(Some(60));
+                // default 60s; HANDOFF PATCH: the head timeout, when set (whole seconds, at least 1)
+                let first_wait = head_timeout.map_or(60, |t| t.as_secs().max(1));
+                session.set_keepalive(Some(first_wait));
             }
+            apply_head_limits(self.server_options(), &mut session);
             session.set_keepalive_reuses_remaining(
                 self.server_options()
                     .and_then(|opts| opts.keepalive_request_limit),
@@ -363,6 +469,7 @@ where
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
                 }
+                apply_head_limits(self.server_options(), &mut session);
 
                 result = self.process_new_http(session, shutdown).await;
             }

@@ -385,6 +385,22 @@ impl Session {
         }
     }
 
+    /// HANDOFF PATCH: the most bytes an HTTP/1 request head may take; see
+    /// [`SessionV1::set_max_request_header_size`]. A noop for h2.
+    pub fn set_max_request_header_size(&mut self, bytes: usize) {
+        if let Self::H1(s) = self {
+            s.set_max_request_header_size(bytes)
+        }
+    }
+
+    /// HANDOFF PATCH: how long an HTTP/1 request head may take to arrive once it has started;
+    /// see [`SessionV1::set_request_header_timeout`]. A noop for h2.
+    pub fn set_request_header_timeout(&mut self, timeout: Option<Duration>) {
+        if let Self::H1(s) = self {
+            s.set_request_header_timeout(timeout)
+        }
+    }
+
     /// Gets the downstream read timeout if set.
     pub fn get_read_timeout(&self) -> Option<Duration> {
         match self {

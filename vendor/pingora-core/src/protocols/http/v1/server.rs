@@ -158,6 +158,24 @@ pub struct HttpSession {
     /// [`super::super::HttpPersistentSettings`] into the next session.
     /// Scoped narrowly so it cannot affect FIN / `abort_on_close` semantics.
     pipelined_idle_bytes_stashed: bool,
+    /// HANDOFF PATCH: the most bytes a request head may take (request line and headers); the
+    /// read buffer never grows past it. Defaults to `MAX_HEADER_SIZE`.
+    max_header_size: usize,
+    /// HANDOFF PATCH: once the first byte of a request head has arrived, the whole head must
+    /// arrive within this long (a trickled head is cut off). `None`: only the per-read timeouts.
+    header_timeout: Option<Duration>,
+}
+
+/// HANDOFF PATCH: makes room to read more of a request head without the buffer's capacity ever
+/// passing `limit` (`BytesMut` would otherwise double it, and `read_buf` fills all of it).
+fn grow_head_buf(buf: &mut BytesMut, limit: usize) {
+    if buf.len() < buf.capacity() || buf.len() >= limit {
+        return;
+    }
+    let capacity = (buf.capacity() * 2).clamp(INIT_HEADER_BUF_SIZE, limit);
+    let mut bigger = BytesMut::with_capacity(capacity);
+    bigger.extend_from_slice(buf);
+    *buf = bigger;
 }
 
 impl HttpSession {
@@ -206,16 +224,46 @@ impl HttpSession {
             pipelining_enabled: false,
             pipelined_prefix: None,
             pipelined_idle_bytes_stashed: false,
+            max_header_size: MAX_HEADER_SIZE,
+            header_timeout: None,
         }
+    }
+
+    /// HANDOFF PATCH: the most bytes a request head (request line and headers) may take; a
+    /// longer head is refused as `InvalidHTTPHeader` without reading (or buffering) more than
+    /// this. Capped at the built-in 1 MiB.
+    pub fn set_max_request_header_size(&mut self, bytes: usize) {
+        self.max_header_size = bytes.min(MAX_HEADER_SIZE);
+    }
+
+    /// HANDOFF PATCH: once a request head has started arriving, all of it must arrive within
+    /// `timeout`, or reading fails with `ReadTimedout`. `None` (the default) leaves only the
+    /// per-read timeouts.
+    pub fn set_request_header_timeout(&mut self, timeout: Option<Duration>) {
+        self.header_timeout = timeout;
     }
 
     async fn read_request_buf(
         &mut self,
         buf: &mut BytesMut,
         already_read: usize,
+        head_deadline: Option<std::time::Instant>,
     ) -> Result<Option<usize>> {
         let read_result = {
             let read_event = self.underlying_stream.read_buf(buf);
+            // HANDOFF PATCH: a head that has started must end by its deadline.
+            if let (Some(deadline), true) = (head_deadline, already_read > 0) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match timeout(left, read_event).await {
+                    Ok(res) => res,
+                    Err(_) => {
+                        return Error::e_explain(
+                            ReadTimedout,
+                            format!("request head not complete within {:?}", self.header_timeout),
+                        );
+                    }
+                }
+            } else {
             match self.keepalive_timeout {
                 KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
                     Ok(res) => res,
@@ -238,6 +286,7 @@ impl HttpSession {
                     },
                     None => read_event.await,
                 },
+            }
             }
         };
 
@@ -304,14 +353,17 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
+        // HANDOFF PATCH: the head's deadline runs from its first byte.
+        let mut head_deadline = (already_read > 0)
+            .then(|| self.header_timeout.map(|t| std::time::Instant::now() + t))
+            .flatten();
         loop {
-            if already_read > MAX_HEADER_SIZE {
-                /* NOTE: this check only blocks second read. The first large read is allowed
-                since the buf is already allocated. The goal is to avoid slowly bloating
-                this buffer */
+            // HANDOFF PATCH: reads are bounded below, so this refuses a head as soon as it is
+            // one byte over the limit, with the buffer never larger than the limit.
+            if already_read > self.max_header_size {
                 return Error::e_explain(
                     InvalidHTTPHeader,
-                    format!("Request header larger than {MAX_HEADER_SIZE}"),
+                    format!("Request header larger than {}", self.max_header_size),
                 );
             }
 
@@ -323,10 +375,19 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
-                already_read += n;
             } else {
-                return Ok(None);
+                grow_head_buf(&mut buf, self.max_header_size + 1);
+                if let Some(n) = self
+                    .read_request_buf(&mut buf, already_read, head_deadline)
+                    .await?
+                {
+                    if head_deadline.is_none() {
+                        head_deadline = self.header_timeout.map(|t| std::time::Instant::now() + t);
+                    }
+                    already_read += n;
+                } else {
+                    return Ok(None);
+                }
             }
 
             // Use loop as GOTO to retry escaped request buffer, not a real loop
