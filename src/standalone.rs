@@ -295,9 +295,9 @@ impl ProxyHttp for StandaloneProxy {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut HandoffCtx,
+        ctx: &mut HandoffCtx,
     ) -> FailToProxy {
-        self.handoff.fail_to_proxy(session, e).await
+        self.handoff.fail_to_proxy(session, e, ctx).await
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut HandoffCtx) {

@@ -502,8 +502,9 @@ impl Handoff {
                         target: "handoff::widget",
                         "a compressed HTML page was cut short: {e} (widget_max_page_bytes)"
                     );
+                    // A 502 page when nothing was sent yet, else the answer is cut short.
                     return Error::e_explain(
-                        InternalError,
+                        HTTPStatus(502),
                         format!("compressed HTML page not rewritten: {e}"),
                     );
                 }
@@ -533,11 +534,27 @@ impl Handoff {
     /// Optional, from your `fail_to_proxy`: answers a failed proxy attempt with a clear 502 /
     /// 504 / 400 page (HTML for browsers, JSON otherwise; no internals) and closes the
     /// connection.
-    pub async fn fail_to_proxy(&self, session: &mut Session, e: &Error) -> FailToProxy {
+    pub async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &HandoffCtx,
+    ) -> FailToProxy {
         let code = proxy_error_status(e);
         if code > 0 && session.response_written().is_none() {
             let html = wants_html(&session.req_header().headers);
             let (title, message) = match code {
+                _ if ctx.outcome == "page_too_large" => (
+                    "The intranet page is too large",
+                    "This page is larger than the gateway checks for sign-in codes \
+                     (widget_max_page_bytes), so it was not sent.",
+                ),
+                _ if ctx.outcome == "page_not_checked" => (
+                    "The intranet page could not be checked",
+                    "The intranet sent this page compressed, but not validly, so the gateway \
+                     cannot make sure it carries no stale sign-in code. Reloading the page \
+                     usually helps.",
+                ),
                 502 => (
                     "The intranet is not answering",
                     "The gateway could not reach the intranet server. Please try again in a moment.",
@@ -552,7 +569,11 @@ impl Handoff {
                     "The gateway hit an unexpected problem. Please try again.",
                 ),
             };
-            let reply = Reply::error(html, code, "proxy_error", title, message);
+            let outcome = match ctx.outcome {
+                "proxied" => "proxy_error",
+                outcome => outcome,
+            };
+            let reply = Reply::error(html, code, outcome, title, message);
             // The connection is not reused after a failed proxy attempt: say so, or the client
             // sends its next request into a closing socket.
             session.set_keepalive(None);

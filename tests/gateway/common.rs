@@ -5,7 +5,8 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -544,4 +545,91 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Stri
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A `handoff run` process, killed if still running when dropped.
+pub struct GatewayProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl GatewayProcess {
+    pub fn start(config: &Path, extra_args: &[&str]) -> GatewayProcess {
+        let log = config.with_extension(format!("{}.log", free_port()));
+        let child = Command::new(env!("CARGO_BIN_EXE_handoff"))
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .args(extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("the handoff binary starts");
+        GatewayProcess { child, log }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the process to exit (at most `limit`); its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a config for a gateway on `port` in `dir`, with `body` after `[server]`.
+pub fn write_process_config(dir: &Path, port: u16, server_extra: &str, body: &str) -> PathBuf {
+    let path = dir.join("handoff.toml");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:{port}\"]\nthreads = 2\n\
+         grace_period_seconds = 1\ngraceful_shutdown_timeout_seconds = 1\n\
+         pid_file = \"{pid}\"\nupgrade_sock = \"{sock}\"\n{server_extra}\n\
+         [log]\nformat = \"json\"\n\n{body}",
+        pid = dir.join("handoff.pid").display(),
+        sock = dir.join("upgrade.sock").display(),
+    );
+    // Written whole then renamed: a reload never reads half a file.
+    let tmp = dir.join("handoff.toml.tmp");
+    std::fs::write(&tmp, text).expect("write config");
+    std::fs::rename(&tmp, &path).expect("rename config");
+    path
+}
+
+/// One series' value from a Prometheus scrape of `127.0.0.1:port/metrics`.
+pub async fn metric(port: u16, series: &str) -> Option<f64> {
+    let text = client()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

@@ -2,87 +2,14 @@
 //! (`run --upgrade` + SIGQUIT) and graceful shutdown (SIGTERM), each under load with zero
 //! failed requests; and a log destination that fails (a full disk) costing nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use handoff::standins::yourgpt::{Mode, YourGptStandIn, CLIENT_ID};
-
-/// A `handoff run` process, killed if still running when dropped.
-struct Gateway {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Gateway {
-    fn start(config: &Path, extra_args: &[&str]) -> Gateway {
-        let log = config.with_extension(format!("{}.log", free_port()));
-        let child = Command::new(env!("CARGO_BIN_EXE_handoff"))
-            .arg("run")
-            .arg("--config")
-            .arg(config)
-            .args(extra_args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("the handoff binary starts");
-        Gateway { child, log }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child.
-        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the process to exit (at most `limit`); its exit code.
-    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Writes a config for a gateway on `port` in `dir`, with `body` after `[server]`.
-fn write_config(dir: &Path, port: u16, server_extra: &str, body: &str) -> PathBuf {
-    let path = dir.join("handoff.toml");
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:{port}\"]\nthreads = 2\n\
-         grace_period_seconds = 1\ngraceful_shutdown_timeout_seconds = 1\n\
-         pid_file = \"{pid}\"\nupgrade_sock = \"{sock}\"\n{server_extra}\n\
-         [log]\nformat = \"json\"\n\n{body}",
-        pid = dir.join("handoff.pid").display(),
-        sock = dir.join("upgrade.sock").display(),
-    );
-    // Written whole then renamed: a reload never reads half a file.
-    let tmp = dir.join("handoff.toml.tmp");
-    std::fs::write(&tmp, text).expect("write config");
-    std::fs::rename(&tmp, &path).expect("rename config");
-    path
-}
 
 fn fixture_session() -> String {
     format!(
@@ -205,7 +132,7 @@ fn handoff_reload(config: &Path) -> (i32, String) {
 }
 
 /// Waits (at most 10 s) until `series` reads `want`.
-async fn wait_for_metric(port: u16, series: &str, want: f64, gw: &Gateway) {
+async fn wait_for_metric(port: u16, series: &str, want: f64, gw: &GatewayProcess) {
     let start = Instant::now();
     while metric(port, series).await != Some(want) {
         assert!(
@@ -217,19 +144,6 @@ async fn wait_for_metric(port: u16, series: &str, want: f64, gw: &Gateway) {
     }
 }
 
-async fn metric(port: u16, series: &str) -> Option<f64> {
-    let text = client()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_swaps_routes_under_load_and_a_bad_config_changes_nothing() {
     let intranet = Intranet::start().await;
@@ -237,8 +151,8 @@ async fn reload_swaps_routes_under_load_and_a_bad_config_changes_nothing() {
     let (port, metrics_port) = (free_port(), free_port());
     let server_extra = format!("metrics_listen = \"127.0.0.1:{metrics_port}\"");
     let body = |paths: &[&str]| format!("{}{}", fixture_session(), routes(&intranet, paths));
-    let config = write_config(dir.path(), port, &server_extra, &body(&["/a"]));
-    let gw = Gateway::start(&config, &[]);
+    let config = write_process_config(dir.path(), port, &server_extra, &body(&["/a"]));
+    let gw = GatewayProcess::start(&config, &[]);
     wait_ready(port).await;
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     assert_eq!(status(&url("/a/x")).await, 200);
@@ -248,7 +162,7 @@ async fn reload_swaps_routes_under_load_and_a_bad_config_changes_nothing() {
     load.wait_for(200).await;
 
     // A good config: /b appears, /a keeps answering throughout.
-    write_config(dir.path(), port, &server_extra, &body(&["/a", "/b"]));
+    write_process_config(dir.path(), port, &server_extra, &body(&["/a", "/b"]));
     let (code, out) = handoff_reload(&config);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("sent SIGHUP"), "{out}");
@@ -265,7 +179,7 @@ async fn reload_swaps_routes_under_load_and_a_bad_config_changes_nothing() {
 
     // A bad config: `handoff reload` refuses to signal, names the key.
     let good = std::fs::read_to_string(&config).unwrap();
-    write_config(
+    write_process_config(
         dir.path(),
         port,
         &server_extra,
@@ -343,14 +257,14 @@ async fn binary_upgrade_under_load_fails_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let body = format!("{}{}", fixture_session(), routes(&intranet, &["/"]));
-    let config = write_config(dir.path(), port, "", &body);
-    let mut old = Gateway::start(&config, &[]);
+    let config = write_process_config(dir.path(), port, "", &body);
+    let mut old = GatewayProcess::start(&config, &[]);
     wait_ready(port).await;
     let load = Load::start(format!("http://127.0.0.1:{port}/load"), 8, 20_000);
     load.wait_for(300).await;
 
     // The new binary waits for the listening sockets; the old one hands them over on SIGQUIT.
-    let new = Gateway::start(&config, &["--upgrade"]);
+    let new = GatewayProcess::start(&config, &["--upgrade"]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     old.signal(libc::SIGQUIT);
     // The old process drains and exits; the new one serves on the same port meanwhile.
@@ -401,12 +315,12 @@ async fn sigterm_lets_an_inflight_handoff_finish_then_exits() {
         api = api.url(),
     );
     // The grace period outlasts the vendor's answer.
-    let config = write_config(dir.path(), port, "", &body);
+    let config = write_process_config(dir.path(), port, "", &body);
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("grace_period_seconds = 1", "grace_period_seconds = 3");
     std::fs::write(&config, text).unwrap();
-    let mut gw = Gateway::start(&config, &[]);
+    let mut gw = GatewayProcess::start(&config, &[]);
     wait_ready(port).await;
     let cookie = format!(
         "intranet_session={}",
@@ -453,7 +367,7 @@ async fn a_full_disk_for_logs_is_not_fatal() {
     let (port, metrics_port) = (free_port(), free_port());
     // /dev/full: every write fails with ENOSPC, as on a full disk.
     let body = format!("{}{}", fixture_session(), routes(&intranet, &["/"]));
-    let config = write_config(
+    let config = write_process_config(
         dir.path(),
         port,
         &format!("metrics_listen = \"127.0.0.1:{metrics_port}\""),
@@ -463,7 +377,7 @@ async fn a_full_disk_for_logs_is_not_fatal() {
         .unwrap()
         .replace("[log]\n", "[log]\nfile = \"/dev/full\"\n");
     std::fs::write(&config, text).unwrap();
-    let _gw = Gateway::start(&config, &[]);
+    let _gw = GatewayProcess::start(&config, &[]);
     wait_ready(port).await;
     let c = client();
     for i in 0..200 {
@@ -491,7 +405,7 @@ async fn handoff_reload_says_why_it_cannot_signal() {
     let intranet = Intranet::start().await;
     let dir = tempfile::tempdir().unwrap();
     let body = format!("{}{}", fixture_session(), routes(&intranet, &["/"]));
-    let config = write_config(dir.path(), free_port(), "", &body);
+    let config = write_process_config(dir.path(), free_port(), "", &body);
     // Nothing running: no pid file.
     let (code, out) = handoff_reload(&config);
     assert_eq!(code, 2, "{out}");
@@ -514,7 +428,7 @@ async fn handoff_reload_says_why_it_cannot_signal() {
 #[test]
 fn a_log_file_that_cannot_be_opened_stops_the_start_with_its_key() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
+    let config = write_process_config(
         dir.path(),
         free_port(),
         "",

@@ -1,6 +1,7 @@
 mod common;
 
 mod bad_input;
+mod bounds;
 
 mod config_check;
 mod demo;
