@@ -297,6 +297,7 @@ impl Collector for StateCollector {
         if let Some(jwks) = gateway.jwks() {
             let status = jwks.status();
             let url = jwks.url();
+            let url = url.as_str();
             self.jwks_keys
                 .with_label_values(&[url])
                 .set(status.keys as i64);

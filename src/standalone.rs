@@ -287,7 +287,8 @@ impl ProxyHttp for StandaloneProxy {
         end_of_stream: bool,
         ctx: &mut HandoffCtx,
     ) -> Result<Option<Duration>> {
-        self.handoff.response_body_filter(body, end_of_stream, ctx)?;
+        self.handoff
+            .response_body_filter(body, end_of_stream, ctx)?;
         Ok(None)
     }
 

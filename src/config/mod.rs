@@ -15,6 +15,8 @@ mod session;
 mod upstreams;
 mod validate;
 
+pub use validate::redacted_url;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

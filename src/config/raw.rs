@@ -79,7 +79,7 @@ pub struct RawSession {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawJwks {
-    pub url: String,
+    pub url: RawUrl,
     pub cache_seconds: Option<u64>,
     pub min_cache_seconds: Option<u64>,
     pub max_cache_seconds: Option<u64>,
@@ -91,7 +91,7 @@ pub struct RawJwks {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUserinfo {
-    pub url: String,
+    pub url: RawUrl,
     pub cookies: Option<Vec<String>>,
     pub timeout_ms: Option<u64>,
     pub cache_seconds: Option<u64>,
@@ -100,6 +100,8 @@ pub struct RawUserinfo {
     pub on_error: Option<String>,
     pub max_stale_seconds: Option<u64>,
     pub max_entries: Option<usize>,
+    pub max_negative_entries: Option<usize>,
+    pub max_new_lookups: Option<usize>,
     pub max_body_bytes: Option<usize>,
 }
 
@@ -240,4 +242,32 @@ pub struct RawTypingMind {
     pub widget_script_suffix: Option<String>,
     pub widget_max_page_bytes: Option<u64>,
     pub allow: Option<RawAllow>,
+}
+
+/// A URL written plainly (`"https://sso.example.com/userinfo"`) or, when it carries a
+/// credential (`user:password@`, `?api_key=`), as a secret reference (`{ env = "NAME" }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawUrl {
+    Plain(String),
+    Secret(SecretRef),
+}
+
+impl<'de> Deserialize<'de> for RawUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct UrlVisitor;
+        impl<'de> serde::de::Visitor<'de> for UrlVisitor {
+            type Value = RawUrl;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"a URL ("https://…"), or a secret reference: { env = "NAME" } or { file = "PATH" }"#)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawUrl, E> {
+                Ok(RawUrl::Plain(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawUrl, A::Error> {
+                SecretRef::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawUrl::Secret)
+            }
+        }
+        deserializer.deserialize_any(UrlVisitor)
+    }
 }

@@ -72,10 +72,10 @@ pub(super) fn session_settings(
         .public_key_file
         .as_ref()
         .and_then(|file| public_key(&base_dir.join(file), p));
-    let jwks = raw.jwks.and_then(|j| jwks_settings(j, p));
+    let jwks = raw.jwks.and_then(|j| jwks_settings(j, base_dir, p));
     let userinfo = raw
         .userinfo
-        .and_then(|u| userinfo_settings(u, &raw.cookie, p));
+        .and_then(|u| userinfo_settings(u, &raw.cookie, base_dir, p));
     let login_url = raw.login_url.and_then(|url| {
         let absolute = url::Url::parse(&url.replace(LoginUrl::PLACEHOLDER, "x"))
             .map(|u| matches!(u.scheme(), "http" | "https"))
@@ -236,8 +236,8 @@ fn public_key(full: &Path, p: &mut Problems) -> Option<PublicKey> {
     }
 }
 
-fn jwks_settings(raw: RawJwks, p: &mut Problems) -> Option<JwksSettings> {
-    let url = p.http_url("session.jwks.url", &raw.url);
+fn jwks_settings(raw: RawJwks, base_dir: &Path, p: &mut Problems) -> Option<JwksSettings> {
+    let url = p.url_setting("session.jwks.url", &raw.url, base_dir);
     let min_cache = p.positive_seconds("session.jwks.min_cache_seconds", raw.min_cache_seconds, 60);
     let max_cache = p.positive_seconds(
         "session.jwks.max_cache_seconds",
@@ -270,9 +270,10 @@ fn jwks_settings(raw: RawJwks, p: &mut Problems) -> Option<JwksSettings> {
 fn userinfo_settings(
     raw: RawUserinfo,
     session_cookie: &str,
+    base_dir: &Path,
     p: &mut Problems,
 ) -> Option<UserinfoSettings> {
-    let url = p.http_url("session.userinfo.url", &raw.url);
+    let url = p.url_setting("session.userinfo.url", &raw.url, base_dir);
     let cookies = raw
         .cookies
         .unwrap_or_else(|| vec![session_cookie.to_string()]);
@@ -305,6 +306,17 @@ fn userinfo_settings(
     if max_entries < 10 {
         p.add("session.userinfo.max_entries", "must be at least 10");
     }
+    let max_negative_entries = raw.max_negative_entries.unwrap_or(1_000);
+    if max_negative_entries < 10 {
+        p.add(
+            "session.userinfo.max_negative_entries",
+            "must be at least 10",
+        );
+    }
+    let max_new_lookups = raw.max_new_lookups.unwrap_or(100);
+    if max_new_lookups == 0 {
+        p.add("session.userinfo.max_new_lookups", "must be at least 1");
+    }
     let max_body_bytes = raw.max_body_bytes.unwrap_or(64 * 1024);
     if max_body_bytes == 0 {
         p.add("session.userinfo.max_body_bytes", "must be more than 0");
@@ -320,6 +332,8 @@ fn userinfo_settings(
         on_error,
         max_stale: Duration::from_secs(raw.max_stale_seconds.unwrap_or(300)),
         max_entries,
+        max_negative_entries,
+        max_new_lookups,
         max_body_bytes,
         url: url?,
     };

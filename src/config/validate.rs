@@ -70,20 +70,57 @@ impl Problems {
 
     /// An absolute http(s) URL with a host (a query is allowed, a fragment is not).
     pub(super) fn http_url(&mut self, key: &str, raw: &str) -> Option<url::Url> {
-        match url::Url::parse(raw) {
-            Ok(u)
-                if matches!(u.scheme(), "http" | "https")
-                    && u.host().is_some()
-                    && u.fragment().is_none() =>
-            {
-                Some(u)
+        let url = parse_http_url(raw);
+        if url.is_none() {
+            self.add(
+                key,
+                format!("{raw:?} must be an http(s) URL like \"https://sso.example.com/jwks\""),
+            );
+        }
+        url
+    }
+
+    /// An http(s) URL written plainly or as a secret reference. A plain one that carries a
+    /// credential is accepted with a warning (it never reaches a log or a metric label, see
+    /// [`redacted_url`], but it sits in the config file): the warning says where it belongs.
+    pub(super) fn url_setting(
+        &mut self,
+        key: &str,
+        raw: &RawUrl,
+        base_dir: &Path,
+    ) -> Option<url::Url> {
+        match raw {
+            RawUrl::Plain(text) => {
+                let url = self.http_url(key, text)?;
+                if let Some(what) = credential_in(&url) {
+                    tracing::warn!(
+                        target: "handoff::config",
+                        "{key} carries a credential ({what}) in the config file; it is kept out \
+                         of logs and metrics, but a secret belongs in a secret reference: \
+                         {key} = {{ env = \"NAME\" }} or {{ file = \"PATH\" }} holding the whole URL"
+                    );
+                }
+                Some(url)
             }
-            _ => {
-                self.add(
-                    key,
-                    format!("{raw:?} must be an http(s) URL like \"https://sso.example.com/jwks\""),
-                );
-                None
+            RawUrl::Secret(reference) => {
+                let secret = match reference.resolve(base_dir) {
+                    Ok(secret) => secret,
+                    Err(e) => {
+                        self.add(key, e);
+                        return None;
+                    }
+                };
+                // The value is never echoed: it is secret.
+                let url = std::str::from_utf8(secret.expose())
+                    .ok()
+                    .and_then(|text| parse_http_url(text.trim()));
+                if url.is_none() {
+                    self.add(
+                        key,
+                        format!("{reference:?} does not hold an http(s) URL like \"https://sso.example.com/jwks\""),
+                    );
+                }
+                url
             }
         }
     }
@@ -267,4 +304,45 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
+}
+
+/// An absolute http(s) URL with a host and no fragment.
+fn parse_http_url(raw: &str) -> Option<url::Url> {
+    url::Url::parse(raw).ok().filter(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.fragment().is_none()
+    })
+}
+
+/// What in `url` looks like a credential: a user name or password, or a query parameter
+/// named like a key (`api_key`, `token`, `secret`, `password`, `sig`, …).
+fn credential_in(url: &url::Url) -> Option<&'static str> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("user:password@");
+    }
+    const NAMES: [&str; 7] = [
+        "key",
+        "token",
+        "secret",
+        "pass",
+        "auth",
+        "sig",
+        "credential",
+    ];
+    url.query_pairs()
+        .any(|(name, _)| {
+            let name = name.to_ascii_lowercase();
+            NAMES.iter().any(|n| name.contains(n))
+        })
+        .then_some("a key in the query string")
+}
+
+/// A URL as logs and metric labels show it: `scheme://host[:port]/path` — never a user name,
+/// a password, a query or a fragment.
+pub fn redacted_url(url: &url::Url) -> String {
+    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or("?"));
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    shown.push_str(url.path());
+    shown
 }

@@ -140,6 +140,7 @@ impl Gateway {
             Err(e) => {
                 let (status, error) = match e {
                     SessionError::Unavailable => (503, "session_unavailable"),
+                    SessionError::Busy => (503, "session_busy"),
                     _ => (401, "unauthenticated"),
                 };
                 let body = serde_json::json!({

@@ -502,6 +502,17 @@ impl Gateway {
             )
             .with_header("Retry-After", "10".to_string());
         }
+        if e == SessionError::Busy {
+            return Reply::error(
+                html,
+                503,
+                "session_busy",
+                "Too many sign-ins at once",
+                "The gateway is checking many new sessions right now and cannot check yours \
+                 yet. Please try again in a few seconds.",
+            )
+            .with_header("Retry-After", "5".to_string());
+        }
         if html {
             if let Some(login) = &session.login_url {
                 let return_to = req

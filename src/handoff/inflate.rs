@@ -158,7 +158,12 @@ mod tests {
         out
     }
 
-    fn inflate_all(encoding: &str, body: &[u8], cap: usize, chunk: usize) -> Result<Vec<u8>, InflateError> {
+    fn inflate_all(
+        encoding: &str,
+        body: &[u8],
+        cap: usize,
+        chunk: usize,
+    ) -> Result<Vec<u8>, InflateError> {
         let mut inflater = Inflater::new(encoding, cap).expect("a known encoding");
         let mut out = Vec::new();
         for piece in body.chunks(chunk) {
@@ -207,7 +212,11 @@ mod tests {
                     }
                 }
             }
-            assert_eq!(error, Some(InflateError::TooLarge { cap: 1 << 20 }), "{encoding}");
+            assert_eq!(
+                error,
+                Some(InflateError::TooLarge { cap: 1 << 20 }),
+                "{encoding}"
+            );
             assert!(produced <= 1 << 20, "{encoding}: {produced}");
         }
     }
@@ -217,7 +226,10 @@ mod tests {
         let body = gzip(b"<html>hello</html>");
         assert!(matches!(
             inflate_all("gzip", b"not gzip at all", 1024, 4),
-            Err(InflateError::Corrupt { encoding: "gzip", .. })
+            Err(InflateError::Corrupt {
+                encoding: "gzip",
+                ..
+            })
         ));
         assert!(matches!(
             inflate_all("gzip", &body[..body.len() - 6], 1024, 4),
@@ -226,7 +238,10 @@ mod tests {
         let zstd = zstd::encode_all(&b"<html>hello</html>"[..], 3).unwrap();
         assert!(matches!(
             inflate_all("zstd", &zstd[..zstd.len() - 3], 1024, 4),
-            Err(InflateError::Corrupt { encoding: "zstd", .. })
+            Err(InflateError::Corrupt {
+                encoding: "zstd",
+                ..
+            })
         ));
         assert!(matches!(
             inflate_all("br", b"\xff\xff\xff\xff garbage", 1024, 4),

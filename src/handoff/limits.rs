@@ -77,25 +77,36 @@ impl RecentSends {
         }
     }
 
-    /// Whether `who` was sent an email less than the window ago.
-    pub fn was_recent(&self, who: &str, now: Instant) -> bool {
-        let sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-        sent.get(who)
-            .is_some_and(|t| now.saturating_duration_since(*t) < self.window)
-    }
-
-    pub fn record(&self, who: &str, now: Instant) {
+    /// Claims the window for `who` before an email is sent: `false` when it is taken (an
+    /// email went out less than the window ago, or one is being sent now). Checking and taking
+    /// are one step, so any number of concurrent clicks by one person send one email.
+    pub fn claim(&self, who: &str, now: Instant) -> bool {
         if self.window.is_zero() {
-            return;
+            return true;
         }
         let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        if sent
+            .get(who)
+            .is_some_and(|t| now.saturating_duration_since(*t) < self.window)
+        {
+            return false;
+        }
         if sent.len() >= self.max_entries {
             let window = self.window;
             sent.retain(|_, t| now.saturating_duration_since(*t) < window);
         }
+        // Full of people inside their window: no claim is kept (emails still obey the rate).
         if sent.len() < self.max_entries {
             sent.insert(who.to_string(), now);
         }
+        true
+    }
+
+    /// Gives back a claim whose email did not go out (the rate limit said wait, or the call
+    /// failed), so the person's next click tries again.
+    pub fn release(&self, who: &str) {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        sent.remove(who);
     }
 }
 
@@ -129,15 +140,20 @@ mod tests {
     }
 
     #[test]
-    fn recent_sends_expire() {
+    fn a_claim_holds_for_the_window_unless_released() {
         let r = RecentSends::new(Duration::from_secs(60));
         let t0 = Instant::now();
-        r.record("a@b.c", t0);
-        assert!(r.was_recent("a@b.c", t0 + Duration::from_secs(59)));
-        assert!(!r.was_recent("a@b.c", t0 + Duration::from_secs(60)));
-        assert!(!r.was_recent("x@b.c", t0));
+        assert!(r.claim("a@b.c", t0));
+        assert!(!r.claim("a@b.c", t0), "taken while the first email is sent");
+        assert!(!r.claim("a@b.c", t0 + Duration::from_secs(59)));
+        assert!(
+            r.claim("a@b.c", t0 + Duration::from_secs(60)),
+            "free after the window"
+        );
+        assert!(r.claim("x@b.c", t0));
+        r.release("x@b.c");
+        assert!(r.claim("x@b.c", t0), "a released claim is free again");
         let off = RecentSends::new(Duration::ZERO);
-        off.record("a@b.c", t0);
-        assert!(!off.was_recent("a@b.c", t0));
+        assert!(off.claim("a@b.c", t0) && off.claim("a@b.c", t0));
     }
 }

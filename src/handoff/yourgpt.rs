@@ -206,10 +206,13 @@ impl YourGpt {
         let s = &self.settings;
         let who = identity.email.to_lowercase();
         let now = Instant::now();
-        if self.recent.was_recent(&who, now) {
+        // Claimed before the call: a second click while the first email is on its way finds
+        // the window taken (single flight per person).
+        if !self.recent.claim(&who, now) {
             return HandoffOutcome::CheckEmail { sent_now: false };
         }
         if let Err(wait) = self.emails.try_acquire(now) {
+            self.recent.release(&who);
             return HandoffOutcome::RetryLater {
                 seconds: wait.as_secs().max(1),
             };
@@ -220,10 +223,9 @@ impl YourGpt {
         }
         let url = format!("{}/api/v1/sendConfirmLoginAccessEmail", s.api_url);
         let request = self.http.post(url).json(&body);
-        match self.call(Call::SendEmail, request).await {
+        let outcome = match self.call(Call::SendEmail, request).await {
             Ok(a) if a.is_success() => {
-                self.recent.record(&who, Instant::now());
-                HandoffOutcome::Redirect(format!(
+                return HandoffOutcome::Redirect(format!(
                     "{}/process-login?should-verify-email=true",
                     s.login_url
                 ))
@@ -231,7 +233,10 @@ impl YourGpt {
             Ok(a) if a.code == 403 => HandoffOutcome::RetryLater { seconds: 60 },
             Ok(a) => HandoffOutcome::Vendor(rejected(Call::SendEmail, &a)),
             Err(failure) => HandoffOutcome::Vendor(failure),
-        }
+        };
+        // No email went out.
+        self.recent.release(&who);
+        outcome
     }
 
     /// Sends one call and reads its answer, capped in size, as [`parse_answer`] says.

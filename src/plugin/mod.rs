@@ -375,8 +375,8 @@ impl Handoff {
             return Ok(());
         }
         // Decided before the rewriter is built, so no code is minted for a page replaced.
-        let encoding = header_lower(response, http::header::CONTENT_ENCODING)
-            .filter(|e| e != "identity");
+        let encoding =
+            header_lower(response, http::header::CONTENT_ENCODING).filter(|e| e != "identity");
         let inflater = match encoding {
             _ if status == http::StatusCode::PARTIAL_CONTENT => {
                 return self.replace_unreadable_page(session, response, ctx)
@@ -497,7 +497,11 @@ impl Handoff {
                 Ok(plain) => *body = Some(Bytes::from(plain)),
                 Err(e) => {
                     let too_large = matches!(e, InflateError::TooLarge { .. });
-                    ctx.outcome = if too_large { "page_too_large" } else { "page_not_checked" };
+                    ctx.outcome = if too_large {
+                        "page_too_large"
+                    } else {
+                        "page_not_checked"
+                    };
                     tracing::warn!(
                         target: "handoff::widget",
                         "a compressed HTML page was cut short: {e} (widget_max_page_bytes)"

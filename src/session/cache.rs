@@ -14,6 +14,7 @@ pub struct CacheCounts {
     hits: AtomicU64,
     misses: AtomicU64,
     stale: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl CacheCounts {
@@ -31,12 +32,18 @@ impl CacheCounts {
         self.stale.fetch_add(1, Relaxed);
     }
 
-    /// `(result, count)` for `hit`, `miss` and `stale`.
-    pub fn snapshot(&self) -> [(&'static str, u64); 3] {
+    /// Not looked up: too many lookups of new credentials in flight.
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Relaxed);
+    }
+
+    /// `(result, count)` for `hit`, `miss`, `stale` and `refused`.
+    pub fn snapshot(&self) -> [(&'static str, u64); 4] {
         [
             ("hit", self.hits.load(Relaxed)),
             ("miss", self.misses.load(Relaxed)),
             ("stale", self.stale.load(Relaxed)),
+            ("refused", self.refused.load(Relaxed)),
         ]
     }
 }

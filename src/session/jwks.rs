@@ -111,7 +111,7 @@ pub struct Jwks {
 impl fmt::Debug for Jwks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Jwks")
-            .field("url", &self.settings.url.as_str())
+            .field("url", &crate::config::redacted_url(&self.settings.url))
             .finish_non_exhaustive()
     }
 }
@@ -169,8 +169,9 @@ impl Jwks {
     }
 
     /// The URL the keys come from.
-    pub fn url(&self) -> &str {
-        self.settings.url.as_str()
+    /// The key-set URL as logs and metrics show it (no credential, no query).
+    pub fn url(&self) -> String {
+        crate::config::redacted_url(&self.settings.url)
     }
 
     pub fn status(&self) -> JwksStatus {
@@ -208,7 +209,7 @@ impl Jwks {
 
     async fn fetch_and_store(&self, why: &str) -> Result<(), String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let url = self.settings.url.as_str();
+        let url = crate::config::redacted_url(&self.settings.url);
         match self.fetch().await {
             Ok((keys, ttl)) => {
                 let previous = self.current.load_full();

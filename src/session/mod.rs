@@ -53,6 +53,8 @@ pub enum SessionError {
     Rejected,
     #[error("the intranet's sign-in service is not answering")]
     Unavailable,
+    #[error("too many new sessions are being checked at once")]
+    Busy,
 }
 
 impl SessionError {
@@ -72,7 +74,14 @@ impl SessionError {
             SessionError::UnsupportedCritical => "unsupported_crit",
             SessionError::Rejected => "rejected",
             SessionError::Unavailable => "unavailable",
+            SessionError::Busy => "busy",
         }
+    }
+
+    /// The gateway could not ask (the sign-in service is down, or too busy with new
+    /// sessions): nobody is recognised, but the person is not known to be signed out either.
+    pub fn is_unavailable(self) -> bool {
+        matches!(self, SessionError::Unavailable | SessionError::Busy)
     }
 }
 
@@ -177,7 +186,7 @@ impl SessionVerifier {
             match result {
                 Ok(identity) => return Ok((identity, source)),
                 Err(SessionError::Missing) => {}
-                Err(e) if error != SessionError::Unavailable => error = e,
+                Err(e) if !error.is_unavailable() => error = e,
                 Err(_) => {}
             }
         }
@@ -232,6 +241,7 @@ impl SessionVerifier {
             Ok(Answer::NotSignedIn) => Err(SessionError::Rejected),
             Err(LookupError::NoCookie) => Err(SessionError::Missing),
             Err(LookupError::Unavailable) => Err(SessionError::Unavailable),
+            Err(LookupError::Busy) => Err(SessionError::Busy),
         }
     }
 }

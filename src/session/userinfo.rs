@@ -7,6 +7,11 @@
 //! cookie make one call between them (single flight); a just-expired entry is served while one
 //! refresh runs (stale-while-revalidate); when the endpoint is down or slow the configured
 //! failure mode decides between a 503 and a bounded stale answer.
+//!
+//! A flood of made-up cookies cannot push people out: "not signed in" answers live in their
+//! own, smaller map (they never evict a person's entry), and calls for cookies not known as a
+//! person's are bounded (`max_new_lookups`; beyond it the new cookie gets a 503 while everyone
+//! known is served from the cache as before).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -37,7 +42,12 @@ pub struct UserinfoSettings {
     pub on_error: OnError,
     /// With `open_with_stale`: how long past `cache` an entry may stand in for a failed call.
     pub max_stale: Duration,
+    /// People's answers kept at most.
     pub max_entries: usize,
+    /// "Not signed in" answers kept at most (apart from people's: they never evict one).
+    pub max_negative_entries: usize,
+    /// Calls at once for cookies not known as a person's; more get [`LookupError::Busy`].
+    pub max_new_lookups: usize,
     pub max_body_bytes: usize,
 }
 
@@ -65,20 +75,33 @@ pub enum LookupError {
     NoCookie,
     /// The endpoint failed and no stale answer may stand in (see [`OnError`]).
     Unavailable,
+    /// A cookie not known as a person's, while `max_new_lookups` calls for such cookies are
+    /// already in flight.
+    Busy,
 }
 
 type Flight = Arc<OnceCell<Result<Answer, FetchError>>>;
 
+/// A person's answer, and when it came.
 struct Entry {
-    answer: Answer,
+    identity: Arc<Identity>,
     fetched: Instant,
 }
 
-/// One cookie's place in the cache: its last answer, and the call in flight for it, if any.
+/// What is known about cookies, each under its keyed hash.
 #[derive(Default)]
-struct Slot {
-    entry: Option<Entry>,
-    flight: Option<Flight>,
+struct Cache {
+    /// Cookies the endpoint said are a person's.
+    people: HashMap<CacheKey, Entry>,
+    /// Cookies the endpoint said are nobody's, and when (kept apart: see the module docs).
+    strangers: HashMap<CacheKey, Instant>,
+    /// Calls in flight, each marked whether its cookie was not known as a person's.
+    flights: HashMap<CacheKey, (Flight, bool)>,
+}
+
+/// Someone still waits for this call (the map holds one reference, each waiter another).
+fn awaited(flight: &Flight) -> bool {
+    Arc::strong_count(flight) > 1
 }
 
 /// The userinfo client and its cache. Cheap to clone; clones share the cache.
@@ -92,14 +115,21 @@ struct Inner {
     mapping: ClaimMapping,
     http: reqwest::Client,
     hash: KeyedHash,
-    cache: Mutex<HashMap<CacheKey, Slot>>,
+    cache: Mutex<Cache>,
     counts: CacheCounts,
+    /// When a refusal for `max_new_lookups` was last logged (seconds since `started`), so a
+    /// flood makes one warning every few seconds, not one per request.
+    refusal_logged: std::sync::atomic::AtomicU64,
+    started: Instant,
 }
 
 impl fmt::Debug for Userinfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Userinfo")
-            .field("url", &self.inner.settings.url.as_str())
+            .field(
+                "url",
+                &crate::config::redacted_url(&self.inner.settings.url),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -119,8 +149,10 @@ impl Userinfo {
                 mapping,
                 http,
                 hash,
-                cache: Mutex::new(HashMap::new()),
+                cache: Mutex::new(Cache::default()),
                 counts: CacheCounts::default(),
+                refusal_logged: Default::default(),
+                started: Instant::now(),
             }),
         })
     }
@@ -134,27 +166,21 @@ impl Userinfo {
     pub async fn lookup(&self, headers: &http::HeaderMap) -> Result<Answer, LookupError> {
         let cookies = self.cookie_header(headers).ok_or(LookupError::NoCookie)?;
         let key = self.inner.hash.of(cookies.as_bytes());
+        let s = &self.inner.settings;
         let flight = {
             let mut cache = self.inner.lock();
             let now = Instant::now();
-            if !cache.contains_key(&key) {
-                self.inner.make_room(&mut cache, now);
-            }
-            let slot = cache.entry(key).or_default();
-            if let Some(entry) = &slot.entry {
+            if let Some(entry) = cache.people.get(&key) {
                 let age = now.saturating_duration_since(entry.fetched);
-                if age < self.inner.lifetime(&entry.answer) {
+                let answer = Answer::Person(entry.identity.clone());
+                if age < s.cache {
                     self.inner.counts.hit();
-                    return Ok(entry.answer.clone());
+                    return Ok(answer);
                 }
-                let s = &self.inner.settings;
-                if matches!(entry.answer, Answer::Person(_))
-                    && age < s.cache + s.stale_while_revalidate
-                {
-                    let answer = entry.answer.clone();
-                    if slot.flight.is_none() {
+                if age < s.cache + s.stale_while_revalidate {
+                    if !cache.flights.get(&key).is_some_and(|(f, _)| awaited(f)) {
                         let flight = Flight::default();
-                        slot.flight = Some(flight.clone());
+                        cache.flights.insert(key, (flight.clone(), false));
                         let me = self.clone();
                         tokio::spawn(async move {
                             let _ = me.fly(key, &cookies, &flight).await;
@@ -163,9 +189,27 @@ impl Userinfo {
                     self.inner.counts.stale();
                     return Ok(answer);
                 }
+            } else if let Some(&at) = cache.strangers.get(&key) {
+                if now.saturating_duration_since(at) < s.negative_cache {
+                    self.inner.counts.hit();
+                    return Ok(Answer::NotSignedIn);
+                }
             }
             self.inner.counts.miss();
-            slot.flight.get_or_insert_with(Flight::default).clone()
+            match cache.flights.get(&key) {
+                Some((flight, _)) if awaited(flight) => flight.clone(),
+                _ => {
+                    let new = !cache.people.contains_key(&key);
+                    if new && self.inner.too_many_new_lookups(&mut cache) {
+                        drop(cache);
+                        self.inner.refused();
+                        return Err(LookupError::Busy);
+                    }
+                    let flight = Flight::default();
+                    cache.flights.insert(key, (flight.clone(), new));
+                    flight
+                }
+            }
         };
         match self.fly(key, &cookies, &flight).await {
             Ok(answer) => Ok(answer),
@@ -185,17 +229,36 @@ impl Userinfo {
             .await
             .clone();
         let mut cache = self.inner.lock();
-        if let Some(slot) = cache.get_mut(&key) {
-            if slot.flight.as_ref().is_some_and(|f| Arc::ptr_eq(f, flight)) {
-                slot.flight = None;
-                if let Ok(answer) = &result {
-                    slot.entry = Some(Entry {
-                        answer: answer.clone(),
-                        fetched: Instant::now(),
-                    });
-                } else if slot.entry.is_none() {
-                    cache.remove(&key);
+        let ours = cache
+            .flights
+            .get(&key)
+            .is_some_and(|(f, _)| Arc::ptr_eq(f, flight));
+        if ours {
+            cache.flights.remove(&key);
+            let now = Instant::now();
+            match &result {
+                Ok(Answer::Person(identity)) => {
+                    cache.strangers.remove(&key);
+                    if !cache.people.contains_key(&key) {
+                        self.inner.make_room_for_a_person(&mut cache.people, now);
+                    }
+                    let entry = Entry {
+                        identity: identity.clone(),
+                        fetched: now,
+                    };
+                    cache.people.insert(key, entry);
                 }
+                Ok(Answer::NotSignedIn) => {
+                    cache.people.remove(&key);
+                    if !self.inner.settings.negative_cache.is_zero() {
+                        if !cache.strangers.contains_key(&key) {
+                            self.inner
+                                .make_room_for_a_stranger(&mut cache.strangers, now);
+                        }
+                        cache.strangers.insert(key, now);
+                    }
+                }
+                Err(_) => {}
             }
         }
         result
@@ -206,13 +269,12 @@ impl Userinfo {
         let stale = (s.on_error == OnError::OpenWithStale)
             .then(|| {
                 let cache = self.inner.lock();
-                let entry = cache.get(&key)?.entry.as_ref()?;
-                let fresh_enough = entry.fetched.elapsed() <= s.cache + s.max_stale;
-                (fresh_enough && matches!(entry.answer, Answer::Person(_)))
-                    .then(|| entry.answer.clone())
+                let entry = cache.people.get(&key)?;
+                (entry.fetched.elapsed() <= s.cache + s.max_stale)
+                    .then(|| Answer::Person(entry.identity.clone()))
             })
             .flatten();
-        let url = s.url.as_str();
+        let url = crate::config::redacted_url(&s.url);
         match stale {
             Some(answer) => {
                 tracing::warn!(
@@ -256,55 +318,72 @@ impl Userinfo {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, HashMap<CacheKey, Slot>> {
+    fn lock(&self) -> MutexGuard<'_, Cache> {
         // A panic while holding this lock cannot leave the map inconsistent: keep serving.
         self.cache
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn lifetime(&self, answer: &Answer) -> Duration {
-        match answer {
-            Answer::Person(_) => self.settings.cache,
-            Answer::NotSignedIn => self.settings.negative_cache,
+    /// Whether `max_new_lookups` calls for cookies not known as a person's are in flight
+    /// (calls nobody waits for any more, their requests cancelled, are dropped first).
+    fn too_many_new_lookups(&self, cache: &mut Cache) -> bool {
+        let pending = |cache: &Cache| cache.flights.values().filter(|(_, new)| *new).count();
+        if pending(cache) < self.settings.max_new_lookups {
+            return false;
+        }
+        cache.flights.retain(|_, (flight, _)| awaited(flight));
+        pending(cache) >= self.settings.max_new_lookups
+    }
+
+    /// Counts a refusal for `max_new_lookups`, and says so in the log every 10 s at most.
+    fn refused(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.counts.refused();
+        let now = self.started.elapsed().as_secs() + 10;
+        let last = self.refusal_logged.load(Relaxed);
+        if now >= last + 10
+            && self
+                .refusal_logged
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                target: "handoff::session",
+                "userinfo: {} lookups of new cookies already in flight (max_new_lookups); \
+                 answering 503 to new cookies until they finish (people already known are \
+                 served from the cache)",
+                self.settings.max_new_lookups
+            );
         }
     }
 
-    /// How long an entry is worth keeping at all.
-    fn keep_for(&self, answer: &Answer) -> Duration {
+    /// Before a new person's entry goes in a full map: entries of no more use go first, then
+    /// the oldest tenth.
+    fn make_room_for_a_person(&self, people: &mut HashMap<CacheKey, Entry>, now: Instant) {
         let s = &self.settings;
-        match answer {
-            Answer::Person(_) => {
-                let stale = match s.on_error {
-                    OnError::Closed => Duration::ZERO,
-                    OnError::OpenWithStale => s.max_stale,
-                };
-                s.cache + s.stale_while_revalidate.max(stale)
-            }
-            Answer::NotSignedIn => s.negative_cache,
-        }
+        let stale = match s.on_error {
+            OnError::Closed => Duration::ZERO,
+            OnError::OpenWithStale => s.max_stale,
+        };
+        let keep_for = s.cache + s.stale_while_revalidate.max(stale);
+        make_room(
+            people,
+            s.max_entries,
+            |e| now.saturating_duration_since(e.fetched) >= keep_for,
+            |e| Some(e.fetched),
+        );
     }
 
-    /// Before a new entry goes in a full cache. Entries with a call someone waits for stay; a
-    /// call nobody waits for any more (its requests were cancelled) does not hold its slot.
-    fn make_room(&self, cache: &mut HashMap<CacheKey, Slot>, now: Instant) {
-        let awaited = |slot: &Slot| {
-            slot.flight
-                .as_ref()
-                .is_some_and(|f| Arc::strong_count(f) > 1)
-        };
-        let outlived = |slot: &Slot| {
-            !awaited(slot)
-                && slot.entry.as_ref().is_none_or(|e| {
-                    now.saturating_duration_since(e.fetched) >= self.keep_for(&e.answer)
-                })
-        };
-        let born = |slot: &Slot| match (awaited(slot), &slot.entry) {
-            (false, Some(e)) => Some(e.fetched),
-            (false, None) => Some(now),
-            (true, _) => None,
-        };
-        make_room(cache, self.settings.max_entries, outlived, born);
+    /// The same for a "not signed in" answer, in its own map.
+    fn make_room_for_a_stranger(&self, strangers: &mut HashMap<CacheKey, Instant>, now: Instant) {
+        let s = &self.settings;
+        make_room(
+            strangers,
+            s.max_negative_entries,
+            |&at| now.saturating_duration_since(at) >= s.negative_cache,
+            |&at| Some(at),
+        );
     }
 
     async fn fetch(&self, cookies: &str) -> Result<Answer, FetchError> {

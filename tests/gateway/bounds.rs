@@ -173,7 +173,8 @@ fn unterminated_heads(addr: SocketAddr, n: usize, bytes: usize) -> Vec<TcpStream
             let mut s = TcpStream::connect(addr).expect("connect");
             s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s.write_all(&head).expect("the gateway reads a head under its limit");
+            s.write_all(&head)
+                .expect("the gateway reads a head under its limit");
             s
         })
         .collect()
@@ -279,7 +280,10 @@ async fn idle_slow_and_silent_clients_are_cut_off() {
             .unwrap();
         let (took, answer) = until_closed(&mut s, Duration::from_secs(5));
         assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
-        assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(3), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
 
         // A head trickled one byte at a time: cut off a second after it started, although
         // bytes keep coming.
@@ -297,7 +301,11 @@ async fn idle_slow_and_silent_clients_are_cut_off() {
             let mut buf = [0u8; 256];
             match s.read(&mut buf) {
                 Ok(n) => {
-                    assert!(n == 0 || buf.starts_with(b"HTTP/1.1 408"), "{:?}", &buf[..n]);
+                    assert!(
+                        n == 0 || buf.starts_with(b"HTTP/1.1 408"),
+                        "{:?}",
+                        &buf[..n]
+                    );
                     cut = Some(start.elapsed());
                     break;
                 }
@@ -355,8 +363,14 @@ async fn connections_over_the_cap_are_closed_and_counted() {
         metric(metrics_port, "handoff_client_connections_refused_total").await,
         Some(1.0)
     );
-    assert_eq!(metric(metrics_port, "handoff_client_connections").await, Some(4.0));
-    assert_eq!(metric(metrics_port, "handoff_client_connections_max").await, Some(4.0));
+    assert_eq!(
+        metric(metrics_port, "handoff_client_connections").await,
+        Some(4.0)
+    );
+    assert_eq!(
+        metric(metrics_port, "handoff_client_connections_max").await,
+        Some(4.0)
+    );
     drop(open);
     // Room again once they are gone.
     let start = Instant::now();

@@ -462,3 +462,49 @@ async fn apps_sharing_a_client_id_share_the_email_limit() {
     assert_eq!(statuses, [302, 302, 302, 302, 302, 429]);
     assert_eq!(api.count("email"), 5, "YourGPT counts per organisation");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_concurrent_clicks_by_one_person_send_one_email() {
+    let s = setup("", "").await;
+    s.api.add_unconfirmed("bob@corp.example");
+    // The email call takes a while: every click arrives while the first is on its way.
+    s.api.set_email(Mode::Slow(300));
+    let bob = person("bob@corp.example", &[]);
+    let clicks = futures_util::future::join_all((0..20).map(|_| open(&s.gw, &bob))).await;
+    let mut statuses: Vec<u16> = clicks.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [vec![200; 19], vec![302]].concat(),
+        "one email, 19 'check your email'"
+    );
+    assert_eq!(s.api.count("email"), 1);
+    // The organisation's budget is untouched by the clicks: four others still get theirs.
+    for i in 0..4 {
+        let who = format!("other{i}@corp.example");
+        s.api.add_unconfirmed(&who);
+        let resp = open(&s.gw, &person(&who, &[])).await;
+        assert_eq!(resp.status(), 302, "{who}");
+    }
+    assert_eq!(s.api.count("email"), 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_email_call_does_not_hold_the_resend_window() {
+    let s = setup("", "").await;
+    s.api.add_unconfirmed("bob@corp.example");
+    let bob = person("bob@corp.example", &[]);
+    s.api.set_email(Mode::CodeInStatus(500));
+    assert_eq!(open(&s.gw, &bob).await.status(), 502);
+    // Nothing was sent: the next click tries again, and this time it goes out.
+    s.api.set_email(Mode::Real);
+    let resp = open(&s.gw, &bob).await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(s.api.count("email"), 2);
+    assert_eq!(
+        open(&s.gw, &bob).await.status(),
+        200,
+        "then the window holds"
+    );
+    assert_eq!(s.api.count("email"), 2);
+}
