@@ -1524,6 +1524,90 @@ fn log_and_operations_keys_are_checked() {
 }
 
 #[test]
+fn client_bounds_are_checked_and_default_like_nginx() {
+    let base = format!("{UPSTREAM}{ROUTE}");
+    let with = |extra: &str| format!("[server]\n{extra}\n{base}");
+    for (extra, key, says) in [
+        (
+            "client_header_timeout_seconds = 0",
+            "server.client_header_timeout_seconds",
+            "at least 1",
+        ),
+        (
+            "h2_idle_timeout_seconds = 0",
+            "server.h2_idle_timeout_seconds",
+            "at least 1",
+        ),
+        (
+            "max_connections = 0",
+            "server.max_connections",
+            "at least 1",
+        ),
+        (
+            "keepalive_timeout_seconds = -1",
+            "server.keepalive_timeout_seconds",
+            "invalid value",
+        ),
+        (
+            "max_connections = \"many\"",
+            "server.max_connections",
+            "invalid type",
+        ),
+    ] {
+        assert_only_problem(&with(extra), key, says);
+    }
+    let config = from_toml_str(&base, &fixtures()).unwrap();
+    let s = &config.server;
+    assert_eq!(s.client_header_timeout, std::time::Duration::from_secs(60));
+    assert_eq!(s.keepalive_timeout, std::time::Duration::from_secs(75));
+    assert_eq!(s.h2_idle_timeout, std::time::Duration::from_secs(75));
+    assert_eq!(s.max_connections, None);
+    let config = from_toml_str(
+        &with("keepalive_timeout_seconds = 0\nmax_connections = 5"),
+        &fixtures(),
+    )
+    .unwrap();
+    assert_eq!(config.server.keepalive_timeout, std::time::Duration::ZERO);
+    assert_eq!(config.server.max_connections, Some(5));
+}
+
+#[test]
+fn userinfo_flood_bounds_and_url_references_are_checked() {
+    let userinfo = |extra: &str| {
+        format!("[session]\ncookie = \"sid\"\n[session.userinfo]\n{extra}\n{UPSTREAM}{ROUTE}")
+    };
+    let url = "url = \"http://127.0.0.1:9/me\"";
+    assert_only_problem(
+        &userinfo(&format!("{url}\nmax_negative_entries = 5")),
+        "session.userinfo.max_negative_entries",
+        "at least 10",
+    );
+    assert_only_problem(
+        &userinfo(&format!("{url}\nmax_new_lookups = 0")),
+        "session.userinfo.max_new_lookups",
+        "at least 1",
+    );
+    assert_only_problem(
+        &userinfo(&format!("url = {{ env = \"{UNSET_ENV}\" }}")),
+        "session.userinfo.url",
+        UNSET_ENV,
+    );
+    assert_only_problem(
+        &userinfo("url = { file = \"session-secret.txt\" }"),
+        "session.userinfo.url",
+        "does not hold an http(s) URL",
+    );
+    assert_only_problem(
+        &userinfo("url = 42"),
+        "session.userinfo.url",
+        "a URL (\"https://…\"), or a secret reference",
+    );
+    let config = assert_accepted(&userinfo(url));
+    let settings = format!("{:?}", config.session.unwrap().verifier);
+    assert!(settings.contains("127.0.0.1:9"), "{settings}");
+}
+
+#[test]
 fn escaped_slashes_and_app_allow_are_checked() {
     assert_only_problem(
         &format!("[server]\nescaped_slashes = \"sometimes\"\n{UPSTREAM}{ROUTE}"),

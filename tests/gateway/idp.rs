@@ -102,6 +102,9 @@ struct Shared {
     state: Arc<Mutex<IdpState>>,
     jwks_fetches: Arc<AtomicUsize>,
     userinfo_calls: Arc<AtomicUsize>,
+    /// Userinfo calls being answered now, and the most at once so far.
+    userinfo_in_flight: Arc<AtomicUsize>,
+    userinfo_most_in_flight: Arc<AtomicUsize>,
 }
 
 /// The running stand-in.
@@ -119,6 +122,8 @@ impl IdentityProvider {
             state: Arc::new(Mutex::new(IdpState::default())),
             jwks_fetches: Arc::new(AtomicUsize::new(0)),
             userinfo_calls: Arc::new(AtomicUsize::new(0)),
+            userinfo_in_flight: Arc::new(AtomicUsize::new(0)),
+            userinfo_most_in_flight: Arc::new(AtomicUsize::new(0)),
         };
         let app = Router::new()
             .route("/jwks.json", get(jwks))
@@ -174,6 +179,11 @@ impl IdentityProvider {
         self.with(|s| s.userinfo_mode = Some(mode));
     }
 
+    /// The most userinfo calls that were being answered at once.
+    pub fn userinfo_most_in_flight(&self) -> usize {
+        self.shared.userinfo_most_in_flight.load(Ordering::SeqCst)
+    }
+
     pub fn userinfo_calls(&self) -> usize {
         self.shared.userinfo_calls.load(Ordering::SeqCst)
     }
@@ -223,8 +233,22 @@ async fn jwks(State(shared): State<Shared>) -> Response {
     response
 }
 
+/// Counts a userinfo call in flight while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn userinfo(State(shared): State<Shared>, headers: HeaderMap) -> Response {
     shared.userinfo_calls.fetch_add(1, Ordering::SeqCst);
+    let now = shared.userinfo_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    shared
+        .userinfo_most_in_flight
+        .fetch_max(now, Ordering::SeqCst);
+    let _in_flight = InFlight(shared.userinfo_in_flight.clone());
     let cookie_header = headers
         .get("cookie")
         .and_then(|v| v.to_str().ok())

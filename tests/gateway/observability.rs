@@ -417,3 +417,118 @@ async fn no_secret_token_or_cookie_reaches_the_logs() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_in_identity_urls_reach_no_log_and_no_metric() {
+    use crate::idp::{IdentityProvider, Mode as IdpMode, TestKey};
+    let intranet = Intranet::start().await;
+    let idp = IdentityProvider::start().await;
+    idp.publish(&[&TestKey::rsa("rsa_private.pem", "k1")]);
+    idp.set_userinfo_mode(IdpMode::Down);
+    let metrics_port = free_port();
+    let with_secrets = |url: String, user: &str, pass: &str, query: &str| {
+        url.replacen("http://", &format!("http://{user}:{pass}@"), 1) + query
+    };
+    let jwks = with_secrets(
+        idp.jwks_url(),
+        "jwksuser",
+        "Jwks-Pass-1",
+        "?api_key=Jwks-Key-2",
+    );
+    let userinfo = with_secrets(
+        idp.userinfo_url(),
+        "uiuser",
+        "Ui-Pass-3",
+        "?token=Ui-Token-4",
+    );
+    let secrets = ["Jwks-Pass-1", "Jwks-Key-2", "Ui-Pass-3", "Ui-Token-4"];
+    let config = format!(
+        "[session]\ncookie = \"sid\"\nalgorithms = [\"RS256\"]\n\
+         [session.jwks]\nurl = \"{jwks}\"\n[session.userinfo]\nurl = \"{userinfo}\"\n\n{}",
+        upstream_config(&intranet)
+    );
+    let gw = TestGateway::start_with(
+        &config,
+        &format!("metrics_listen = \"127.0.0.1:{metrics_port}\""),
+    );
+    // A cookie that is not a JWT goes to the userinfo endpoint, which is down: logged.
+    let (status, _) = whoami(&gw, "sid=opaque-1").await;
+    assert_eq!(status, 503);
+    let metrics = scrape(metrics_port).await;
+    let jwks_shown = format!("http://{}/jwks.json", idp.addr);
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("handoff_jwks_keys{{url=\"{jwks_shown}\"}}")
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    let logs = captured_logs();
+    assert!(
+        logs.contains(&format!("userinfo http://{}/userinfo", idp.addr)),
+        "{logs}"
+    );
+    assert!(logs.contains(&format!("JWKS {jwks_shown}")), "{logs}");
+    for secret in secrets {
+        assert!(!metrics.contains(secret), "{secret} in the metrics");
+        assert!(!logs.contains(secret), "{secret} in the logs");
+    }
+
+    // `check` says where such a URL belongs, without echoing it; a secret reference is quiet.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handoff.toml");
+    std::fs::write(&path, &config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("session.jwks.url carries a credential (user:password@)")
+            && said.contains("session.userinfo.url carries a credential")
+            && said.contains("{ env = \"NAME\" }"),
+        "{said}"
+    );
+    for secret in secrets {
+        assert!(!said.contains(secret), "{secret} in check's output: {said}");
+    }
+    let by_reference = config
+        .replace(
+            &format!("url = \"{jwks}\""),
+            "url = { env = \"TEST_JWKS_URL\" }",
+        )
+        .replace(
+            &format!("url = \"{userinfo}\""),
+            "url = { file = \"userinfo-url.txt\" }",
+        );
+    std::fs::write(dir.path().join("userinfo-url.txt"), format!("{userinfo}\n")).unwrap();
+    std::fs::write(&path, &by_reference).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("TEST_JWKS_URL", &jwks)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("carries a credential"), "{said}");
+    // A reference that does not hold a URL is named, its value never shown.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("TEST_JWKS_URL", "not a url Jwks-Pass-1")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success());
+    assert!(
+        said.contains("session.jwks.url") && said.contains("does not hold an http(s) URL"),
+        "{said}"
+    );
+    assert!(!said.contains("Jwks-Pass-1"), "{said}");
+}

@@ -372,3 +372,81 @@ async fn the_cache_is_bounded_and_drops_the_oldest_first() {
     whoami(&gw, &format!("{SID}=s0")).await;
     assert_eq!(idp.userinfo_calls(), 31, "the oldest was dropped");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_new_cookies_neither_evicts_nor_starves_a_known_person() {
+    let metrics_port = free_port();
+    let intranet = Intranet::start().await;
+    let idp = IdentityProvider::start().await;
+    let gw = TestGateway::start_with(
+        &format!(
+            "{}\n{MAPPING}",
+            config(
+                &idp,
+                &intranet,
+                "",
+                "cache_seconds = 2\nstale_while_revalidate_seconds = 0\n\
+                 on_error = \"open_with_stale\"\nmax_stale_seconds = 60\nmax_entries = 10\n\
+                 max_negative_entries = 10\nmax_new_lookups = 8",
+            )
+        ),
+        &format!("metrics_listen = \"127.0.0.1:{metrics_port}\""),
+    );
+    idp.add_session("s1", ada("v1"));
+    let ada_cookie = format!("{SID}=s1");
+    assert_eq!(whoami(&gw, &ada_cookie).await.0, 200);
+    let before = idp.userinfo_calls();
+
+    // 2,000 cookies never seen before, 200 at a time, against a slow endpoint.
+    idp.set_userinfo_mode(Mode::Slow(Duration::from_millis(20)));
+    let (mut rejected, mut busy) = (0, 0);
+    for batch in 0..10 {
+        let answers = join_all((0..200).map(|i| {
+            let cookie = format!("{SID}=made-up-{batch}-{i}");
+            let gw = &gw;
+            async move { whoami(gw, &cookie).await }
+        }))
+        .await;
+        for (status, body) in answers {
+            match (status, body["reason"].as_str()) {
+                (401, Some("rejected")) => rejected += 1,
+                (503, Some("busy")) => busy += 1,
+                other => panic!("a made-up cookie got {other:?}: {body}"),
+            }
+        }
+        // Ada, known and fresh, is served from the cache throughout.
+        assert_eq!(whoami(&gw, &ada_cookie).await.0, 200);
+    }
+    assert_eq!(rejected + busy, 2000);
+    assert!(busy > 0 && rejected > 0, "rejected {rejected}, busy {busy}");
+    let calls = idp.userinfo_calls() - before;
+    assert_eq!(
+        calls, rejected,
+        "one call per answered cookie, none for refused ones"
+    );
+    assert!(
+        idp.userinfo_most_in_flight() <= 8,
+        "{} lookups at once",
+        idp.userinfo_most_in_flight()
+    );
+    assert_eq!(
+        metric(
+            metrics_port,
+            "handoff_session_cache_total{cache=\"userinfo\",result=\"refused\"}"
+        )
+        .await,
+        Some(busy as f64)
+    );
+    let warnings = captured_logs()
+        .matches("lookups of new cookies already in flight")
+        .count();
+    assert!(warnings >= 1, "the refusals are logged");
+
+    // The endpoint goes down after Ada's entry expired: her answer stands in, although
+    // 2,000 "not signed in" answers passed through a cache of 10.
+    idp.set_userinfo_mode(Mode::Down);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body) = whoami(&gw, &ada_cookie).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["last_name"], "v1");
+}
