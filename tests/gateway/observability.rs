@@ -122,7 +122,15 @@ async fn metrics_say_what_happened() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    let text = scrape(port).await;
+    // The health check runs every 200 ms; on a loaded machine one may time out: wait for a
+    // scrape that shows the server healthy (the counters do not change meanwhile).
+    let healthy = r#"handoff_upstream_servers{state="healthy",upstream="intranet"}"#;
+    let started = std::time::Instant::now();
+    let mut text = scrape(port).await;
+    while sample(&text, healthy) != Some(1.0) && started.elapsed().as_secs() < 10 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        text = scrape(port).await;
+    }
     let has = |series: &str, want: f64| {
         assert_eq!(sample(&text, series), Some(want), "{series} in\n{text}");
     };

@@ -419,10 +419,12 @@ async fn a_flood_of_new_cookies_neither_evicts_nor_starves_a_known_person() {
     }
     assert_eq!(rejected + busy, 2000);
     assert!(busy > 0 && rejected > 0, "rejected {rejected}, busy {busy}");
+    // One call per answered cookie, none for refused ones (and, on a slow machine, one per
+    // batch for Ada if her entry expired meanwhile).
     let calls = idp.userinfo_calls() - before;
-    assert_eq!(
-        calls, rejected,
-        "one call per answered cookie, none for refused ones"
+    assert!(
+        (rejected..=rejected + 10).contains(&calls),
+        "{calls} calls for {rejected} answered cookies"
     );
     assert!(
         idp.userinfo_most_in_flight() <= 8,
