@@ -6,6 +6,7 @@
 #   ROUTE=/jwt benches/profile.sh         # with a JWT session verified (remembered) per request
 #   N=5000 benches/profile.sh
 #   RUST_LOG=info benches/profile.sh      # with the access log on (default: warn, off)
+#   BIN=/tmp/base/handoff SKIP_PERF=1 benches/profile.sh   # another build (before/after), callgrind only
 #
 # Needs nginx, wrk, python3, valgrind, perf (apt-get install nginx wrk valgrind linux-perf).
 set -euo pipefail
@@ -17,8 +18,10 @@ source "$root/benches/lib.sh"
 for tool in nginx wrk python3 valgrind callgrind_control callgrind_annotate perf; do
   command -v "$tool" >/dev/null || { echo "needs $tool"; exit 1; }
 done
-(cd "$root" && cargo build --release --quiet --bin handoff)
-bin="$root/target/release/handoff"
+if [ -z "${BIN:-}" ]; then
+  (cd "$root" && cargo build --release --quiet --bin handoff)
+fi
+bin=${BIN:-"$root/target/release/handoff"}
 out="$root/target/profile"
 mkdir -p "$out"
 work=$(mktemp -d)
@@ -101,6 +104,7 @@ echo "  top functions (self): $out/callgrind.txt"
 fi
 
 # 2. perf under load.
+[ -z "${SKIP_PERF:-}" ] || exit 0
 RUST_LOG=${RUST_LOG:-warn} "$bin" run --config "$work/handoff.toml" 2>"$work/handoff.err" &
 pids+=($!)
 H=$!

@@ -348,8 +348,23 @@ async fn connections_over_the_cap_are_closed_and_counted() {
         &format!("max_connections = 4\nmetrics_listen = \"127.0.0.1:{metrics_port}\""),
     );
     let addr = gw.addr;
+    // The harness's readiness probe may still hold a place: wait until it is gone.
+    let start = Instant::now();
+    while metric(metrics_port, "handoff_client_connections").await != Some(0.0) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the probe never left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let open: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until the gateway has taken all four in (on a loaded machine accepting takes a while).
+    let start = Instant::now();
+    while metric(metrics_port, "handoff_client_connections").await != Some(4.0) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the four were never all open: {:?}",
+            metric(metrics_port, "handoff_client_connections").await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let fifth = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
