@@ -351,7 +351,10 @@ async fn connections_over_the_cap_are_closed_and_counted() {
     // The harness's readiness probe may still hold a place: wait until it is gone.
     let start = Instant::now();
     while metric(metrics_port, "handoff_client_connections").await != Some(0.0) {
-        assert!(start.elapsed() < Duration::from_secs(10), "the probe never left");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the probe never left"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let open: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
