@@ -51,7 +51,12 @@ enum Command {
     /// stand-ins of YourGPT and TypingMind, where the config says they are.
     Demo {
         /// The demo config.
-        #[arg(long, short = 'c', default_value = "conf/demo.toml")]
+        #[arg(
+            long,
+            short = 'c',
+            default_value = "conf/demo.toml",
+            env = "HANDOFF_CONFIG"
+        )]
         config: PathBuf,
     },
     /// Check the config file, then tell the running gateway (the process in `server.pid_file`)

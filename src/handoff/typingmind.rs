@@ -1,4 +1,4 @@
-//! TypingMind's `externalAuthCode` (see shared/vendors.md): an HS256 JWT with the instance's
+//! TypingMind's `externalAuthCode` (the protocol: README, `[apps.NAME]`): an HS256 JWT with the instance's
 //! secret, delivered in a link (`?externalAuthCode=`) or in the chat widget's script tag
 //! (`data-external-auth-code`, see [`super::widget`]).
 

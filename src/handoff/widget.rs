@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use lol_html::send::HtmlRewriter;
-use lol_html::{element, Settings};
+use lol_html::{element, MemorySettings, Settings};
 
 /// The attribute TypingMind's widget reads the code from.
 pub const CODE_ATTRIBUTE: &str = "data-external-auth-code";
@@ -54,6 +54,13 @@ impl WidgetTarget {
     }
 }
 
+/// lol_html could not go on with a page (its memory limit, or bytes it cannot parse): what it
+/// emitted for the chunk is a prefix nobody can line up with the input, so the page cannot be
+/// finished faithfully — the answer must end there.
+#[derive(Debug, thiserror::Error)]
+#[error("widget rewriting stopped: {0}")]
+pub struct RewriteFailed(String);
+
 type Output = Arc<Mutex<Vec<u8>>>;
 /// Where lol_html writes the rewritten page: into [`Output`], drained after every chunk.
 type Sink = Box<dyn FnMut(&[u8]) + Send>;
@@ -69,6 +76,11 @@ pub struct WidgetRewriter {
 impl WidgetRewriter {
     /// `max_bytes`: past this many input bytes the rest of the page passes untouched.
     pub fn new(targets: Vec<WidgetTarget>, max_bytes: usize) -> Self {
+        Self::with_memory_limit(targets, max_bytes, usize::MAX)
+    }
+
+    /// [`WidgetRewriter::new`] with lol_html's memory for one page capped at `memory` bytes.
+    fn with_memory_limit(targets: Vec<WidgetTarget>, max_bytes: usize, memory: usize) -> Self {
         let output: Output = Arc::new(Mutex::new(Vec::new()));
         let sink_output = output.clone();
         let sink: Sink = Box::new(move |chunk: &[u8]| {
@@ -77,9 +89,9 @@ impl WidgetRewriter {
                 .unwrap_or_else(|e| e.into_inner())
                 .extend_from_slice(chunk);
         });
-        let settings = Settings::new_send().append_element_content_handler(element!(
-            "script[src]",
-            move |el| {
+        let settings = Settings::new_send()
+            .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(memory))
+            .append_element_content_handler(element!("script[src]", move |el| {
                 let Some(src) = el.get_attribute("src") else {
                     return Ok(());
                 };
@@ -91,8 +103,7 @@ impl WidgetRewriter {
                     }
                 }
                 Ok(())
-            }
-        ));
+            }));
         WidgetRewriter {
             rewriter: Some(HtmlRewriter::new(settings, sink)),
             output,
@@ -102,41 +113,39 @@ impl WidgetRewriter {
     }
 
     /// Feeds one chunk; returns what is ready to send.
-    pub fn write(&mut self, chunk: &[u8]) -> Bytes {
+    pub fn write(&mut self, chunk: &[u8]) -> Result<Bytes, RewriteFailed> {
         self.seen = self.seen.saturating_add(chunk.len());
         match self.rewriter.as_mut() {
             Some(_) if self.seen > self.max_bytes => {
-                // Too big to keep rewriting: flush what the rewriter holds, then pass the rest.
-                self.end();
+                // Too big to keep rewriting: flush what the rewriter holds (all of the earlier
+                // chunks), then pass this chunk and the rest as they come.
+                self.end()?;
                 let mut out = self.take();
                 out.extend_from_slice(chunk);
-                Bytes::from(out)
+                Ok(Bytes::from(out))
             }
             Some(r) => {
                 if let Err(e) = r.write(chunk) {
-                    tracing::warn!(target: "handoff::widget", "widget rewriting stopped: {e}");
                     self.rewriter = None;
-                    let mut out = self.take();
-                    out.extend_from_slice(chunk);
-                    return Bytes::from(out);
+                    self.take();
+                    return Err(RewriteFailed(e.to_string()));
                 }
-                Bytes::from(self.take())
+                Ok(Bytes::from(self.take()))
             }
-            None => Bytes::copy_from_slice(chunk),
+            None => Ok(Bytes::copy_from_slice(chunk)),
         }
     }
 
     /// Ends the page; returns the last bytes.
-    pub fn finish(&mut self) -> Bytes {
-        self.end();
-        Bytes::from(self.take())
+    pub fn finish(&mut self) -> Result<Bytes, RewriteFailed> {
+        self.end()?;
+        Ok(Bytes::from(self.take()))
     }
 
-    fn end(&mut self) {
-        if let Some(r) = self.rewriter.take() {
-            if let Err(e) = r.end() {
-                tracing::warn!(target: "handoff::widget", "widget rewriting stopped: {e}");
-            }
+    fn end(&mut self) -> Result<(), RewriteFailed> {
+        match self.rewriter.take() {
+            Some(r) => r.end().map_err(|e| RewriteFailed(e.to_string())),
+            None => Ok(()),
         }
     }
 
@@ -159,10 +168,55 @@ mod tests {
         let mut r = WidgetRewriter::new(vec![target], usize::MAX);
         let mut out = Vec::new();
         for piece in html.as_bytes().chunks(chunk) {
-            out.extend_from_slice(&r.write(piece));
+            out.extend_from_slice(&r.write(piece).unwrap());
         }
-        out.extend_from_slice(&r.finish());
+        out.extend_from_slice(&r.finish().unwrap());
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_failure_mid_page_is_an_error_never_duplicated_bytes() {
+        let target = WidgetTarget::new("https://chat.example.com", "widget.js", None).unwrap();
+        // A start tag split over chunks, larger than lol_html may buffer: it fails mid-page.
+        let mut r = WidgetRewriter::with_memory_limit(vec![target], usize::MAX, 4096);
+        let a = "a".repeat(32 * 1024);
+        let chunks = [
+            "<html><body><p>before</p>".to_string(),
+            format!("<script src=\"{a}"),
+            format!("{a}\"></script><p>after</p>"),
+        ];
+        let page = chunks.concat();
+        let mut out = Vec::new();
+        let mut failed = false;
+        for chunk in &chunks {
+            match r.write(chunk.as_bytes()) {
+                Ok(bytes) => out.extend_from_slice(&bytes),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed, "the rewriter must fail on a tag over its memory");
+        assert!(
+            page.as_bytes().starts_with(&out),
+            "what went out is a prefix of the page, nothing doubled"
+        );
+    }
+
+    #[test]
+    fn past_the_cap_the_rest_passes_once() {
+        let target = WidgetTarget::new("https://chat.example.com", "widget.js", None).unwrap();
+        let mut r = WidgetRewriter::new(vec![target], 10);
+        let mut out = Vec::new();
+        for piece in ["<p>one</p>", "<p>two</p>", "<p>three</p>"] {
+            out.extend_from_slice(&r.write(piece.as_bytes()).unwrap());
+        }
+        out.extend_from_slice(&r.finish().unwrap());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "<p>one</p><p>two</p><p>three</p>"
+        );
     }
 
     #[test]

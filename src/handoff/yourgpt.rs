@@ -1,4 +1,4 @@
-//! YourGPT Custom SSO (see shared/vendors.md): mint → verify → redirect, or on 404 the
+//! YourGPT Custom SSO (the protocol: README, `[apps.NAME]`): mint → verify → redirect, or on 404 the
 //! email-confirmation path.
 //!
 //! Undocumented points, each one place to change: the effective code is the body's integer
@@ -337,8 +337,13 @@ mod tests {
         assert_eq!(parse_answer(200, b""), None);
         assert_eq!(parse_answer(200, b"[1,2]"), None);
         assert_eq!(parse_answer(200, b"\xff\xfe"), None);
-        let a = parse_answer(200, br#"{"code":1e400}"#);
-        assert!(a.is_none() || a.is_some());
+        // A number JSON cannot hold is not JSON: the same as garbage.
+        assert_eq!(parse_answer(200, br#"{"code":1e400}"#), None);
+        // A code that is no integer (a fraction, text) is not a code: the HTTP status stands in.
+        for body in [&br#"{"code":402.5}"#[..], br#"{"code":"soon"}"#] {
+            let code = parse_answer(403, body).map(|a| a.code);
+            assert_eq!(code, Some(403), "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

@@ -515,12 +515,25 @@ impl Handoff {
             }
         }
         let rewriter = rewriter.get_mut().unwrap_or_else(|e| e.into_inner());
-        let out = match body.take() {
+        let rewritten = match body.take() {
             Some(chunk) => rewriter.write(&chunk),
-            None => Bytes::new(),
+            None => Ok(Bytes::new()),
+        };
+        let finished = match rewritten {
+            Ok(out) if end_of_stream => rewriter.finish().map(|last| (out, last)),
+            Ok(out) => Ok((out, Bytes::new())),
+            Err(e) => Err(e),
+        };
+        let (out, last) = match finished {
+            Ok(both) => both,
+            Err(e) => {
+                ctx.outcome = "page_not_checked";
+                tracing::warn!(target: "handoff::widget", "an HTML page was cut short: {e}");
+                // A 502 page when nothing was sent yet, else the answer is cut short.
+                return Error::e_explain(HTTPStatus(502), e.to_string());
+            }
         };
         *body = Some(if end_of_stream {
-            let last = rewriter.finish();
             if out.is_empty() {
                 last
             } else {

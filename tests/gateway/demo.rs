@@ -350,3 +350,25 @@ fn a_demo_app_that_is_not_on_loopback_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn the_demo_reads_its_config_from_handoff_config_when_no_flag_is_given() {
+    // The demo's config taken from $HANDOFF_CONFIG: a port already taken there is the one named.
+    let ports = [(); 4].map(|_| free_port());
+    let taken = std::net::TcpListener::bind(("127.0.0.1", ports[1])).expect("occupy a port");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = demo_config(dir.path(), ports, |t| t);
+    let out = Command::new(env!("CARGO_BIN_EXE_handoff"))
+        .arg("demo")
+        .env("HANDOFF_CONFIG", &config)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("handoff demo runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{}", ports[1])),
+        "the demo did not read $HANDOFF_CONFIG: {err}"
+    );
+    drop(taken);
+}
