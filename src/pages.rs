@@ -40,6 +40,19 @@ pub fn render(status: u16, title: &str, message: &str, reference: Option<&str>) 
     document(title, &body)
 }
 
+/// A page that is not an error: a heading, what happened, and a way back (`back`: a local
+/// path and its link text). No status code, no help-desk reference.
+pub fn notice(title: &str, message: &str, back: (&str, &str)) -> String {
+    let body = format!(
+        "<h1>{}</h1>\n<p>{}</p>\n<p><a class=\"button\" href=\"{}\">{}</a></p>\n",
+        escape(title),
+        escape(message),
+        escape(back.0),
+        escape(back.1)
+    );
+    document(title, &body)
+}
+
 /// The page shell every HTML page of the gateway (and of the demo) shares: a plain, readable
 /// card that works on a laptop and a phone, with no external assets. `title` is plain text;
 /// `body` is HTML the caller has escaped.

@@ -35,8 +35,12 @@ pub enum HandoffOutcome {
     Redirect(String),
     /// The identity lacks fields the app requires; nothing was sent to the app.
     MissingIdentity(Vec<&'static str>),
-    /// An email was sent recently; the person should look for it.
-    CheckEmail { sent_now: bool },
+    /// The app sent its confirmation email just now; send the browser to the app's page that
+    /// says so (no token in it).
+    EmailSent(String),
+    /// The app sent its confirmation email a moment ago (or is sending it): no second one; the
+    /// person should look for it.
+    EmailAlreadySent,
     /// A limit was hit; try again in this many seconds.
     RetryLater { seconds: u64 },
     /// The app's API failed or refused.
@@ -46,16 +50,17 @@ pub enum HandoffOutcome {
 }
 
 impl HandoffOutcome {
-    /// `(outcome, code)` for the metrics and the access log: `redirected`, `email_sent`,
-    /// `email_already_sent`, `rate_limited`, `identity_incomplete`, `vendor_error` (code: the
-    /// vendor's error code, or `garbled`), `vendor_unreachable` (code: `timeout`, `connect`),
-    /// `internal_error`.
+    /// `(outcome, code)`: the one name of how a handoff ended, used alike by the metrics
+    /// (`handoff_handoffs_total`), the access log, the operator's log line and the page's error
+    /// code — `redirected`, `email_sent`, `email_already_sent`, `rate_limited`,
+    /// `identity_incomplete`, `vendor_error` (code: the vendor's error code, or `garbled`),
+    /// `vendor_unreachable` (code: `timeout`, `connect`), `internal_error`.
     pub fn labels(&self) -> (&'static str, String) {
         match self {
             HandoffOutcome::Redirect(_) => ("redirected", String::new()),
             HandoffOutcome::MissingIdentity(_) => ("identity_incomplete", String::new()),
-            HandoffOutcome::CheckEmail { sent_now: true } => ("email_sent", String::new()),
-            HandoffOutcome::CheckEmail { sent_now: false } => ("email_already_sent", String::new()),
+            HandoffOutcome::EmailSent(_) => ("email_sent", String::new()),
+            HandoffOutcome::EmailAlreadySent => ("email_already_sent", String::new()),
             HandoffOutcome::RetryLater { .. } => ("rate_limited", String::new()),
             HandoffOutcome::Vendor(VendorFailure::Rejected { code, .. }) => {
                 ("vendor_error", code.to_string())
@@ -230,12 +235,13 @@ impl App {
         let reference = short_reference();
         let app = self.name.as_str();
         let title = self.title();
-        let page = |status, code: &'static str, heading: &str, message: String| {
-            Reply::error_with_reference(html, status, code, heading, &message, Some(&reference))
+        let (label, _) = outcome.labels();
+        let page = |status, heading: &str, message: String| {
+            Reply::error_with_reference(html, status, label, heading, &message, Some(&reference))
         };
         match outcome {
-            HandoffOutcome::Redirect(location) => {
-                tracing::info!(target: "handoff::handoff", app, user, reference, outcome = "redirected");
+            HandoffOutcome::Redirect(location) | HandoffOutcome::EmailSent(location) => {
+                tracing::info!(target: "handoff::handoff", app, user, reference, outcome = label);
                 Reply::token_redirect(location)
             }
             HandoffOutcome::MissingIdentity(fields) => {
@@ -245,13 +251,12 @@ impl App {
                     .collect();
                 tracing::warn!(
                     target: "handoff::handoff", app, user, reference,
-                    outcome = "identity_incomplete",
+                    outcome = label,
                     "the session has no value for {}; check the [identity] mapping",
                     claims.join(", ")
                 );
                 page(
                     422,
-                    "identity_incomplete",
                     "Some of your details are missing",
                     format!(
                         "{title} needs details your intranet profile does not provide: {}. \
@@ -260,24 +265,27 @@ impl App {
                     ),
                 )
             }
-            HandoffOutcome::CheckEmail { sent_now } => {
-                tracing::info!(target: "handoff::handoff", app, user, reference, outcome = "check_email", sent_now);
-                page(
-                    200,
-                    "check_email",
-                    "Check your email",
-                    format!(
-                        "{title} sent a confirmation link to {}. Open it to finish signing in; \
-                         the link logs you in. No need to reload this page.",
-                        identity.email
-                    ),
-                )
+            HandoffOutcome::EmailAlreadySent => {
+                tracing::info!(target: "handoff::handoff", app, user, reference, outcome = label);
+                let message = format!(
+                    "{title} sent a confirmation link to {} a moment ago, so no second email \
+                     was sent. Open that email and follow its link to finish signing in.",
+                    identity.email
+                );
+                if html {
+                    let page = crate::pages::notice(
+                        "Check your email",
+                        &message,
+                        ("/", "Back to the intranet"),
+                    );
+                    return Reply::html(200, page).with_outcome(label);
+                }
+                Reply::error(false, 200, label, "Check your email", &message)
             }
             HandoffOutcome::RetryLater { seconds } => {
-                tracing::warn!(target: "handoff::handoff", app, user, reference, outcome = "rate_limited", retry_after = seconds);
+                tracing::warn!(target: "handoff::handoff", app, user, reference, outcome = label, retry_after = seconds);
                 page(
                     429,
-                    "rate_limited",
                     "Please try again shortly",
                     format!(
                         "{title} limits how many sign-in emails can be sent. \
@@ -307,14 +315,13 @@ impl App {
                         ),
                     ),
                 };
-                log_vendor_failure(app, user, &reference, &failure);
-                page(status, "vendor_error", &heading, message)
+                log_vendor_failure(app, user, &reference, label, &failure);
+                page(status, &heading, message)
             }
             HandoffOutcome::Internal(detail) => {
-                tracing::error!(target: "handoff::handoff", app, user, reference, outcome = "internal_error", detail);
+                tracing::error!(target: "handoff::handoff", app, user, reference, outcome = label, detail);
                 page(
                     500,
-                    "internal_error",
                     "Something went wrong",
                     "The gateway could not prepare your sign-in. Please try again.".to_string(),
                 )
@@ -323,7 +330,13 @@ impl App {
     }
 }
 
-fn log_vendor_failure(app: &str, user: &str, reference: &str, failure: &VendorFailure) {
+fn log_vendor_failure(
+    app: &str,
+    user: &str,
+    reference: &str,
+    outcome: &str,
+    failure: &VendorFailure,
+) {
     match failure {
         VendorFailure::Rejected {
             call,
@@ -331,19 +344,19 @@ fn log_vendor_failure(app: &str, user: &str, reference: &str, failure: &VendorFa
             likely_cause,
             message,
         } => tracing::warn!(
-            target: "handoff::handoff", app, user, reference, outcome = "vendor_error",
+            target: "handoff::handoff", app, user, reference, outcome,
             call, code, vendor_message = message.as_str(), "likely cause: {likely_cause}"
         ),
         VendorFailure::Garbled { call, detail } => tracing::warn!(
-            target: "handoff::handoff", app, user, reference, outcome = "vendor_error",
+            target: "handoff::handoff", app, user, reference, outcome,
             call, "the vendor answered garbage ({detail}): vendor-side trouble"
         ),
         VendorFailure::Timeout { call } => tracing::warn!(
-            target: "handoff::handoff", app, user, reference, outcome = "vendor_unreachable",
+            target: "handoff::handoff", app, user, reference, outcome,
             call, "the vendor did not answer in time"
         ),
         VendorFailure::Unreachable { call, detail } => tracing::warn!(
-            target: "handoff::handoff", app, user, reference, outcome = "vendor_unreachable",
+            target: "handoff::handoff", app, user, reference, outcome,
             call, "the vendor cannot be reached: {detail}"
         ),
     }

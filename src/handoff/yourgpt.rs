@@ -209,7 +209,7 @@ impl YourGpt {
         // Claimed before the call: a second click while the first email is on its way finds
         // the window taken (single flight per person).
         if !self.recent.claim(&who, now) {
-            return HandoffOutcome::CheckEmail { sent_now: false };
+            return HandoffOutcome::EmailAlreadySent;
         }
         if let Err(wait) = self.emails.try_acquire(now) {
             self.recent.release(&who);
@@ -225,7 +225,7 @@ impl YourGpt {
         let request = self.http.post(url).json(&body);
         let outcome = match self.call(Call::SendEmail, request).await {
             Ok(a) if a.is_success() => {
-                return HandoffOutcome::Redirect(format!(
+                return HandoffOutcome::EmailSent(format!(
                     "{}/process-login?should-verify-email=true",
                     s.login_url
                 ))

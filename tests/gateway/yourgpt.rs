@@ -508,3 +508,86 @@ async fn a_failed_email_call_does_not_hold_the_resend_window() {
     );
     assert_eq!(s.api.count("email"), 2);
 }
+
+/// Every documented handoff outcome, one of each: the metric, the page's error code and the
+/// access log all name it the same way (the README's metric table is what dashboards use).
+#[tokio::test(flavor = "multi_thread")]
+async fn each_handoff_outcome_has_one_name_in_metrics_pages_and_logs() {
+    let api = YourGptStandIn::start(yourgpt_secret()).await.unwrap();
+    let intranet = Intranet::start().await;
+    let metrics_port = free_port();
+    let config = format!(
+        "{session}{upstream}\
+         [apps.yourgpt]\nkind = \"yourgpt\"\nclient_id = \"{CLIENT_ID}\"\n\
+         secret = {{ file = \"yourgpt-secret.txt\" }}\napi_url = \"{api}\"\n\
+         login_url = \"{LOGIN}/\"\nemails_per_minute = 1\ntimeout_ms = 300\n\
+         [[routes]]\npath = \"/ai/yourgpt\"\napp = \"yourgpt\"\n",
+        session = session_config(&["HS256"], ""),
+        upstream = upstream_config(&intranet),
+        api = api.url(),
+    );
+    let gw = TestGateway::start_with(
+        &config,
+        &format!("metrics_listen = \"127.0.0.1:{metrics_port}\""),
+    );
+    // A client that does not take HTML gets the outcome as the JSON `error`.
+    let json = |claims: Value| {
+        client()
+            .get(gw.url("/ai/yourgpt"))
+            .header("Sec-Fetch-Dest", "document")
+            .header("Cookie", cookie_for(&claims))
+            .send()
+    };
+    let error_of = |resp: reqwest::Response| async move {
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or_default();
+        (status, body["error"].as_str().unwrap_or("-").to_string())
+    };
+
+    assert_eq!(
+        open(&gw, &person("ada@corp.example", &[])).await.status(),
+        302
+    );
+    api.add_unconfirmed("bob@corp.example");
+    let sent = open(&gw, &person("bob@corp.example", &[])).await;
+    assert_eq!(sent.status(), 302);
+    assert!(location(&sent).ends_with("should-verify-email=true"));
+    let again = error_of(json(person("bob@corp.example", &[])).await.unwrap()).await;
+    assert_eq!(again, (200, "email_already_sent".to_string()));
+    api.add_unconfirmed("carol@corp.example");
+    let limited = error_of(json(person("carol@corp.example", &[])).await.unwrap()).await;
+    assert_eq!(limited, (429, "rate_limited".to_string()));
+    let mut nameless = person("dan@corp.example", &[]);
+    nameless["family_name"] = Value::Null;
+    let incomplete = error_of(json(nameless).await.unwrap()).await;
+    assert_eq!(incomplete, (422, "identity_incomplete".to_string()));
+    api.set_verify(Mode::CodeInBody(402));
+    let refused = error_of(json(person("eve@corp.example", &[])).await.unwrap()).await;
+    assert_eq!(refused, (502, "vendor_error".to_string()));
+    api.set_verify(Mode::Slow(2000));
+    let slow = error_of(json(person("fay@corp.example", &[])).await.unwrap()).await;
+    assert_eq!(slow, (504, "vendor_unreachable".to_string()));
+
+    for (outcome, code) in [
+        ("redirected", ""),
+        ("email_sent", ""),
+        ("email_already_sent", ""),
+        ("rate_limited", ""),
+        ("identity_incomplete", ""),
+        ("vendor_error", "402"),
+        ("vendor_unreachable", "timeout"),
+    ] {
+        let series = format!(
+            "handoff_handoffs_total{{app=\"yourgpt\",code=\"{code}\",outcome=\"{outcome}\"}}"
+        );
+        assert_eq!(metric(metrics_port, &series).await, Some(1.0), "{series}");
+    }
+    let logs = captured_logs();
+    for outcome in ["email_sent", "email_already_sent", "vendor_unreachable"] {
+        assert!(
+            logs.contains(&format!("outcome=\"{outcome}\""))
+                || logs.contains(&format!("outcome={outcome}")),
+            "no log line says {outcome}"
+        );
+    }
+}
