@@ -128,6 +128,7 @@ pub fn portal(who: Option<&str>, apps: &[PortalApp<'_>], login: Option<&str>) ->
         }
         body.push_str("</ul>\n");
     }
+    body.push_str("<p><a href=\"/\">Back to the intranet</a></p>\n");
     document("Your AI apps", &body)
 }
 

@@ -88,11 +88,22 @@ pub async fn start(addr: SocketAddr, secret: Vec<u8>, widget_src: String) -> std
         .route("/", get(home))
         .route("/login", get(login_page).post(log_in))
         .route("/logout", get(log_out))
+        .fallback(not_found)
         .with_state(demo);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     Ok(())
+}
+
+/// A wrong address gets a page a newcomer can read, with the way home (axum's is empty).
+async fn not_found() -> Response {
+    let page = crate::pages::notice(
+        "Page not found",
+        "The demo intranet has no page at this address.",
+        ("/", "Back to the intranet"),
+    );
+    (StatusCode::NOT_FOUND, html(page)).into_response()
 }
 
 fn html(body: String) -> Response {

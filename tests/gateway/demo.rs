@@ -372,3 +372,31 @@ fn the_demo_reads_its_config_from_handoff_config_when_no_flag_is_given() {
     );
     drop(taken);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_address_in_the_demo_gets_a_readable_page_and_the_portal_leads_home() {
+    let demo = tokio::task::spawn_blocking(start_demo).await.unwrap();
+    let resp = client()
+        .get(format!("{}/no/such/page", demo.gateway))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains("The demo intranet has no page at this address")
+            && page.contains("href=\"/\""),
+        "{page}"
+    );
+    let portal = client()
+        .get(format!("{}/_handoff/", demo.gateway))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(portal.contains("Back to the intranet"), "{portal}");
+}
