@@ -59,11 +59,11 @@ fn verifier(session: &str) -> SessionVerifier {
         "{session}\n[upstreams.intranet]\nservers = [\"127.0.0.1:9\"]\n\
          [[routes]]\npath = \"/\"\nupstream = \"intranet\"\n"
     );
-    handoff::config::from_toml_str(&text, &fixtures())
+    let settings = handoff::config::from_toml_str(&text, &fixtures())
         .expect("bench config")
         .session
-        .expect("a session")
-        .verifier
+        .expect("a session");
+    SessionVerifier::build(&settings, None).expect("a verifier")
 }
 
 /// Serves `/jwks.json` (the RSA fixture as kid "k1") and `/userinfo` on loopback.

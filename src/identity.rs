@@ -41,7 +41,7 @@ impl ClaimPath {
 }
 
 /// How the session's claims map onto an [`Identity`]. Defaults are the OpenID Connect names.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimMapping {
     pub id: ClaimPath,
     pub email: ClaimPath,

@@ -17,7 +17,7 @@ pub enum LogFormat {
 }
 
 /// How the access log names the person a request came from.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PersonInLog {
     /// Their id, as the session gives it.
     Id,
@@ -29,7 +29,7 @@ pub enum PersonInLog {
 }
 
 /// `[log]`.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogSettings {
     pub format: LogFormat,
     /// Append to this file instead of writing to stderr.

@@ -24,17 +24,24 @@ use std::time::Duration;
 
 use http::HeaderName;
 
+use crate::identity::ClaimMapping;
 use crate::identity::ClaimPath;
 use crate::paths::EscapedSlashes;
 use crate::policy::AllowRules;
 use crate::routes::HostPattern;
+use crate::session::jwks::JwksSettings;
+use crate::session::jwt::{ClaimRules, PublicKey};
+use crate::session::token_cache::TokenCacheSettings;
+use crate::session::userinfo::UserinfoSettings;
+#[cfg(doc)]
 use crate::session::SessionVerifier;
+use crate::session::Source;
 
 pub use log::{LogFormat, LogSettings, PersonInLog};
 pub use secret::{Secret, SecretRef};
 
 /// A validated configuration.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub server: ServerSettings,
     pub log: LogSettings,
@@ -46,7 +53,7 @@ pub struct Config {
 }
 
 /// `[apps.NAME]`: a SaaS app people are handed on to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppSettings {
     pub name: String,
     pub kind: AppKind,
@@ -55,7 +62,7 @@ pub struct AppSettings {
     pub allow: Option<AllowRules>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum AppKind {
     YourGpt(YourGptSettings),
     TypingMind(TypingMindSettings),
@@ -79,7 +86,7 @@ impl AppSettings {
 }
 
 /// `kind = "typingmind"`: TypingMind's `externalAuthCode`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TypingMindSettings {
     /// Without a trailing slash.
     pub instance_url: String,
@@ -109,7 +116,7 @@ pub enum IdentifyBy {
 }
 
 /// `kind = "yourgpt"`: YourGPT Custom SSO.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct YourGptSettings {
     pub client_id: String,
     pub secret: Secret,
@@ -180,16 +187,42 @@ pub struct TlsListeners {
     pub key_file: String,
 }
 
-/// `[session]`: how the intranet's logged-in user is recognised.
-#[derive(Debug)]
+/// `[session]`: how the intranet's logged-in user is recognised — plain data; the verifier
+/// (HTTP clients, caches, the key set) is built from it by [`SessionVerifier::build`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionSettings {
-    pub verifier: SessionVerifier,
+    /// The session cookie's name.
+    pub cookie: String,
+    /// Where the person is looked for, in order.
+    pub sources: Vec<Source>,
+    /// JWT sessions (`secret`, `public_key_file`, `[session.jwks]`), when configured.
+    pub jwt: Option<JwtSettings>,
+    /// `[session.userinfo]`, when configured.
+    pub userinfo: Option<UserinfoSettings>,
+    /// `[identity]`: how claims become the person.
+    pub mapping: ClaimMapping,
     pub login_url: Option<LoginUrl>,
+}
+
+/// How JWT sessions are verified (part of `[session]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtSettings {
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// `secret`: the HMAC key.
+    pub hmac: Option<Secret>,
+    /// `public_key_file`.
+    pub public_key: Option<PublicKey>,
+    /// `[session.jwks]`.
+    pub jwks: Option<JwksSettings>,
+    /// `issuer`, `audience`, `leeway_seconds`.
+    pub rules: ClaimRules,
+    /// `token_cache_seconds`, `token_cache_entries`.
+    pub token_cache: TokenCacheSettings,
 }
 
 /// Where unauthenticated browsers are sent; `{return_to}` is replaced by the URL-encoded path
 /// and query they asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginUrl {
     template: String,
 }
@@ -212,7 +245,7 @@ impl LoginUrl {
 
 /// `[identity_headers]`: the names of the headers that carry the person to the upstream. Every
 /// one of them is removed from every client request, whether or not Handoff sets it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IdentityHeaderNames {
     pub id: HeaderName,
     pub email: HeaderName,
@@ -234,7 +267,7 @@ impl IdentityHeaderNames {
 }
 
 /// `[upstreams.NAME]`: a group of servers, load-balanced round-robin and health-checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSettings {
     pub name: String,
     /// Resolved at load time.
@@ -249,7 +282,7 @@ pub struct UpstreamSettings {
     pub health_check: HealthCheckSettings,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheckSettings {
     pub kind: HealthCheckKind,
     pub interval: Duration,
@@ -266,7 +299,7 @@ pub enum HealthCheckKind {
 }
 
 /// One `[[routes]]` entry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteSettings {
     /// `routes[N]`, for logs and errors.
     pub key: String,

@@ -128,7 +128,7 @@ impl<'de> Deserialize<'de> for SecretRef {
 }
 
 /// Secret bytes. `Debug` and `Display` never show them.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Box<[u8]>);
 
 impl Secret {

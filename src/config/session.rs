@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
@@ -13,11 +12,11 @@ use super::raw::*;
 use super::validate::Problems;
 use super::*;
 use crate::identity::{ClaimMapping, ClaimPath};
-use crate::session::jwks::{Jwks, JwksSettings};
-use crate::session::jwt::{parse_algorithm, ClaimRules, JwtVerifier, PublicKey, VerifyingKeys};
-use crate::session::token_cache::{TokenCache, TokenCacheSettings};
-use crate::session::userinfo::{OnError, Userinfo, UserinfoSettings};
-use crate::session::{SessionVerifier, Source};
+use crate::session::jwks::JwksSettings;
+use crate::session::jwt::{parse_algorithm, ClaimRules, PublicKey};
+use crate::session::token_cache::TokenCacheSettings;
+use crate::session::userinfo::{OnError, UserinfoSettings};
+use crate::session::Source;
 
 pub(super) fn claim_mapping(raw: RawIdentity) -> ClaimMapping {
     let d = ClaimMapping::default();
@@ -115,47 +114,33 @@ pub(super) fn session_settings(
         return None;
     }
     let jwt = if uses_jwt {
-        let jwks = match jwks.map(Jwks::new).transpose() {
-            Ok(j) => j.map(Arc::new),
-            Err(e) => {
-                p.add("session.jwks", e);
-                return None;
-            }
-        };
-        let keys = VerifyingKeys {
-            hmac: secret.as_ref().map(|s| s.expose().to_vec()),
+        let checked = crate::session::jwt::check_keys(
+            &algorithms,
+            secret.is_some(),
+            public_key.as_ref().map(|k| k.family()),
+            jwks.is_some(),
+        );
+        if let Err(e) = checked {
+            p.add("session.algorithms", e);
+            return None;
+        }
+        Some(JwtSettings {
+            algorithms,
+            hmac: secret,
             public_key,
             jwks,
-        };
-        let jwt = match JwtVerifier::new(&algorithms, keys, &rules) {
-            Ok(jwt) => jwt,
-            Err(e) => {
-                p.add("session.algorithms", e);
-                return None;
-            }
-        };
-        match TokenCache::new(token_cache) {
-            Ok(cache) => Some((jwt, cache)),
-            Err(e) => {
-                p.add("session.token_cache_seconds", e);
-                return None;
-            }
-        }
+            rules,
+            token_cache,
+        })
     } else {
         None
     };
-    let userinfo = match userinfo
-        .map(|u| Userinfo::new(u, mapping.clone()))
-        .transpose()
-    {
-        Ok(u) => u,
-        Err(e) => {
-            p.add("session.userinfo", e);
-            return None;
-        }
-    };
     Some(SessionSettings {
-        verifier: SessionVerifier::new(raw.cookie, sources, jwt, userinfo, mapping),
+        cookie: raw.cookie,
+        sources,
+        jwt,
+        userinfo,
+        mapping,
         login_url,
     })
 }

@@ -9,8 +9,8 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 
 use crate::config::{
-    Config, IdentityHeaderNames, LogSettings, PersonInLog, RouteSettings, RouteTarget,
-    ServerSettings, SessionSettings,
+    Config, IdentityHeaderNames, LogSettings, LoginUrl, PersonInLog, RouteSettings, RouteTarget,
+    ServerSettings,
 };
 use crate::handoff::limits::EmailLimits;
 use crate::handoff::widget::WidgetRewriter;
@@ -20,7 +20,7 @@ use crate::metrics::{Metrics, RouteMetrics};
 use crate::reply::{wants_html, Reply};
 use crate::routes::{normalize_path, RouteTable};
 use crate::session::jwks::Jwks;
-use crate::session::{SessionError, Source};
+use crate::session::{BuildError, SessionError, SessionVerifier, Source};
 use crate::upstream::UpstreamGroup;
 
 mod endpoints;
@@ -40,7 +40,7 @@ pub struct Gateway {
     route_metrics: Vec<(String, RouteMetrics)>,
     table: RouteTable<usize>,
     routes: Vec<RouteSettings>,
-    session: Option<SessionSettings>,
+    session: Option<GatewaySession>,
     identity_headers: IdentityHeaderNames,
     upstreams: Vec<UpstreamGroup>,
     apps: Vec<App>,
@@ -48,6 +48,12 @@ pub struct Gateway {
     widget_apps: Vec<usize>,
     /// Set once a group name was left out of the groups header (so it is logged once).
     dropped_group_logged: std::sync::atomic::AtomicBool,
+}
+
+/// `[session]`, built: who the person is, and where a browser signs in.
+pub struct GatewaySession {
+    pub verifier: SessionVerifier,
+    pub login_url: Option<LoginUrl>,
 }
 
 /// What to do with a request.
@@ -112,24 +118,35 @@ impl SessionNote {
 }
 
 impl Gateway {
-    /// A gateway with metrics of its own (tests and benchmarks).
-    pub fn new(config: Config) -> Result<Self, String> {
-        Gateway::build(config, Metrics::new(), None)
-    }
-
     /// Builds the gateway for `config`, counting into `metrics`. `previous`, the gateway this
-    /// one replaces on a reload, lends its JWKS keys when the URL is the same, so tokens keep
-    /// verifying across the swap.
+    /// one replaces on a reload, lends what did not change: the session verifier's parts (see
+    /// [`SessionVerifier::build`]: warm caches, pooled clients, the key set), and its JWKS keys
+    /// when only other key-set settings changed, so tokens keep verifying across the swap.
     pub fn build(
         config: Config,
         metrics: Arc<Metrics>,
         previous: Option<&Gateway>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let upstreams = config
             .upstreams
             .iter()
-            .map(UpstreamGroup::new)
+            .map(|u| {
+                UpstreamGroup::new(u)
+                    .map_err(|e| BuildError::new(format!("upstreams.{}", u.name), e))
+            })
             .collect::<Result<Vec<_>, _>>()?;
+        let session = match &config.session {
+            Some(settings) => {
+                let previous = previous
+                    .and_then(|p| p.session.as_ref())
+                    .map(|s| &s.verifier);
+                Some(GatewaySession {
+                    verifier: SessionVerifier::build(settings, previous)?,
+                    login_url: settings.login_url.clone(),
+                })
+            }
+            None => None,
+        };
         let table = RouteTable::new(
             config
                 .routes
@@ -141,7 +158,11 @@ impl Gateway {
         let mut apps = config
             .apps
             .into_iter()
-            .map(|app| App::new(app, &mut limits, &metrics.vendor_seconds))
+            .map(|app| {
+                let key = format!("apps.{}", app.name);
+                App::new(app, &mut limits, &metrics.vendor_seconds)
+                    .map_err(|e| BuildError::new(key, e))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         for route in &config.routes {
             if let (RouteTarget::App(i), Some(rules)) = (route.target, &route.allow) {
@@ -172,7 +193,7 @@ impl Gateway {
             metrics,
             table,
             routes: config.routes,
-            session: config.session,
+            session,
             identity_headers: config.identity_headers,
             upstreams,
             dropped_group_logged: Default::default(),
@@ -486,7 +507,7 @@ impl Gateway {
 
     fn unauthenticated(
         &self,
-        session: &SessionSettings,
+        session: &GatewaySession,
         req: &Parts,
         html: bool,
         e: SessionError,

@@ -44,7 +44,7 @@ impl Drop for Tasks {
 impl Live {
     pub(super) fn new(config: Config, source: Option<PathBuf>) -> Result<Arc<Live>, LoadError> {
         let metrics = Metrics::new();
-        let gateway = Gateway::build(config, metrics.clone(), None).map_err(ConfigErrors::one)?;
+        let gateway = Gateway::build(config, metrics.clone(), None)?;
         let current = Arc::new(ArcSwap::from_pointee(gateway));
         match StateCollector::new(&current) {
             Ok(collector) => metrics.register(Box::new(collector)),
@@ -118,8 +118,7 @@ impl Live {
                 "[log] format or file changed: takes effect at the next restart"
             );
         }
-        let new =
-            Gateway::build(config, self.metrics.clone(), Some(&old)).map_err(ConfigErrors::one)?;
+        let new = Gateway::build(config, self.metrics.clone(), Some(&old))?;
         let new = Arc::new(new);
         let tasks = if self.background.load(Ordering::Acquire) {
             // The new config serves once its first keys are in (at once when adopted).

@@ -31,7 +31,7 @@ const MAX_KEYS: usize = 64;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 /// `[session.jwks]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwksSettings {
     pub url: url::Url,
     /// How long keys are kept when the response has no `max-age`.

@@ -19,10 +19,27 @@ use super::SessionError;
 /// Tokens longer than this are refused before any parsing (a cookie is at most ~4 KiB anyway).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
-/// A public key loaded from PEM, with the family it belongs to.
+/// A public key loaded from PEM, with the family it belongs to. Two keys are equal when their
+/// PEM is (a reload of an unchanged file keeps what was built from it).
+#[derive(Clone)]
 pub struct PublicKey {
     family: AlgorithmFamily,
     key: DecodingKey,
+    pem: Arc<[u8]>,
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.pem == other.pem
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("family", &family_name(self.family))
+            .finish_non_exhaustive()
+    }
 }
 
 impl PublicKey {
@@ -40,18 +57,21 @@ impl PublicKey {
             return Ok(PublicKey {
                 family: AlgorithmFamily::Rsa,
                 key,
+                pem: pem.into(),
             });
         }
         if let Ok(key) = DecodingKey::from_ec_pem(pem) {
             return Ok(PublicKey {
                 family: AlgorithmFamily::Ec,
                 key,
+                pem: pem.into(),
             });
         }
         if let Ok(key) = DecodingKey::from_ed_pem(pem) {
             return Ok(PublicKey {
                 family: AlgorithmFamily::Ed,
                 key,
+                pem: pem.into(),
             });
         }
         Err(
@@ -66,7 +86,7 @@ impl PublicKey {
 }
 
 /// What a token must satisfy besides its signature.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimRules {
     pub issuer: Option<String>,
     pub audience: Option<String>,
@@ -111,6 +131,39 @@ pub struct VerifyingKeys {
     pub jwks: Option<Arc<Jwks>>,
 }
 
+/// Checks that each allowed algorithm has a key it can use: an HMAC one the `secret`, an
+/// asymmetric one a published key set or a `public_key_file` of its family. The error names
+/// the algorithm and what it lacks.
+pub fn check_keys(
+    algorithms: &[Algorithm],
+    hmac: bool,
+    public_key: Option<AlgorithmFamily>,
+    jwks: bool,
+) -> Result<(), String> {
+    for &alg in algorithms {
+        let family = alg.family();
+        match (family, hmac, public_key, jwks) {
+            (AlgorithmFamily::Hmac, true, _, _) => {}
+            (AlgorithmFamily::Hmac, false, _, _) => {
+                return Err(format!("{alg:?} needs `secret`"));
+            }
+            (_, _, _, true) => {}
+            (_, _, Some(pk), false) if pk == family => {}
+            (_, _, Some(pk), false) => {
+                return Err(format!(
+                    "{alg:?} needs {} public key, but `public_key_file` holds {} key",
+                    family_name(family),
+                    family_name(pk)
+                ));
+            }
+            (_, _, None, false) => {
+                return Err(format!("{alg:?} needs `public_key_file` or [session.jwks]"));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl JwtVerifier {
     /// Checks that each allowed algorithm has a key it can use. Fails, naming the algorithm,
     /// when the key it needs is not configured.
@@ -119,27 +172,14 @@ impl JwtVerifier {
         keys: VerifyingKeys,
         rules: &ClaimRules,
     ) -> Result<Self, String> {
+        check_keys(
+            algorithms,
+            keys.hmac.is_some(),
+            keys.public_key.as_ref().map(PublicKey::family),
+            keys.jwks.is_some(),
+        )?;
         let mut checks = Vec::with_capacity(algorithms.len());
         for &alg in algorithms {
-            let family = alg.family();
-            match (family, &keys.hmac, &keys.public_key, &keys.jwks) {
-                (AlgorithmFamily::Hmac, Some(_), _, _) => {}
-                (AlgorithmFamily::Hmac, None, _, _) => {
-                    return Err(format!("{alg:?} needs `secret`"));
-                }
-                (_, _, _, Some(_)) => {}
-                (_, _, Some(pk), None) if pk.family == family => {}
-                (_, _, Some(pk), None) => {
-                    return Err(format!(
-                        "{alg:?} needs {} public key, but `public_key_file` holds {} key",
-                        family_name(family),
-                        family_name(pk.family)
-                    ));
-                }
-                (_, _, None, None) => {
-                    return Err(format!("{alg:?} needs `public_key_file` or [session.jwks]"));
-                }
-            }
             let mut validation = Validation::new(alg);
             validation.leeway = rules.leeway_seconds;
             validation.validate_exp = true;

@@ -16,8 +16,12 @@ pub mod userinfo;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
+use std::sync::Arc;
+
+use crate::config::{JwtSettings, SessionSettings};
 use crate::identity::{ClaimMapping, Identity};
-use jwt::JwtVerifier;
+use jwks::Jwks;
+use jwt::{JwtVerifier, VerifyingKeys};
 use token_cache::TokenCache;
 use userinfo::{Answer, LookupError, Userinfo};
 
@@ -112,55 +116,145 @@ impl Source {
 /// Recognises the person: sources in order → verified claims → [`Identity`].
 #[derive(Debug)]
 pub struct SessionVerifier {
-    cookie: String,
-    sources: Vec<Source>,
-    jwt: Option<(JwtVerifier, TokenCache)>,
+    settings: SessionSettings,
+    jwt: Option<Arc<JwtSessions>>,
     userinfo: Option<Userinfo>,
-    mapping: ClaimMapping,
+}
+
+/// JWT verification and the tokens it has verified, built from one [`JwtSettings`] and
+/// [`ClaimMapping`] (the remembered people are only right for both).
+#[derive(Debug)]
+struct JwtSessions {
+    verifier: JwtVerifier,
+    tokens: TokenCache,
+}
+
+/// A part of the session verifier that could not be built, named by its config key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct BuildError {
+    pub key: String,
+    pub message: String,
+}
+
+impl BuildError {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        BuildError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<BuildError> for crate::config::ConfigErrors {
+    fn from(e: BuildError) -> Self {
+        crate::config::ConfigErrors {
+            source_name: "config".to_string(),
+            errors: vec![crate::config::ConfigError {
+                key: e.key,
+                message: e.message,
+            }],
+        }
+    }
 }
 
 impl SessionVerifier {
-    /// `sources` must only name sources whose verifier is given (config validation makes sure).
-    /// Verified JWTs are remembered in `tokens`.
-    pub fn new(
-        cookie: String,
-        sources: Vec<Source>,
-        jwt: Option<(JwtVerifier, TokenCache)>,
-        userinfo: Option<Userinfo>,
-        mapping: ClaimMapping,
-    ) -> Self {
-        SessionVerifier {
-            cookie,
-            sources,
+    /// Builds the verifier for `settings`. `previous`, the verifier this one replaces on a
+    /// reload, lends every part whose settings did not change — the key set (and its running
+    /// refresh), the remembered tokens, the userinfo cache and their pooled HTTP clients — so a
+    /// reload of an unchanged `[session]` starts warm.
+    pub fn build(
+        settings: &SessionSettings,
+        previous: Option<&SessionVerifier>,
+    ) -> Result<Self, BuildError> {
+        let error = BuildError::new;
+        let jwt = match &settings.jwt {
+            None => None,
+            Some(jwt) => {
+                let unchanged = previous.filter(|p| {
+                    p.settings.jwt.as_ref() == Some(jwt) && p.settings.mapping == settings.mapping
+                });
+                match unchanged.and_then(|p| p.jwt.clone()) {
+                    Some(same) => Some(same),
+                    None => {
+                        let jwks = previous.and_then(|p| p.jwks_for(jwt));
+                        let jwks = match (jwks, &jwt.jwks) {
+                            (Some(same), _) => Some(same),
+                            (None, Some(s)) => Some(Arc::new(
+                                Jwks::new(s.clone()).map_err(|e| error("session.jwks", e))?,
+                            )),
+                            (None, None) => None,
+                        };
+                        let keys = VerifyingKeys {
+                            hmac: jwt.hmac.as_ref().map(|s| s.expose().to_vec()),
+                            public_key: jwt.public_key.clone(),
+                            jwks,
+                        };
+                        let verifier = JwtVerifier::new(&jwt.algorithms, keys, &jwt.rules)
+                            .map_err(|e| error("session.algorithms", e))?;
+                        let tokens = TokenCache::new(jwt.token_cache)
+                            .map_err(|e| error("session.token_cache_seconds", e))?;
+                        Some(Arc::new(JwtSessions { verifier, tokens }))
+                    }
+                }
+            }
+        };
+        let userinfo = match &settings.userinfo {
+            None => None,
+            Some(u) => {
+                let unchanged = previous.filter(|p| {
+                    p.settings.userinfo.as_ref() == Some(u)
+                        && p.settings.mapping == settings.mapping
+                });
+                match unchanged.and_then(|p| p.userinfo.clone()) {
+                    Some(same) => Some(same),
+                    None => Some(
+                        Userinfo::new(u.clone(), settings.mapping.clone())
+                            .map_err(|e| error("session.userinfo", e))?,
+                    ),
+                }
+            }
+        };
+        Ok(SessionVerifier {
+            settings: settings.clone(),
             jwt,
             userinfo,
-            mapping,
-        }
+        })
+    }
+
+    /// This verifier's key set, when `jwt` reads the same `[session.jwks]`.
+    fn jwks_for(&self, jwt: &JwtSettings) -> Option<Arc<Jwks>> {
+        let ours = self.settings.jwt.as_ref()?.jwks.as_ref()?;
+        (Some(ours) == jwt.jwks.as_ref())
+            .then(|| self.jwks().cloned())
+            .flatten()
+    }
+
+    /// The settings this verifier was built from.
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
     }
 
     /// How claims become an [`Identity`].
     pub fn mapping(&self) -> &ClaimMapping {
-        &self.mapping
+        &self.settings.mapping
     }
 
     /// The session cookie's name.
     pub fn cookie_name(&self) -> &str {
-        &self.cookie
+        &self.settings.cookie
     }
 
     /// The session caches' counters: `("token", …)` and `("userinfo", …)` when configured.
     pub fn cache_counts(&self) -> Vec<(&'static str, &cache::CacheCounts)> {
-        let tokens = self
-            .jwt
-            .as_ref()
-            .map(|(_, tokens)| ("token", tokens.counts()));
+        let tokens = self.jwt.as_ref().map(|j| ("token", j.tokens.counts()));
         let userinfo = self.userinfo.as_ref().map(|u| ("userinfo", u.counts()));
         tokens.into_iter().chain(userinfo).collect()
     }
 
     /// The JWKS key cache, when keys are published at a URL.
-    pub fn jwks(&self) -> Option<&std::sync::Arc<jwks::Jwks>> {
-        self.jwt.as_ref().and_then(|(jwt, _)| jwt.jwks())
+    pub fn jwks(&self) -> Option<&Arc<Jwks>> {
+        self.jwt.as_ref().and_then(|j| j.verifier.jwks())
     }
 
     /// Finds the person in the request's headers, trying each source in order; the first that
@@ -176,7 +270,7 @@ impl SessionVerifier {
         bearer: bool,
     ) -> Result<(Identity, Source), SessionError> {
         let mut error = SessionError::Missing;
-        for &source in &self.sources {
+        for &source in &self.settings.sources {
             let result = match source {
                 Source::Cookie => self.by_cookie(headers).await,
                 Source::Bearer if bearer => self.by_bearer(headers).await,
@@ -199,7 +293,7 @@ impl SessionVerifier {
     /// duplicate a browser keeps for another path or domain.
     async fn by_cookie(&self, headers: &HeaderMap) -> Result<Identity, SessionError> {
         let mut first_error = None;
-        for token in session_cookies(headers, &self.cookie).take(MAX_CANDIDATES) {
+        for token in session_cookies(headers, &self.settings.cookie).take(MAX_CANDIDATES) {
             match self.by_jwt(&token).await {
                 Ok(identity) => return Ok(identity),
                 Err(e) => {
@@ -219,7 +313,11 @@ impl SessionVerifier {
 
     /// A JWT's person: remembered from an earlier verification, or verified now.
     async fn by_jwt(&self, token: &str) -> Result<Identity, SessionError> {
-        let Some((jwt, tokens)) = &self.jwt else {
+        let Some(JwtSessions {
+            verifier: jwt,
+            tokens,
+        }) = self.jwt.as_deref()
+        else {
             return Err(SessionError::Missing);
         };
         let generation = jwt.jwks().and_then(|j| j.generation());
@@ -227,7 +325,7 @@ impl SessionVerifier {
             return Ok(identity);
         }
         let claims = jwt.verify(token).await?;
-        let identity = self.mapping.identity(&claims);
+        let identity = self.settings.mapping.identity(&claims);
         tokens.put(token, &claims, jwt.leeway_seconds(), &identity, generation);
         Ok(identity)
     }

@@ -14,7 +14,7 @@ use super::cache::{make_room, CacheCounts, CacheKey, KeyedHash};
 use crate::identity::Identity;
 
 /// `[session] token_cache_*`, validated.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenCacheSettings {
     /// At most this long per token; zero turns the cache off.
     pub ttl: Duration,

@@ -27,7 +27,7 @@ use super::fetch::{read_capped, FetchError};
 use crate::identity::{ClaimMapping, Identity};
 
 /// `[session.userinfo]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UserinfoSettings {
     pub url: url::Url,
     /// The cookies sent to the endpoint (and hashed into the cache key).

@@ -1602,9 +1602,44 @@ fn userinfo_flood_bounds_and_url_references_are_checked() {
         "session.userinfo.url",
         "a URL (\"https://…\"), or a secret reference",
     );
-    let config = assert_accepted(&userinfo(url));
-    let settings = format!("{:?}", config.session.unwrap().verifier);
-    assert!(settings.contains("127.0.0.1:9"), "{settings}");
+    // The settings are plain data: the defaults, asserted.
+    let session = assert_accepted(&userinfo(url)).session.expect("[session]");
+    assert_eq!(session.sources, vec![handoff::session::Source::Userinfo]);
+    assert!(session.jwt.is_none());
+    let u = session.userinfo.expect("[session.userinfo]");
+    assert_eq!(u.url.as_str(), "http://127.0.0.1:9/me");
+    assert_eq!(u.cookies, vec!["sid".to_string()]);
+    assert_eq!(
+        (
+            u.max_entries,
+            u.max_negative_entries,
+            u.max_new_lookups,
+            u.max_body_bytes
+        ),
+        (10_000, 1_000, 100, 65_536)
+    );
+    assert_eq!(
+        (
+            u.timeout,
+            u.cache,
+            u.negative_cache,
+            u.stale_while_revalidate,
+            u.max_stale
+        ),
+        (
+            std::time::Duration::from_millis(2000),
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(30),
+            std::time::Duration::from_secs(300)
+        )
+    );
+    assert_eq!(u.on_error, handoff::session::userinfo::OnError::Closed);
+    // Loading the same text twice gives equal configs (what a reload compares).
+    assert_eq!(
+        assert_accepted(&userinfo(url)),
+        assert_accepted(&userinfo(url))
+    );
 }
 
 #[test]

@@ -450,3 +450,90 @@ fn a_log_file_that_cannot_be_opened_stops_the_start_with_its_key() {
         "{stderr}"
     );
 }
+
+/// A reload of an unchanged file, under traffic, starts warm: the key set, the remembered
+/// tokens and the userinfo cache (and their HTTP clients) carry over — no JWKS fetch, no
+/// userinfo call, no token verified again.
+#[tokio::test(flavor = "multi_thread")]
+async fn reloading_an_unchanged_session_keeps_its_caches_warm() {
+    use crate::idp::{IdentityProvider, TestKey};
+    let intranet = Intranet::start().await;
+    let idp = IdentityProvider::start().await;
+    let key = TestKey::rsa("rsa_private.pem", "k1");
+    idp.publish(&[&key]);
+    idp.add_session(
+        "opaque-1",
+        serde_json::json!({"sub": "u-ui", "email": "ui@corp.example"}),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let server_extra = format!("metrics_listen = \"127.0.0.1:{metrics_port}\"");
+    let body = format!(
+        "[session]\ncookie = \"sid\"\nalgorithms = [\"RS256\"]\nsources = [\"cookie\", \"userinfo\"]\n\
+         [session.jwks]\nurl = \"{}\"\n[session.userinfo]\nurl = \"{}\"\n\n{}",
+        idp.jwks_url(),
+        idp.userinfo_url(),
+        routes(&intranet, &["/"])
+    );
+    let config = write_process_config(dir.path(), port, &server_extra, &body);
+    let gw = GatewayProcess::start(&config, &[]);
+    wait_ready(port).await;
+    let whoami_url = format!("http://127.0.0.1:{port}/_handoff/whoami");
+    let token = key.sign(&person("ada@corp.example", &[]));
+    let ask = move |cookie: String| {
+        let url = whoami_url.clone();
+        async move {
+            client()
+                .get(url)
+                .header("Cookie", cookie)
+                .send()
+                .await
+                .map_or(0, |r| r.status().as_u16())
+        }
+    };
+    assert_eq!(ask(format!("sid={token}")).await, 200);
+    assert_eq!(ask("sid=opaque-1".to_string()).await, 200);
+    let (fetches, calls) = (idp.jwks_fetches(), idp.userinfo_calls());
+    let token_hits = "handoff_session_cache_total{cache=\"token\",result=\"hit\"}";
+
+    // Traffic throughout the reload (opaque cookies: the JWT is asked about only after it).
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let traffic = {
+        let (stop, failed) = (stop.clone(), failed.clone());
+        let ask = ask.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if ask("sid=opaque-1".to_string()).await != 200 {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    gw.signal(libc::SIGHUP);
+    wait_for_metric(
+        metrics_port,
+        "handoff_config_reloads_total{result=\"success\"}",
+        1.0,
+        &gw,
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    traffic.await.unwrap();
+    // The token verified before the reload is still remembered: a hit, not a verification.
+    let hits = metric(metrics_port, token_hits).await.unwrap_or(0.0);
+    assert_eq!(ask(format!("sid={token}")).await, 200);
+    assert_eq!(
+        metric(metrics_port, token_hits).await,
+        Some(hits + 1.0),
+        "the remembered token was verified again"
+    );
+
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "{}", gw.log());
+    assert_eq!(idp.jwks_fetches(), fetches, "the key set was fetched again");
+    assert_eq!(
+        idp.userinfo_calls(),
+        calls,
+        "the userinfo cache started cold"
+    );
+}
