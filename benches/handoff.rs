@@ -22,15 +22,16 @@ use handoff::standins::yourgpt::{YourGptStandIn, CLIENT_ID};
 const SECRET: &[u8] = b"bench-yourgpt-sso-secret-0123456789";
 
 fn ada() -> Identity {
-    Identity {
-        id: "u-1".into(),
-        email: "ada@corp.example".into(),
-        first_name: "Ada".into(),
-        last_name: "Lovelace".into(),
-        name: "Ada Lovelace".into(),
-        username: "ada".into(),
-        ..Identity::default()
-    }
+    let claims = serde_json::json!({
+        "sub": "u-1",
+        "email": "ada@corp.example",
+        "given_name": "Ada",
+        "family_name": "Lovelace",
+        "name": "Ada Lovelace",
+        "preferred_username": "ada",
+    });
+    let claims = claims.as_object().expect("an object").clone();
+    handoff::identity::ClaimMapping::default().identity(&claims)
 }
 
 fn settings(api_url: String) -> YourGptSettings {

@@ -76,34 +76,96 @@ impl Default for ClaimMapping {
     }
 }
 
-/// The person behind a request, as far as the intranet's session tells.
-///
-/// Every field may be empty: which ones a route or an app needs is decided where they are used.
+/// The person behind a request, as far as the intranet's session tells. Read it through its
+/// accessors: a detail the session does not give is `None` (which ones a route or an app
+/// needs is decided where they are used).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Identity {
     /// The intranet's id for the person (`sub` by default).
-    pub id: String,
+    pub(crate) id: String,
     /// Email address.
-    pub email: String,
+    pub(crate) email: String,
     /// Given name (split from `name` when only that is present).
-    pub first_name: String,
+    pub(crate) first_name: String,
     /// Family name.
-    pub last_name: String,
+    pub(crate) last_name: String,
     /// Display name (joined from first and last name when absent).
-    pub name: String,
+    pub(crate) name: String,
     /// Login name.
-    pub username: String,
+    pub(crate) username: String,
     /// Groups or roles.
-    pub groups: Vec<String>,
+    pub(crate) groups: Vec<String>,
     /// A picture URL (`picture` in OpenID Connect).
-    pub profile_pic: String,
+    pub(crate) profile_pic: String,
     /// A phone number without the country code, as text.
-    pub phone_no: String,
+    pub(crate) phone_no: String,
     /// The country calling code without `+`, as text.
-    pub phone_code: String,
+    pub(crate) phone_code: String,
     /// Claims apps asked for, with their JSON type kept, keyed by claim path.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, Value>,
+    pub(crate) extra: BTreeMap<String, Value>,
+}
+
+/// `None` for an empty detail.
+fn given(value: &str) -> Option<&str> {
+    (!value.is_empty()).then_some(value)
+}
+
+impl Identity {
+    /// The intranet's id for the person (`sub` by default).
+    pub fn id(&self) -> Option<&str> {
+        given(&self.id)
+    }
+
+    /// Email address.
+    pub fn email(&self) -> Option<&str> {
+        given(&self.email)
+    }
+
+    /// Given name (split from `name` when only that is present).
+    pub fn first_name(&self) -> Option<&str> {
+        given(&self.first_name)
+    }
+
+    /// Family name.
+    pub fn last_name(&self) -> Option<&str> {
+        given(&self.last_name)
+    }
+
+    /// Display name (joined from first and last name when absent).
+    pub fn name(&self) -> Option<&str> {
+        given(&self.name)
+    }
+
+    /// Login name.
+    pub fn username(&self) -> Option<&str> {
+        given(&self.username)
+    }
+
+    /// Groups or roles (empty when the session names none).
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// A picture URL (`picture` in OpenID Connect).
+    pub fn profile_pic(&self) -> Option<&str> {
+        given(&self.profile_pic)
+    }
+
+    /// A phone number without the country code.
+    pub fn phone_no(&self) -> Option<&str> {
+        given(&self.phone_no)
+    }
+
+    /// The country calling code without `+`.
+    pub fn phone_code(&self) -> Option<&str> {
+        given(&self.phone_code)
+    }
+
+    /// Claims apps asked for (`user_fields`), with their JSON type kept, by claim path.
+    pub fn extra(&self) -> &BTreeMap<String, Value> {
+        &self.extra
+    }
 }
 
 impl ClaimMapping {

@@ -93,36 +93,34 @@
 mod plugin;
 pub mod standalone;
 
+pub use config::{ConfigError, ConfigErrors};
 pub use identity::Identity;
 pub use plugin::{Filtered, Handoff, HandoffCtx, LoadError};
 
 #[doc(hidden)]
 pub mod config;
+#[cfg(feature = "demo")]
 #[doc(hidden)]
 pub mod demo;
-#[doc(hidden)]
-pub mod gateway;
+mod gateway;
 #[doc(hidden)]
 pub mod handoff;
 #[doc(hidden)]
 pub mod identity;
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod logging;
-#[doc(hidden)]
-pub mod metrics;
-#[doc(hidden)]
-pub mod pages;
+mod metrics;
+mod pages;
 #[doc(hidden)]
 pub mod paths;
-#[doc(hidden)]
-pub mod policy;
-#[doc(hidden)]
-pub mod reply;
+mod policy;
+mod reply;
 #[doc(hidden)]
 pub mod routes;
 #[doc(hidden)]
 pub mod session;
+#[cfg(feature = "demo")]
 #[doc(hidden)]
 pub mod standins;
-#[doc(hidden)]
-pub mod upstream;
+mod upstream;

@@ -130,11 +130,6 @@ impl Metrics {
         }
     }
 
-    /// The registry, for a host that serves it itself.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     /// Everything, in Prometheus' text format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -319,7 +314,11 @@ impl Collector for StateCollector {
             }
         }
         self.log_errors.reset();
+        // Only the `handoff` binary's log writer can lose lines; an embedding host logs itself.
+        #[cfg(feature = "cli")]
         let (write_errors, dropped) = crate::logging::lost_lines();
+        #[cfg(not(feature = "cli"))]
+        let (write_errors, dropped) = (0, 0);
         self.log_errors
             .with_label_values(&["write_error"])
             .inc_by(write_errors);

@@ -343,7 +343,10 @@ impl RouteTarget {
 /// One problem in the config file, with the key it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The key path the problem is about (`routes[2].app`); empty for one that belongs to no
+    /// key (a file that cannot be read).
     pub key: String,
+    /// What is wrong, and what would be right. Never a secret's value.
     pub message: String,
 }
 
@@ -357,10 +360,13 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Every problem found in a config file.
+/// Every problem found in a config file (or settings given in code), each with its key.
+/// `Display` lists them one per line after the source's name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigErrors {
+    /// The file's path, or `config` for text and settings given in code.
     pub source_name: String,
+    /// The problems, in the order of the file.
     pub errors: Vec<ConfigError>,
 }
 

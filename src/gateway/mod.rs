@@ -27,7 +27,7 @@ mod endpoints;
 mod guards;
 mod inbound;
 
-pub use inbound::{is_forwarding_header, is_host_and_port};
+pub use inbound::is_host_and_port;
 
 use guards::handoff_guard;
 
@@ -266,10 +266,6 @@ impl Gateway {
             RouteTarget::Upstream(i) => self.upstreams.get(i),
             RouteTarget::App(_) => None,
         }
-    }
-
-    pub fn identity_header_names(&self) -> &IdentityHeaderNames {
-        &self.identity_headers
     }
 
     /// Decides what to do with a request. Only waits when the session must be looked up (a

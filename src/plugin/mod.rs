@@ -26,7 +26,7 @@ use crate::reply::{wants_html, Reply};
 
 /// Why a [`Handoff`] could not be built: every problem of the settings, each named by its key
 /// path (`routes[2].app: unknown app "yourgtp"`). `Display` lists them one per line; no secret
-/// value ever appears.
+/// value ever appears. The same type as [`ConfigErrors`].
 pub type LoadError = ConfigErrors;
 
 /// Handoff's session recognition, YourGPT and TypingMind handoffs and widget sign-in, ready to
