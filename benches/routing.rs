@@ -4,6 +4,8 @@
 //! - claim mapping: verified claims → `Identity` (OIDC names, a nested path, a name split).
 //!
 //! Run: `cargo bench --bench routing`
+// Test, bench and example code may unwrap and panic; the library may not.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use handoff::identity::{ClaimMapping, ClaimPath};

@@ -9,6 +9,8 @@
 //!   clone), the endpoint being a local HTTP server called once.
 //!
 //! Run: `cargo bench --bench sessions`
+// Test, bench and example code may unwrap and panic; the library may not.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 

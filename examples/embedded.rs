@@ -11,6 +11,8 @@
 //!
 //! Arguments (all optional): the Handoff config, the address to listen on, the host's own
 //! upstream.
+// Test, bench and example code may unwrap and panic; the library may not.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

@@ -1,3 +1,5 @@
+// Test, bench and example code may unwrap and panic; the library may not.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod common;
 
 mod bad_input;
