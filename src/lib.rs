@@ -109,6 +109,7 @@ mod gateway;
 pub mod handoff;
 #[doc(hidden)]
 pub mod identity;
+mod keyed;
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod logging;

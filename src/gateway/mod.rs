@@ -26,6 +26,9 @@ use crate::upstream::UpstreamGroup;
 mod endpoints;
 mod guards;
 mod inbound;
+mod state;
+
+pub use state::StateCollector;
 
 pub use inbound::is_host_and_port;
 
@@ -219,7 +222,7 @@ impl Gateway {
     pub fn person_for_log<'a>(&self, identity: &'a Identity) -> std::borrow::Cow<'a, str> {
         match &self.log.person {
             PersonInLog::Id => std::borrow::Cow::Borrowed(identity.id.as_str()),
-            PersonInLog::Hash(key) => std::borrow::Cow::Owned(crate::session::cache::keyed_hex(
+            PersonInLog::Hash(key) => std::borrow::Cow::Owned(crate::keyed::pseudonym(
                 key.expose(),
                 identity.id.as_bytes(),
             )),

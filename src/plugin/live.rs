@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use super::LoadError;
 use crate::config::{self, Config, ConfigErrors};
 use crate::gateway::Gateway;
-use crate::metrics::{Metrics, StateCollector};
+use crate::gateway::StateCollector;
+use crate::metrics::Metrics;
 
 /// What every clone of a `Handoff` shares.
 pub(super) struct Live {
@@ -172,6 +173,8 @@ fn start_tasks(gateway: &Gateway, ready: Option<ServiceReadyNotifier>) -> Tasks 
         let stopped = stopped.clone();
         tokio::spawn(async move { lb.start(stopped).await });
     }
+    // A ServiceReadyNotifier says "ready" when it is dropped.
+    let ready = move || drop(ready);
     match gateway.jwks() {
         Some(jwks) => {
             tokio::spawn(crate::session::jwks::keep_fresh(
@@ -180,7 +183,7 @@ fn start_tasks(gateway: &Gateway, ready: Option<ServiceReadyNotifier>) -> Tasks 
                 ready,
             ));
         }
-        None => drop(ready),
+        None => ready(),
     }
     Tasks(stop)
 }

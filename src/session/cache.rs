@@ -5,9 +5,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 /// How a cache has been answering, for the metrics (`handoff_session_cache_total`).
 #[derive(Debug, Default)]
 pub struct CacheCounts {
@@ -63,24 +60,8 @@ impl KeyedHash {
     }
 
     pub fn of(&self, credential: &[u8]) -> CacheKey {
-        hmac_sha256(&self.0, credential)
+        crate::keyed::hmac_sha256(&self.0, credential)
     }
-}
-
-/// HMAC-SHA256 of `value` under `key`, as 32 hex digits (the first 16 bytes): a stable
-/// pseudonym for logs.
-pub fn keyed_hex(key: &[u8], value: &[u8]) -> String {
-    hmac_sha256(key, value)[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn hmac_sha256(key: &[u8], value: &[u8]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-    mac.update(value);
-    mac.finalize().into_bytes().into()
 }
 
 /// Before a new entry goes into `map`, which may hold `max` entries: when full, drops what

@@ -16,8 +16,6 @@ use arc_swap::ArcSwapOption;
 use http::header::CACHE_CONTROL;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
-use pingora::server::ShutdownWatch;
-use pingora::services::ServiceReadyNotifier;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -387,19 +385,19 @@ fn signing_key(jwk: &Jwk) -> Option<SigningKey> {
 }
 
 /// Keeps the keys fresh until `stop` changes (or its sender goes). `ready` (what the proxy's
-/// listeners wait for) is notified after the first fetch, or after `startup_wait`, or at once
+/// listeners wait for) is called after the first fetch, or after `startup_wait`, or at once
 /// when keys are already there (adopted from the config a reload replaced).
 pub async fn keep_fresh(
     jwks: Arc<Jwks>,
-    mut stop: ShutdownWatch,
-    ready: Option<ServiceReadyNotifier>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    ready: impl FnOnce(),
 ) {
     let wait = jwks.settings.startup_wait;
     let loaded = if jwks.generation().is_some() {
-        drop(ready);
+        ready();
         true
     } else if wait.is_zero() {
-        drop(ready);
+        ready();
         jwks.refresh().await.is_ok()
     } else {
         let loaded = matches!(tokio::time::timeout(wait, jwks.refresh()).await, Ok(Ok(())));
@@ -411,7 +409,7 @@ pub async fn keep_fresh(
                 wait.as_millis()
             );
         }
-        drop(ready);
+        ready();
         loaded
     };
     let mut failures = u32::from(!loaded);
