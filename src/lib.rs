@@ -114,6 +114,7 @@ mod keyed;
 #[doc(hidden)]
 pub mod logging;
 mod metrics;
+mod outbound;
 mod pages;
 #[doc(hidden)]
 pub mod paths;

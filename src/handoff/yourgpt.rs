@@ -15,6 +15,7 @@ use super::mint::mint_hs256;
 use super::{HandoffOutcome, VendorFailure};
 use crate::config::YourGptSettings;
 use crate::identity::Identity;
+use crate::outbound::{read_capped, FetchError};
 
 /// Vendor answers larger than this are not read further (a JSON answer is ~100 bytes).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -106,12 +107,12 @@ impl YourGpt {
     /// `emails` is the confirmation-email limit of this app's client id (see
     /// [`super::limits::EmailLimits`]).
     pub fn new(settings: YourGptSettings, emails: Arc<SlidingWindow>) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the YourGPT HTTP client: {e}"))?;
+        let http = crate::outbound::client(
+            "YourGPT",
+            settings.timeout,
+            Some(settings.connect_timeout),
+            0,
+        )?;
         Ok(YourGpt {
             timings: None,
             emails,
@@ -253,22 +254,25 @@ impl YourGpt {
             .start_timer()
         });
         let label = call.label();
-        let mut response = request.send().await.map_err(|e| transport(label, e))?;
+        let failed = |e: FetchError| match e {
+            FetchError::Timeout => VendorFailure::Timeout { call: label },
+            FetchError::Unreachable(detail) => VendorFailure::Unreachable {
+                call: label,
+                detail,
+            },
+            other => VendorFailure::Garbled {
+                call: label,
+                detail: other.to_string(),
+            },
+        };
+        let response = request
+            .send()
+            .await
+            .map_err(|e| failed(FetchError::from_reqwest(e)))?;
         let status = response.status().as_u16();
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = MAX_ANSWER_BYTES.saturating_sub(body.len());
-                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    if body.len() >= MAX_ANSWER_BYTES {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return Err(transport(label, e)),
-            }
-        }
+        let body = read_capped(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(failed)?;
         parse_answer(status, &body).ok_or_else(|| VendorFailure::Garbled {
             call: label,
             detail: format!("HTTP {status} with a body that is not a JSON object"),
@@ -283,22 +287,6 @@ fn rejected(call: Call, answer: &Answer) -> VendorFailure {
         likely_cause: call.likely_cause(answer.code),
         message: answer.message.clone().unwrap_or_default(),
     }
-}
-
-fn transport(call: &'static str, e: reqwest::Error) -> VendorFailure {
-    if e.is_timeout() {
-        return VendorFailure::Timeout { call };
-    }
-    // Without the URL: its query carries the minted token.
-    let e = e.without_url();
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        source = s.source();
-    }
-    VendorFailure::Unreachable { call, detail }
 }
 
 fn encode(value: &str) -> String {

@@ -19,7 +19,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::fetch::{read_capped, FetchError};
+use crate::outbound::{read_capped, FetchError};
 
 /// A key set larger than this is refused (real ones are a few KiB).
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -116,11 +116,7 @@ impl fmt::Debug for Jwks {
 
 impl Jwks {
     pub fn new(settings: JwksSettings) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .build()
-            .map_err(|e| format!("cannot build the JWKS HTTP client: {e}"))?;
+        let http = crate::outbound::client("JWKS", settings.timeout, None, 3)?;
         Ok(Jwks {
             settings,
             http,
@@ -264,7 +260,7 @@ impl Jwks {
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| FetchError::from_reqwest(&e).to_string())?;
+            .map_err(|e| FetchError::from_reqwest(e).to_string())?;
         let status = response.status().as_u16();
         if status != 200 {
             return Err(FetchError::Status(status).to_string());

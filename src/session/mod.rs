@@ -7,7 +7,6 @@
 //! precise enough for logs and metrics, and never containing the token.
 
 pub mod cache;
-pub mod fetch;
 pub mod jwks;
 pub mod jwt;
 pub mod token_cache;

@@ -23,8 +23,8 @@ use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
 use super::cache::{make_room, CacheCounts, CacheKey, KeyedHash};
-use super::fetch::{read_capped, FetchError};
 use crate::identity::{ClaimMapping, Identity};
+use crate::outbound::{read_capped, FetchError};
 
 /// `[session.userinfo]`, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,12 +136,7 @@ impl fmt::Debug for Userinfo {
 
 impl Userinfo {
     pub fn new(settings: UserinfoSettings, mapping: ClaimMapping) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| format!("cannot build the userinfo HTTP client: {e}"))?;
+        let http = crate::outbound::client("userinfo", settings.timeout, None, 0)?;
         let hash = KeyedHash::random()?;
         Ok(Userinfo {
             inner: Arc::new(Inner {
@@ -395,7 +390,7 @@ impl Inner {
             .header(ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| FetchError::from_reqwest(&e))?;
+            .map_err(|e| FetchError::from_reqwest(e))?;
         match response.status().as_u16() {
             200 => {}
             401 | 403 => return Ok(Answer::NotSignedIn),
