@@ -390,7 +390,7 @@ impl Inner {
             .header(ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| FetchError::from_reqwest(e))?;
+            .map_err(FetchError::from_reqwest)?;
         match response.status().as_u16() {
             200 => {}
             401 | 403 => return Ok(Answer::NotSignedIn),
