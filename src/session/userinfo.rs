@@ -345,9 +345,10 @@ impl Inner {
         {
             tracing::warn!(
                 target: "handoff::session",
-                "userinfo: {} lookups of new cookies already in flight (max_new_lookups); \
+                "userinfo {}: {} lookups of new cookies already in flight (max_new_lookups); \
                  answering 503 to new cookies until they finish (people already known are \
                  served from the cache)",
+                crate::config::redacted_url(&self.settings.url),
                 self.settings.max_new_lookups
             );
         }

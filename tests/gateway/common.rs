@@ -104,6 +104,16 @@ pub fn captured_logs() -> String {
         .unwrap_or_default()
 }
 
+/// The first captured log line that holds every one of `fragments`. Give one fragment only
+/// this test can have caused (its stand-in's port, a unique email): the capture is shared by
+/// every test in the process.
+pub fn log_line_with(fragments: &[&str]) -> Option<String> {
+    captured_logs()
+        .lines()
+        .find(|line| fragments.iter().all(|f| line.contains(f)))
+        .map(str::to_string)
+}
+
 /// Pingora settings for a host proxy a test builds itself, with its files in `dir`.
 pub fn host_server_conf(
     dir: &std::path::Path,

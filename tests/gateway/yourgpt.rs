@@ -545,27 +545,49 @@ async fn each_handoff_outcome_has_one_name_in_metrics_pages_and_logs() {
     };
 
     assert_eq!(
-        open(&gw, &person("ada@corp.example", &[])).await.status(),
+        open(&gw, &person("ada.outcomes@corp.example", &[]))
+            .await
+            .status(),
         302
     );
-    api.add_unconfirmed("bob@corp.example");
-    let sent = open(&gw, &person("bob@corp.example", &[])).await;
+    api.add_unconfirmed("bob.outcomes@corp.example");
+    let sent = open(&gw, &person("bob.outcomes@corp.example", &[])).await;
     assert_eq!(sent.status(), 302);
     assert!(location(&sent).ends_with("should-verify-email=true"));
-    let again = error_of(json(person("bob@corp.example", &[])).await.unwrap()).await;
+    let again = error_of(
+        json(person("bob.outcomes@corp.example", &[]))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(again, (200, "email_already_sent".to_string()));
-    api.add_unconfirmed("carol@corp.example");
-    let limited = error_of(json(person("carol@corp.example", &[])).await.unwrap()).await;
+    api.add_unconfirmed("carol.outcomes@corp.example");
+    let limited = error_of(
+        json(person("carol.outcomes@corp.example", &[]))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(limited, (429, "rate_limited".to_string()));
-    let mut nameless = person("dan@corp.example", &[]);
+    let mut nameless = person("dan.outcomes@corp.example", &[]);
     nameless["family_name"] = Value::Null;
     let incomplete = error_of(json(nameless).await.unwrap()).await;
     assert_eq!(incomplete, (422, "identity_incomplete".to_string()));
     api.set_verify(Mode::CodeInBody(402));
-    let refused = error_of(json(person("eve@corp.example", &[])).await.unwrap()).await;
+    let refused = error_of(
+        json(person("eve.outcomes@corp.example", &[]))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(refused, (502, "vendor_error".to_string()));
     api.set_verify(Mode::Slow(2000));
-    let slow = error_of(json(person("fay@corp.example", &[])).await.unwrap()).await;
+    let slow = error_of(
+        json(person("fay.outcomes@corp.example", &[]))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(slow, (504, "vendor_unreachable".to_string()));
 
     for (outcome, code) in [
@@ -582,12 +604,14 @@ async fn each_handoff_outcome_has_one_name_in_metrics_pages_and_logs() {
         );
         assert_eq!(metric(metrics_port, &series).await, Some(1.0), "{series}");
     }
-    let logs = captured_logs();
-    for outcome in ["email_sent", "email_already_sent", "vendor_unreachable"] {
-        assert!(
-            logs.contains(&format!("outcome=\"{outcome}\""))
-                || logs.contains(&format!("outcome={outcome}")),
-            "no log line says {outcome}"
-        );
+    // The operator's handoff line for each person names the same outcome.
+    for (who, outcome) in [
+        ("bob.outcomes", "email_sent"),
+        ("fay.outcomes", "vendor_unreachable"),
+    ] {
+        let user = format!("id-{who}@corp.example");
+        let line = log_line_with(&[&user, "handoff::handoff"]);
+        let line = line.unwrap_or_else(|| panic!("no handoff line for {who}"));
+        assert!(line.contains(&format!("outcome=\"{outcome}\"")), "{line}");
     }
 }
