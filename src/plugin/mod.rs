@@ -1,7 +1,13 @@
 //! [`Handoff`]: the library's face — what a Pingora proxy calls from its own phases.
 
+mod access_log;
+mod failures;
 mod live;
 mod screen;
+mod widgets;
+mod wire;
+
+use wire::write_reply;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -9,20 +15,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
-use pingora::proxy::{FailToProxy, Session};
+use pingora::proxy::Session;
 use pingora::server::Server;
 use pingora::services::ServiceHandle;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 
 use crate::config::{self, Config, ConfigErrors};
 use crate::gateway::{Decision, Gateway, SessionNote, Widgets};
-use crate::handoff::inflate::{InflateError, Inflater};
+use crate::handoff::inflate::Inflater;
 use crate::handoff::widget::WidgetRewriter;
 use crate::identity::Identity;
-use crate::reply::{wants_html, Reply};
 
 /// Why a [`Handoff`] could not be built: every problem of the settings, each named by its key
 /// path (`routes[2].app: unknown app "yourgtp"`). `Display` lists them one per line; no secret
@@ -300,22 +305,6 @@ impl Handoff {
         Some(peer)
     }
 
-    /// Call from your `fail_to_connect`: a refused connection is retried on the route's other
-    /// servers, once each.
-    pub fn fail_to_connect(&self, ctx: &mut HandoffCtx, mut e: Box<Error>) -> Box<Error> {
-        ctx.connect_failures += 1;
-        if let Some(route) = ctx.route {
-            let servers = self
-                .gateway_of(ctx)
-                .upstream_for(route)
-                .map_or(0, |g| g.server_count());
-            if ctx.connect_failures < servers {
-                e.set_retry(true);
-            }
-        }
-        e
-    }
-
     /// Call from your `upstream_request_filter`, for every request. Adds the person's identity
     /// headers on routes with `identity_headers = true`, and asks for an uncompressed page when
     /// the answer may carry a widget. (Client-sent identity headers are already gone:
@@ -340,324 +329,6 @@ impl Handoff {
         }
         Ok(())
     }
-
-    /// Call from your `response_filter`: with widget apps configured, every HTML page gets
-    /// its widget tags rewritten — a fresh code for a signed-in, admitted person's top-level
-    /// navigation, any other code removed (length becomes chunked; `Cache-Control: private,
-    /// no-store` when it will carry a per-person code). A page compressed with gzip, br or
-    /// zstd is inflated, never past `widget_max_page_bytes` (see
-    /// [`Handoff::response_body_filter`]); nothing else is ever decompressed. An HTML page that
-    /// cannot be rewritten (another encoding, or a byte range) is replaced by a 502 page.
-    pub fn response_filter(
-        &self,
-        session: &Session,
-        response: &mut ResponseHeader,
-        ctx: &mut HandoffCtx,
-    ) -> Result<()> {
-        let status = response.status;
-        let has_body = !(status.is_informational()
-            || status == http::StatusCode::NO_CONTENT
-            || status == http::StatusCode::NOT_MODIFIED
-            || session.req_header().method == http::Method::HEAD);
-        if ctx.widgets == Widgets::Off || !has_body || !is_html(response) {
-            return Ok(());
-        }
-        let Some(cap) = self.gateway_of(ctx).widget_page_cap() else {
-            return Ok(());
-        };
-        let length = response
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<usize>().ok());
-        if length.is_some_and(|n| n > cap) {
-            // Too large to rewrite (compressed, larger still): it goes out as it came.
-            return Ok(());
-        }
-        // Decided before the rewriter is built, so no code is minted for a page replaced.
-        let encoding =
-            header_lower(response, http::header::CONTENT_ENCODING).filter(|e| e != "identity");
-        let inflater = match encoding {
-            _ if status == http::StatusCode::PARTIAL_CONTENT => {
-                return self.replace_unreadable_page(session, response, ctx)
-            }
-            Some(encoding) => match Inflater::new(&encoding, cap) {
-                Some(inflater) => Some(inflater),
-                None => return self.replace_unreadable_page(session, response, ctx),
-            },
-            None => None,
-        };
-        let person = match ctx.widgets {
-            Widgets::SignIn => ctx.identity.as_ref(),
-            _ => None,
-        };
-        let Some(rewriter) = self.gateway_of(ctx).widget_rewriter(person) else {
-            return Ok(());
-        };
-        if inflater.is_some() {
-            response.remove_header(&http::header::CONTENT_ENCODING);
-            // Another representation now: a strong validator would be a lie.
-            if let Some(etag) = response.headers.get(http::header::ETAG).cloned() {
-                if !etag.as_bytes().starts_with(b"W/") {
-                    let mut weak = b"W/".to_vec();
-                    weak.extend_from_slice(etag.as_bytes());
-                    response.insert_header(http::header::ETAG, weak)?;
-                }
-            }
-        }
-        // The body changes length as it streams.
-        response.remove_header(&http::header::CONTENT_LENGTH);
-        if !session.is_http2() {
-            response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-        }
-        if person.is_some() {
-            // The page may now carry a per-person code: no shared cache may keep it.
-            response.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
-        }
-        ctx.rewriter = Some(Mutex::new(rewriter));
-        ctx.inflater = inflater.map(Mutex::new);
-        Ok(())
-    }
-
-    /// An HTML page whose widget tags cannot be checked: its headers become a 502 page's, and
-    /// [`Handoff::response_body_filter`] sends that page instead of the body.
-    fn replace_unreadable_page(
-        &self,
-        session: &Session,
-        response: &mut ResponseHeader,
-        ctx: &mut HandoffCtx,
-    ) -> Result<()> {
-        let reply = Reply::error(
-            true,
-            502,
-            "page_not_checked",
-            "The intranet page could not be checked",
-            "The intranet sent this page in a form the gateway cannot read (an unknown \
-             compression, or only a part of it), so it cannot make sure the page carries no \
-             stale sign-in code. Reloading the page usually helps.",
-        );
-        tracing::warn!(
-            target: "handoff::widget",
-            "an HTML page came compressed with an encoding the gateway cannot undo, or as a \
-             byte range; sent a 502 page instead (widget codes cannot be checked in it)"
-        );
-        response.set_status(502)?;
-        for name in [
-            http::header::CONTENT_ENCODING,
-            http::header::CONTENT_LENGTH,
-            http::header::CONTENT_RANGE,
-            http::header::ETAG,
-            http::header::LAST_MODIFIED,
-        ] {
-            response.remove_header(&name);
-        }
-        for (name, value) in reply.headers {
-            response.insert_header(name, value)?;
-        }
-        response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-        if !session.is_http2() {
-            response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-        }
-        ctx.outcome = "page_not_checked";
-        ctx.replacement = Some(reply.body);
-        Ok(())
-    }
-
-    /// Call from your `response_body_filter` (and return its error): streams the page through
-    /// the widget rewriter (signs the widget in, or strips a stale code when nobody is signed
-    /// in), inflating it first when it came compressed. A compressed page that inflates past
-    /// `widget_max_page_bytes`, or is not valid in its encoding, is an error: its answer ends
-    /// there, cut short (the client sees an incomplete response, never the rest inflated).
-    pub fn response_body_filter(
-        &self,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut HandoffCtx,
-    ) -> Result<()> {
-        if let Some(page) = &ctx.replacement {
-            *body = end_of_stream.then(|| page.clone());
-            return Ok(());
-        }
-        let Some(rewriter) = ctx.rewriter.as_mut() else {
-            return Ok(());
-        };
-        if let Some(inflater) = ctx.inflater.as_mut() {
-            let inflater = inflater.get_mut().unwrap_or_else(|e| e.into_inner());
-            let mut plain = match body.as_deref() {
-                Some(chunk) => inflater.write(chunk),
-                None => Ok(Vec::new()),
-            };
-            if end_of_stream {
-                plain = plain.and_then(|mut p| {
-                    p.extend(inflater.finish()?);
-                    Ok(p)
-                });
-            }
-            match plain {
-                Ok(plain) => *body = Some(Bytes::from(plain)),
-                Err(e) => {
-                    let too_large = matches!(e, InflateError::TooLarge { .. });
-                    ctx.outcome = if too_large {
-                        "page_too_large"
-                    } else {
-                        "page_not_checked"
-                    };
-                    tracing::warn!(
-                        target: "handoff::widget",
-                        "a compressed HTML page was cut short: {e} (widget_max_page_bytes)"
-                    );
-                    // A 502 page when nothing was sent yet, else the answer is cut short.
-                    return Error::e_explain(
-                        HTTPStatus(502),
-                        format!("compressed HTML page not rewritten: {e}"),
-                    );
-                }
-            }
-        }
-        let rewriter = rewriter.get_mut().unwrap_or_else(|e| e.into_inner());
-        let rewritten = match body.take() {
-            Some(chunk) => rewriter.write(&chunk),
-            None => Ok(Bytes::new()),
-        };
-        let finished = match rewritten {
-            Ok(out) if end_of_stream => rewriter.finish().map(|last| (out, last)),
-            Ok(out) => Ok((out, Bytes::new())),
-            Err(e) => Err(e),
-        };
-        let (out, last) = match finished {
-            Ok(both) => both,
-            Err(e) => {
-                ctx.outcome = "page_not_checked";
-                tracing::warn!(target: "handoff::widget", "an HTML page was cut short: {e}");
-                // A 502 page when nothing was sent yet, else the answer is cut short.
-                return Error::e_explain(HTTPStatus(502), e.to_string());
-            }
-        };
-        *body = Some(if end_of_stream {
-            if out.is_empty() {
-                last
-            } else {
-                let mut both = Vec::with_capacity(out.len() + last.len());
-                both.extend_from_slice(&out);
-                both.extend_from_slice(&last);
-                Bytes::from(both)
-            }
-        } else {
-            out
-        });
-        Ok(())
-    }
-
-    /// Optional, from your `fail_to_proxy`: answers a failed proxy attempt with a clear 502 /
-    /// 504 / 400 page (HTML for browsers, JSON otherwise; no internals) and closes the
-    /// connection.
-    pub async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        ctx: &HandoffCtx,
-    ) -> FailToProxy {
-        let code = proxy_error_status(e);
-        if code > 0 && session.response_written().is_none() {
-            let html = wants_html(&session.req_header().headers);
-            let (title, message) = match code {
-                _ if ctx.outcome == "page_too_large" => (
-                    "The intranet page is too large",
-                    "This page is larger than the gateway checks for sign-in codes \
-                     (widget_max_page_bytes), so it was not sent.",
-                ),
-                _ if ctx.outcome == "page_not_checked" => (
-                    "The intranet page could not be checked",
-                    "The intranet sent this page compressed, but not validly, so the gateway \
-                     cannot make sure it carries no stale sign-in code. Reloading the page \
-                     usually helps.",
-                ),
-                502 => (
-                    "The intranet is not answering",
-                    "The gateway could not reach the intranet server. Please try again in a moment.",
-                ),
-                504 => (
-                    "The intranet is taking too long",
-                    "The intranet server did not answer in time. Please try again in a moment.",
-                ),
-                400..=499 => ("Bad request", "The gateway could not understand this request."),
-                _ => (
-                    "Something went wrong",
-                    "The gateway hit an unexpected problem. Please try again.",
-                ),
-            };
-            let outcome = match ctx.outcome {
-                "proxied" => "proxy_error",
-                outcome => outcome,
-            };
-            let reply = Reply::error(html, code, outcome, title, message);
-            // The connection is not reused after a failed proxy attempt: say so, or the client
-            // sends its next request into a closing socket.
-            session.set_keepalive(None);
-            if let Err(write_err) = write_reply(session, reply).await {
-                tracing::debug!("could not send the error page: {write_err}");
-            }
-        }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
-    }
-
-    /// Optional, for requests Handoff does not route ([`Filtered::NotMine`]) when you have no
-    /// route for them either: a 404 page.
-    pub async fn answer_not_found(&self, session: &mut Session) -> Result<()> {
-        let html = wants_html(&session.req_header().headers);
-        write_reply(session, self.gateway().not_found(html)).await
-    }
-
-    /// Call from your `logging`: counts the request in the metrics and, unless
-    /// `[log] access = false`, writes one access-log line (target `handoff::access`): method,
-    /// path (the query only with `[log] query = true`, and never on a handoff route), status,
-    /// route, outcome, upstream, session result and source, the person (`[log] person`),
-    /// duration. Never a token, a cookie or a secret.
-    pub fn log_access(&self, session: &Session, e: Option<&Error>, ctx: &HandoffCtx) {
-        let gateway = self.gateway_of(ctx);
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let route = ctx.route.map(|r| gateway.route(r));
-        let (route_label, route_metrics) = gateway.route_metrics(ctx.route);
-        let seconds = ctx.started.elapsed().as_secs_f64();
-        route_metrics.record(status, seconds);
-        let log = gateway.log_settings();
-        if !log.access {
-            return;
-        }
-        let req = session.req_header();
-        let handoff_route = route.is_some_and(|r| r.target.is_app());
-        let path = match req.uri.query() {
-            Some(q) if log.query && !handoff_route => format!("{}?{q}", req.uri.path()),
-            _ => req.uri.path().to_string(),
-        };
-        let person = ctx
-            .identity
-            .as_ref()
-            .map_or(Cow::Borrowed("-"), |i| gateway.person_for_log(i));
-        let upstream = ctx.upstream.as_ref().map(|a| a.to_string());
-        let outcome = if e.is_some() && ctx.outcome == "proxied" {
-            "proxy_error"
-        } else {
-            ctx.outcome
-        };
-        tracing::info!(
-            target: "handoff::access",
-            method = %req.method,
-            path,
-            status,
-            route = route_label.as_str(),
-            outcome,
-            upstream = upstream.as_deref().unwrap_or("-"),
-            session = ctx.session.label(),
-            source = ctx.session.source(),
-            person = &*person,
-            duration_ms = (seconds * 1e5).round() / 100.0,
-            error = e.map(|e| e.to_string()).as_deref().unwrap_or("-"),
-        );
-    }
 }
 
 /// `4 routes, 1 upstream, 2 apps`.
@@ -669,61 +340,4 @@ pub(crate) fn summary_of(g: &Gateway) -> String {
         count(g.upstreams().len(), "upstream"),
         count(g.app_count(), "app")
     )
-}
-
-/// The status a failed proxy attempt answers with; 0 when the client is gone.
-fn proxy_error_status(e: &Error) -> u16 {
-    match e.etype() {
-        HTTPStatus(code) => *code,
-        ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
-            if e.esource() == &ErrorSource::Downstream {
-                0
-            } else {
-                504
-            }
-        }
-        _ => match e.esource() {
-            ErrorSource::Upstream => 502,
-            ErrorSource::Downstream => match e.etype() {
-                WriteError | ReadError | ConnectionClosed => 0,
-                _ => 400,
-            },
-            ErrorSource::Internal | ErrorSource::Unset => 500,
-        },
-    }
-}
-
-/// A header's value, trimmed and lower-cased.
-fn header_lower(response: &ResponseHeader, name: http::header::HeaderName) -> Option<String> {
-    response
-        .headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase())
-}
-
-/// An HTML (or XHTML) page: one a browser runs scripts in.
-fn is_html(response: &ResponseHeader) -> bool {
-    header_lower(response, http::header::CONTENT_TYPE)
-        .is_some_and(|t| t.starts_with("text/html") || t.starts_with("application/xhtml+xml"))
-}
-
-/// Writes a complete [`Reply`], keeping the connection open for the next request unless the
-/// reply says to close it.
-async fn write_reply(session: &mut Session, reply: Reply) -> Result<()> {
-    if reply.close {
-        session.set_keepalive(None);
-    }
-    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
-    for (name, value) in reply.headers {
-        resp.insert_header(name, value)?;
-    }
-    resp.insert_header("Content-Length", reply.body.len().to_string())?;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    if reply.body.is_empty() || head_only {
-        session.write_response_header(Box::new(resp), true).await
-    } else {
-        session.write_response_header(Box::new(resp), false).await?;
-        session.write_response_body(Some(reply.body), true).await
-    }
 }

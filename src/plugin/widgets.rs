@@ -1,0 +1,239 @@
+//! Widget sign-in in the response phases: arming the rewriter for an HTML page (inflating one
+//! that came compressed, up to the page cap), replacing a page that cannot be checked, and
+//! streaming the body through.
+
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use super::{Handoff, HandoffCtx};
+use crate::gateway::Widgets;
+use crate::handoff::inflate::{InflateError, Inflater};
+use crate::reply::Reply;
+
+impl Handoff {
+    /// Call from your `response_filter`: with widget apps configured, every HTML page gets
+    /// its widget tags rewritten — a fresh code for a signed-in, admitted person's top-level
+    /// navigation, any other code removed (length becomes chunked; `Cache-Control: private,
+    /// no-store` when it will carry a per-person code). A page compressed with gzip, br or
+    /// zstd is inflated, never past `widget_max_page_bytes` (see
+    /// [`Handoff::response_body_filter`]); nothing else is ever decompressed. An HTML page that
+    /// cannot be rewritten (another encoding, or a byte range) is replaced by a 502 page.
+    pub fn response_filter(
+        &self,
+        session: &Session,
+        response: &mut ResponseHeader,
+        ctx: &mut HandoffCtx,
+    ) -> Result<()> {
+        let status = response.status;
+        let has_body = !(status.is_informational()
+            || status == http::StatusCode::NO_CONTENT
+            || status == http::StatusCode::NOT_MODIFIED
+            || session.req_header().method == http::Method::HEAD);
+        if ctx.widgets == Widgets::Off || !has_body || !is_html(response) {
+            return Ok(());
+        }
+        let Some(cap) = self.gateway_of(ctx).widget_page_cap() else {
+            return Ok(());
+        };
+        let length = response
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if length.is_some_and(|n| n > cap) {
+            // Too large to rewrite (compressed, larger still): it goes out as it came.
+            return Ok(());
+        }
+        // Decided before the rewriter is built, so no code is minted for a page replaced.
+        let encoding =
+            header_lower(response, http::header::CONTENT_ENCODING).filter(|e| e != "identity");
+        let inflater = match encoding {
+            _ if status == http::StatusCode::PARTIAL_CONTENT => {
+                return self.replace_unreadable_page(session, response, ctx)
+            }
+            Some(encoding) => match Inflater::new(&encoding, cap) {
+                Some(inflater) => Some(inflater),
+                None => return self.replace_unreadable_page(session, response, ctx),
+            },
+            None => None,
+        };
+        let person = match ctx.widgets {
+            Widgets::SignIn => ctx.identity.as_ref(),
+            _ => None,
+        };
+        let Some(rewriter) = self.gateway_of(ctx).widget_rewriter(person) else {
+            return Ok(());
+        };
+        if inflater.is_some() {
+            response.remove_header(&http::header::CONTENT_ENCODING);
+            // Another representation now: a strong validator would be a lie.
+            if let Some(etag) = response.headers.get(http::header::ETAG).cloned() {
+                if !etag.as_bytes().starts_with(b"W/") {
+                    let mut weak = b"W/".to_vec();
+                    weak.extend_from_slice(etag.as_bytes());
+                    response.insert_header(http::header::ETAG, weak)?;
+                }
+            }
+        }
+        // The body changes length as it streams.
+        response.remove_header(&http::header::CONTENT_LENGTH);
+        if !session.is_http2() {
+            response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        if person.is_some() {
+            // The page may now carry a per-person code: no shared cache may keep it.
+            response.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+        }
+        ctx.rewriter = Some(Mutex::new(rewriter));
+        ctx.inflater = inflater.map(Mutex::new);
+        Ok(())
+    }
+
+    /// An HTML page whose widget tags cannot be checked: its headers become a 502 page's, and
+    /// [`Handoff::response_body_filter`] sends that page instead of the body.
+    fn replace_unreadable_page(
+        &self,
+        session: &Session,
+        response: &mut ResponseHeader,
+        ctx: &mut HandoffCtx,
+    ) -> Result<()> {
+        let reply = Reply::error(
+            true,
+            502,
+            "page_not_checked",
+            "The intranet page could not be checked",
+            "The intranet sent this page in a form the gateway cannot read (an unknown \
+             compression, or only a part of it), so it cannot make sure the page carries no \
+             stale sign-in code. Reloading the page usually helps.",
+        );
+        tracing::warn!(
+            target: "handoff::widget",
+            "an HTML page came compressed with an encoding the gateway cannot undo, or as a \
+             byte range; sent a 502 page instead (widget codes cannot be checked in it)"
+        );
+        response.set_status(502)?;
+        for name in [
+            http::header::CONTENT_ENCODING,
+            http::header::CONTENT_LENGTH,
+            http::header::CONTENT_RANGE,
+            http::header::ETAG,
+            http::header::LAST_MODIFIED,
+        ] {
+            response.remove_header(&name);
+        }
+        for (name, value) in reply.headers {
+            response.insert_header(name, value)?;
+        }
+        response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        if !session.is_http2() {
+            response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        ctx.outcome = "page_not_checked";
+        ctx.replacement = Some(reply.body);
+        Ok(())
+    }
+
+    /// Call from your `response_body_filter` (and return its error): streams the page through
+    /// the widget rewriter (signs the widget in, or strips a stale code when nobody is signed
+    /// in), inflating it first when it came compressed. A compressed page that inflates past
+    /// `widget_max_page_bytes`, or is not valid in its encoding, is an error: its answer ends
+    /// there, cut short (the client sees an incomplete response, never the rest inflated).
+    pub fn response_body_filter(
+        &self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut HandoffCtx,
+    ) -> Result<()> {
+        if let Some(page) = &ctx.replacement {
+            *body = end_of_stream.then(|| page.clone());
+            return Ok(());
+        }
+        let Some(rewriter) = ctx.rewriter.as_mut() else {
+            return Ok(());
+        };
+        if let Some(inflater) = ctx.inflater.as_mut() {
+            let inflater = inflater.get_mut().unwrap_or_else(|e| e.into_inner());
+            let mut plain = match body.as_deref() {
+                Some(chunk) => inflater.write(chunk),
+                None => Ok(Vec::new()),
+            };
+            if end_of_stream {
+                plain = plain.and_then(|mut p| {
+                    p.extend(inflater.finish()?);
+                    Ok(p)
+                });
+            }
+            match plain {
+                Ok(plain) => *body = Some(Bytes::from(plain)),
+                Err(e) => {
+                    let too_large = matches!(e, InflateError::TooLarge { .. });
+                    ctx.outcome = if too_large {
+                        "page_too_large"
+                    } else {
+                        "page_not_checked"
+                    };
+                    tracing::warn!(
+                        target: "handoff::widget",
+                        "a compressed HTML page was cut short: {e} (widget_max_page_bytes)"
+                    );
+                    // A 502 page when nothing was sent yet, else the answer is cut short.
+                    return Error::e_explain(
+                        HTTPStatus(502),
+                        format!("compressed HTML page not rewritten: {e}"),
+                    );
+                }
+            }
+        }
+        let rewriter = rewriter.get_mut().unwrap_or_else(|e| e.into_inner());
+        let rewritten = match body.take() {
+            Some(chunk) => rewriter.write(&chunk),
+            None => Ok(Bytes::new()),
+        };
+        let finished = match rewritten {
+            Ok(out) if end_of_stream => rewriter.finish().map(|last| (out, last)),
+            Ok(out) => Ok((out, Bytes::new())),
+            Err(e) => Err(e),
+        };
+        let (out, last) = match finished {
+            Ok(both) => both,
+            Err(e) => {
+                ctx.outcome = "page_not_checked";
+                tracing::warn!(target: "handoff::widget", "an HTML page was cut short: {e}");
+                // A 502 page when nothing was sent yet, else the answer is cut short.
+                return Error::e_explain(HTTPStatus(502), e.to_string());
+            }
+        };
+        *body = Some(if end_of_stream {
+            if out.is_empty() {
+                last
+            } else {
+                let mut both = Vec::with_capacity(out.len() + last.len());
+                both.extend_from_slice(&out);
+                both.extend_from_slice(&last);
+                Bytes::from(both)
+            }
+        } else {
+            out
+        });
+        Ok(())
+    }
+}
+
+/// A header's value, trimmed and lower-cased.
+fn header_lower(response: &ResponseHeader, name: http::header::HeaderName) -> Option<String> {
+    response
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
+/// An HTML (or XHTML) page: one a browser runs scripts in.
+fn is_html(response: &ResponseHeader) -> bool {
+    header_lower(response, http::header::CONTENT_TYPE)
+        .is_some_and(|t| t.starts_with("text/html") || t.starts_with("application/xhtml+xml"))
+}
