@@ -612,3 +612,6 @@ pub fn request_host(req: &Parts) -> Option<&str> {
         .map(|a| a.as_str())
         .or_else(|| req.headers.get(HOST).and_then(|h| h.to_str().ok()))
 }
+
+#[cfg(test)]
+mod tests;
