@@ -230,16 +230,28 @@ async fn home(State(demo): State<Demo>, headers: HeaderMap) -> Response {
         Some(format!("<li><code>{h}: {}</code></li>", escape(v)))
     })
     .collect();
-    let body = format!(
-        "<p class=\"banner\">Demo intranet — behind the Handoff gateway.</p>\n\
-         <h1 id=\"hello\">Hello, {name}</h1>\n\
-         <p>Your AI apps sign you in with your intranet session:</p>\n\
-         <ul class=\"apps\">\n\
+    // Like a real intranet, it links each person only to what their groups open.
+    let in_ai_group = claims["groups"]
+        .as_array()
+        .is_some_and(|g| g.iter().any(|g| g.as_str() == Some(AI_GROUP)));
+    let apps = if in_ai_group {
+        "<p>Your AI apps sign you in with your intranet session:</p>\n<ul class=\"apps\">\n\
          <li><a class=\"button\" id=\"open-yourgpt\" href=\"/ai/yourgpt\">Open YourGPT</a></li>\n\
          <li><a class=\"button\" id=\"open-typingmind\" href=\"/ai/chat\">Open TypingMind</a></li>\n\
+         </ul>\n<p>The TypingMind chat widget on this page is signed in as you (bottom right).</p>\n"
+            .to_string()
+    } else {
+        format!(
+            "<p id=\"no-apps\">The AI apps are open to the <code>{AI_GROUP}</code> group; ask the \
+             help desk if you need them.</p>\n"
+        )
+    };
+    let body = format!(
+        "<p class=\"banner\">Demo intranet — behind the Handoff gateway.</p>\n\
+         <h1 id=\"hello\">Hello, {name}</h1>\n{apps}\
+         <ul class=\"apps\">\n\
          <li><a class=\"button\" id=\"portal\" href=\"/_handoff/\">All your AI apps</a></li>\n\
          <li><a class=\"button\" id=\"logout\" href=\"/logout\">Sign out</a></li>\n</ul>\n\
-         <p>The TypingMind chat widget on this page is signed in as you (bottom right).</p>\n\
          <p class=\"code\">What the gateway told the intranet about you:</p>\n<ul class=\"code\">{told}</ul>\n",
         name = escape(name),
     );

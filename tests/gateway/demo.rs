@@ -247,9 +247,18 @@ async fn the_demo_clicked_through_in_chromium() {
     shot(&c, "05-portal-phone").await;
     c.set_window_size(1100, 900).await.expect("laptop size");
 
-    // Mallory is outside the AI group: a clear 403 page, and an empty portal.
+    // Mallory is outside the AI group: her home page links to no app; a link someone shared
+    // gets a clear 403 page, and her portal is empty.
     log_in_as(&c, &demo, "mallory").await;
-    click(&c, "#open-typingmind").await;
+    let page = text(&c).await;
+    assert!(page.contains("open to the ai-users group"), "{page}");
+    assert!(
+        c.find(Locator::Css("#open-typingmind")).await.is_err(),
+        "Mallory's home links to an app she cannot open"
+    );
+    c.goto(&format!("{}/ai/chat", demo.gateway))
+        .await
+        .expect("a shared link");
     let page = text(&c).await;
     assert!(page.contains("Not for you, sorry"), "{page}");
     assert!(
