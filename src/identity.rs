@@ -169,23 +169,6 @@ impl Identity {
 }
 
 impl ClaimMapping {
-    /// The claim path configured for an [`Identity`] field name (`"email"`, `"last_name"`, …).
-    pub fn path_for(&self, field: &str) -> Option<&ClaimPath> {
-        Some(match field {
-            "id" => &self.id,
-            "email" => &self.email,
-            "first_name" => &self.first_name,
-            "last_name" => &self.last_name,
-            "name" => &self.name,
-            "username" => &self.username,
-            "groups" => &self.groups,
-            "profile_pic" => &self.profile_pic,
-            "phone_no" => &self.phone_no,
-            "phone_code" => &self.phone_code,
-            _ => return None,
-        })
-    }
-
     /// Builds the identity from verified claims. Never fails: a missing claim is an empty field.
     pub fn identity(&self, claims: &Map<String, Value>) -> Identity {
         let text = |p: &ClaimPath| p.find(claims).map(scalar_text).unwrap_or_default();

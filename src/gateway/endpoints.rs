@@ -27,7 +27,7 @@ impl Gateway {
         &self,
         endpoint: &str,
         req: &Parts,
-    ) -> (Decision, SessionNote) {
+    ) -> (Decision<'_>, SessionNote) {
         let (reply, note) = match endpoint {
             "healthz" => (Reply::text(200, "ok\n"), SessionNote::NotChecked),
             "readyz" => (self.readiness(), SessionNote::NotChecked),

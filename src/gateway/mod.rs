@@ -59,9 +59,9 @@ pub struct GatewaySession {
     pub login_url: Option<LoginUrl>,
 }
 
-/// What to do with a request.
-#[derive(Debug)]
-pub enum Decision {
+/// What to do with a request. A handoff borrows what it needs from the gateway that decided
+/// it, so running it cannot miss an app or a session.
+pub enum Decision<'g> {
     /// Answer it here (`route`: the route the request matched, if any).
     Reply { reply: Reply, route: Option<usize> },
     /// Proxy it on `route` (`None`: no route matches — the host's own request); `identity` is
@@ -72,12 +72,20 @@ pub enum Decision {
         identity: Option<Identity>,
         widgets: Widgets,
     },
-    /// Hand the recognised, admitted person on to `apps[app]` (see [`Gateway::handoff`]).
+    /// Hand the recognised, admitted person on (see [`Gateway::handoff`]).
     Handoff {
         route: usize,
-        app: usize,
+        to: HandoffTo<'g>,
         identity: Identity,
     },
+}
+
+/// Where a handoff goes: the app, the route's prefix (what follows it is a deep link), and the
+/// session settings its page and log line use.
+pub struct HandoffTo<'g> {
+    app: &'g App,
+    prefix: &'g str,
+    session: &'g GatewaySession,
 }
 
 /// What a proxied HTML page's widget tags get.
@@ -273,7 +281,7 @@ impl Gateway {
 
     /// Decides what to do with a request. Only waits when the session must be looked up (a
     /// JWKS refetch for an unknown key, or a userinfo call that is not cached).
-    pub async fn decide(&self, req: &Parts) -> (Decision, SessionNote) {
+    pub async fn decide(&self, req: &Parts) -> (Decision<'_>, SessionNote) {
         if let Some(reply) = self.hostile_framing(req) {
             return (
                 Decision::Reply { reply, route: None },
@@ -348,7 +356,11 @@ impl Gateway {
                     },
                     RouteTarget::App(app) => Decision::Handoff {
                         route: index,
-                        app,
+                        to: HandoffTo {
+                            app: &self.apps[app],
+                            prefix: route.path.as_str(),
+                            session,
+                        },
                         identity,
                     },
                 };
@@ -375,7 +387,7 @@ impl Gateway {
     /// A request none of the routes matches: the host's to serve (the standalone gateway answers
     /// 404). If it may be a page with widgets to sign in, the person is looked for — never
     /// required.
-    async fn unrouted(&self, req: &Parts) -> (Decision, SessionNote) {
+    async fn unrouted(&self, req: &Parts) -> (Decision<'_>, SessionNote) {
         let widgets = self.widgets_for(req);
         let not_checked = |widgets| {
             let decision = Decision::Proxy {
@@ -435,21 +447,16 @@ impl Gateway {
 
     /// Runs a handoff decided by [`Gateway::decide`] and returns what the person sees. A `HEAD`
     /// request stops here with an empty 200: it never calls the app or sends an email.
-    pub async fn handoff(
-        &self,
-        route: usize,
-        app: usize,
-        identity: &Identity,
-        req: &Parts,
-    ) -> Reply {
-        let Some(app) = self.apps.get(app) else {
-            return Reply::text(500, "unknown app\n");
-        };
+    pub async fn handoff(&self, to: HandoffTo<'_>, identity: &Identity, req: &Parts) -> Reply {
+        let HandoffTo {
+            app,
+            prefix,
+            session,
+        } = to;
         if req.method == http::Method::HEAD {
             return Reply::text(200, "");
         }
         let path = normalize_path(req.uri.path());
-        let prefix = self.routes[route].path.as_str();
         let tail = if prefix == "/" {
             &path[..]
         } else {
@@ -458,10 +465,6 @@ impl Gateway {
         let request = HandoffRequest {
             tail,
             query: req.uri.query(),
-        };
-        // Handoff routes require a session (config validation), so `session` is set here.
-        let Some(session) = &self.session else {
-            return Reply::text(500, "no [session] configured\n");
         };
         let outcome = app.handoff(identity, &request).await;
         let (label, code) = outcome.labels();

@@ -34,7 +34,7 @@ pub enum HandoffOutcome {
     /// Send the browser here (it may carry a token: never logged).
     Redirect(String),
     /// The identity lacks fields the app requires; nothing was sent to the app.
-    MissingIdentity(Vec<&'static str>),
+    MissingIdentity(Vec<IdentityField>),
     /// The app sent its confirmation email just now; send the browser to the app's page that
     /// says so (no token in it).
     EmailSent(String),
@@ -75,6 +75,41 @@ impl HandoffOutcome {
                 ("vendor_unreachable", "connect".to_string())
             }
             HandoffOutcome::Internal(_) => ("internal_error", String::new()),
+        }
+    }
+}
+
+/// A detail of the person an app needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityField {
+    Id,
+    Email,
+    FirstName,
+    LastName,
+    /// TypingMind's own user id (`identify_by = "id"`, read from `id_claim`).
+    TypingMindId,
+}
+
+impl IdentityField {
+    /// The field's name, as the config and the operator's log line say it.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdentityField::Id => "id",
+            IdentityField::Email => "email",
+            IdentityField::FirstName => "first_name",
+            IdentityField::LastName => "last_name",
+            IdentityField::TypingMindId => "typingmind_id",
+        }
+    }
+
+    /// How the person's page names it.
+    fn described(self) -> &'static str {
+        match self {
+            IdentityField::Id => "your user id",
+            IdentityField::Email => "your email address",
+            IdentityField::FirstName => "your first name",
+            IdentityField::LastName => "your last name",
+            IdentityField::TypingMindId => "your TypingMind user id",
         }
     }
 }
@@ -213,13 +248,20 @@ impl App {
     }
 
     /// The claim a missing field comes from, for the operator's log line.
-    fn claim_for<'m>(&'m self, field: &str, mapping: &'m ClaimMapping) -> &'m str {
-        if let (Connector::TypingMind(c), "typingmind_id") = (&self.connector, field) {
-            if let crate::config::IdentifyBy::Id { claim } = &c.settings().identify_by {
-                return claim.as_str();
-            }
+    fn claim_for<'m>(&'m self, field: IdentityField, mapping: &'m ClaimMapping) -> &'m str {
+        match field {
+            IdentityField::Id => mapping.id.as_str(),
+            IdentityField::Email => mapping.email.as_str(),
+            IdentityField::FirstName => mapping.first_name.as_str(),
+            IdentityField::LastName => mapping.last_name.as_str(),
+            IdentityField::TypingMindId => match &self.connector {
+                Connector::TypingMind(c) => match &c.settings().identify_by {
+                    crate::config::IdentifyBy::Id { claim } => claim.as_str(),
+                    _ => "?",
+                },
+                Connector::YourGpt(_) => "?",
+            },
         }
-        mapping.path_for(field).map_or("?", |p| p.as_str())
     }
 
     /// Turns an outcome into the response, and logs it once for the operator.
@@ -247,7 +289,7 @@ impl App {
             HandoffOutcome::MissingIdentity(fields) => {
                 let claims: Vec<String> = fields
                     .iter()
-                    .map(|f| format!("{f} (claim {:?})", self.claim_for(f, mapping)))
+                    .map(|&f| format!("{} (claim {:?})", f.name(), self.claim_for(f, mapping)))
                     .collect();
                 tracing::warn!(
                     target: "handoff::handoff", app, user, reference,
@@ -367,18 +409,8 @@ fn short_reference() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
 }
 
-fn human_list(fields: &[&str]) -> String {
-    let words: Vec<&str> = fields
-        .iter()
-        .map(|f| match *f {
-            "email" => "your email address",
-            "first_name" => "your first name",
-            "last_name" => "your last name",
-            "id" => "your user id",
-            "typingmind_id" => "your TypingMind user id",
-            other => other,
-        })
-        .collect();
+fn human_list(fields: &[IdentityField]) -> String {
+    let words: Vec<&str> = fields.iter().map(|f| f.described()).collect();
     match words.as_slice() {
         [] => String::new(),
         [one] => one.to_string(),

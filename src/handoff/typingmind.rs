@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::mint::mint_hs256;
-use super::HandoffOutcome;
+use super::{HandoffOutcome, IdentityField};
 use crate::config::{IdentifyBy, TypingMindSettings};
 use crate::identity::Identity;
 
@@ -27,12 +27,12 @@ impl TypingMind {
     }
 
     /// The payload for `identify_by`, or the fields the identity lacks for it.
-    pub fn payload(&self, identity: &Identity) -> Result<Map<String, Value>, Vec<&'static str>> {
+    pub fn payload(&self, identity: &Identity) -> Result<Map<String, Value>, Vec<IdentityField>> {
         let mut payload = Map::new();
         match &self.settings.identify_by {
             IdentifyBy::User => {
                 if identity.id.is_empty() {
-                    return Err(vec!["id"]);
+                    return Err(vec![IdentityField::Id]);
                 }
                 let mut user = Map::new();
                 user.insert("id".into(), identity.id.clone().into());
@@ -50,7 +50,7 @@ impl TypingMind {
             }
             IdentifyBy::Email => {
                 if identity.email.is_empty() {
-                    return Err(vec!["email"]);
+                    return Err(vec![IdentityField::Email]);
                 }
                 payload.insert("email".into(), identity.email.clone().into());
             }
@@ -61,7 +61,7 @@ impl TypingMind {
                 Some(Value::String(s)) if !s.is_empty() => {
                     payload.insert("id".into(), s.clone().into());
                 }
-                _ => return Err(vec!["typingmind_id"]),
+                _ => return Err(vec![IdentityField::TypingMindId]),
             },
         }
         Ok(payload)

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::limits::{RecentSends, SlidingWindow};
 use super::mint::mint_hs256;
-use super::{HandoffOutcome, VendorFailure};
+use super::{HandoffOutcome, IdentityField, VendorFailure};
 use crate::config::YourGptSettings;
 use crate::identity::Identity;
 use crate::outbound::{read_capped, FetchError};
@@ -130,11 +130,11 @@ impl YourGpt {
     }
 
     /// The fields YourGPT requires that this person lacks.
-    pub fn missing_fields(identity: &Identity) -> Vec<&'static str> {
+    pub fn missing_fields(identity: &Identity) -> Vec<IdentityField> {
         [
-            ("email", &identity.email),
-            ("first_name", &identity.first_name),
-            ("last_name", &identity.last_name),
+            (IdentityField::Email, &identity.email),
+            (IdentityField::FirstName, &identity.first_name),
+            (IdentityField::LastName, &identity.last_name),
         ]
         .into_iter()
         .filter(|(_, v)| v.is_empty())
@@ -342,7 +342,7 @@ mod tests {
             phone_code: "91".into(),
             ..Identity::default()
         };
-        assert_eq!(YourGpt::missing_fields(&who), vec!["last_name"]);
+        assert_eq!(YourGpt::missing_fields(&who), vec![IdentityField::LastName]);
         who.last_name = "L".into();
         assert!(YourGpt::missing_fields(&who).is_empty());
         let claims = YourGpt::claims(&who);

@@ -277,13 +277,11 @@ impl Handoff {
             }
             Decision::Handoff {
                 route,
-                app,
+                to,
                 identity,
             } => {
                 ctx.route = Some(route);
-                let reply = gateway
-                    .handoff(route, app, &identity, session.req_header())
-                    .await;
+                let reply = gateway.handoff(to, &identity, session.req_header()).await;
                 ctx.outcome = reply.outcome;
                 ctx.identity = Some(identity);
                 write_reply(session, reply).await?;
