@@ -339,3 +339,6 @@ pub(crate) fn summary_of(g: &Gateway) -> String {
         count(g.app_count(), "app")
     )
 }
+
+#[cfg(test)]
+mod tests;
