@@ -6,27 +6,29 @@ use std::sync::Arc;
 
 use http::header::HOST;
 use http::request::Parts;
-use http::{HeaderName, HeaderValue};
 
 use crate::config::{
     Config, IdentityHeaderNames, LogSettings, LoginUrl, PersonInLog, RouteSettings, RouteTarget,
     ServerSettings,
 };
 use crate::handoff::limits::EmailLimits;
-use crate::handoff::widget::WidgetRewriter;
-use crate::handoff::{App, HandoffRequest};
+use crate::handoff::App;
 use crate::identity::Identity;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::reply::{wants_html, Reply};
-use crate::routes::{normalize_path, RouteTable};
+use crate::routes::RouteTable;
 use crate::session::jwks::Jwks;
 use crate::session::{BuildError, SessionError, SessionVerifier, Source};
 use crate::upstream::UpstreamGroup;
 
 mod endpoints;
 mod guards;
+mod handoffs;
+mod identity_headers;
 mod inbound;
+mod refusals;
 mod state;
+mod widgets;
 
 pub use state::StateCollector;
 
@@ -415,25 +417,6 @@ impl Gateway {
         (decision, note)
     }
 
-    /// What a request's answer does with widget tags: nothing without widget apps; a fresh code
-    /// only for a browser's top-level `GET` navigation for an HTML page (`Sec-Fetch-Mode`
-    /// absent or `navigate`, `Sec-Fetch-Dest` absent or `document`) — never for a `fetch()`, a
-    /// frame or a sub-resource, whose answer another page's script could read; otherwise any
-    /// code is stripped.
-    pub fn widgets_for(&self, req: &Parts) -> Widgets {
-        if self.widget_apps.is_empty() {
-            return Widgets::Off;
-        }
-        let header = |name| req.headers.get(name).map(|v: &HeaderValue| v.as_bytes());
-        let navigation = matches!(header("sec-fetch-mode"), None | Some(b"navigate"))
-            && matches!(header("sec-fetch-dest"), None | Some(b"document"));
-        if navigation && req.method == http::Method::GET && wants_html(&req.headers) {
-            Widgets::SignIn
-        } else {
-            Widgets::Strip
-        }
-    }
-
     /// The page for a request no route matches.
     pub fn not_found(&self, html: bool) -> Reply {
         Reply::error(
@@ -443,166 +426,6 @@ impl Gateway {
             "Page not found",
             "There is nothing at this address.",
         )
-    }
-
-    /// Runs a handoff decided by [`Gateway::decide`] and returns what the person sees. A `HEAD`
-    /// request stops here with an empty 200: it never calls the app or sends an email.
-    pub async fn handoff(&self, to: HandoffTo<'_>, identity: &Identity, req: &Parts) -> Reply {
-        let HandoffTo {
-            app,
-            prefix,
-            session,
-        } = to;
-        if req.method == http::Method::HEAD {
-            return Reply::text(200, "");
-        }
-        let path = normalize_path(req.uri.path());
-        let tail = if prefix == "/" {
-            &path[..]
-        } else {
-            path.get(prefix.len()..).unwrap_or_default()
-        };
-        let request = HandoffRequest {
-            tail,
-            query: req.uri.query(),
-        };
-        let outcome = app.handoff(identity, &request).await;
-        let (label, code) = outcome.labels();
-        self.metrics
-            .handoffs
-            .with_label_values(&[app.name.as_str(), label, code.as_str()])
-            .inc();
-        let user = self.person_for_log(identity);
-        app.reply(
-            outcome,
-            identity,
-            &user,
-            session.verifier.mapping(),
-            wants_html(&req.headers),
-        )
-        .with_outcome(label)
-    }
-
-    /// A rewriter that signs in (or, without a person, strips) the widgets of every app with
-    /// `widget = true`; past [`Gateway::widget_page_cap`] bytes a page passes untouched.
-    pub fn widget_rewriter(&self, identity: Option<&Identity>) -> Option<WidgetRewriter> {
-        let cap = self.widget_page_cap()?;
-        let targets: Vec<_> = self
-            .widget_apps
-            .iter()
-            .filter_map(|&i| self.apps[i].widget_target(identity))
-            .collect();
-        if targets.is_empty() {
-            return None;
-        }
-        Some(WidgetRewriter::new(targets, cap))
-    }
-
-    /// The largest page whose widget tags are rewritten (and the most a compressed one is
-    /// inflated to): the smallest `widget_max_page_bytes` of the widget apps; `None` without one.
-    pub fn widget_page_cap(&self) -> Option<usize> {
-        self.widget_apps
-            .iter()
-            .filter_map(|&i| self.apps[i].widget_page_cap())
-            .min()
-    }
-
-    fn unauthenticated(
-        &self,
-        session: &GatewaySession,
-        req: &Parts,
-        html: bool,
-        e: SessionError,
-    ) -> Reply {
-        if e == SessionError::Unavailable {
-            return Reply::error(
-                html,
-                503,
-                "session_unavailable",
-                "Sign-in is not answering",
-                "The intranet's sign-in service is not answering right now, so the gateway \
-                 cannot tell who you are. Please try again in a minute.",
-            )
-            .with_header("Retry-After", "10".to_string());
-        }
-        if e == SessionError::Busy {
-            return Reply::error(
-                html,
-                503,
-                "session_busy",
-                "Too many sign-ins at once",
-                "The gateway is checking many new sessions right now and cannot check yours \
-                 yet. Please try again in a few seconds.",
-            )
-            .with_header("Retry-After", "5".to_string());
-        }
-        if html {
-            if let Some(login) = &session.login_url {
-                let return_to = req
-                    .uri
-                    .path_and_query()
-                    .map(|pq| pq.as_str())
-                    .filter(|r| crate::routes::is_local_path(r))
-                    .unwrap_or("/");
-                return Reply::redirect(login.render(return_to)).with_outcome("login_redirect");
-            }
-        }
-        let message = match e {
-            SessionError::Missing => "You are not signed in to the intranet.".to_string(),
-            e => format!("Your intranet session is not valid: {e}. Please sign in again."),
-        };
-        Reply::error(html, 401, "unauthenticated", "Please sign in", &message)
-    }
-
-    /// `X-Handoff-Groups`: the groups joined with `,`. A group whose name cannot be carried
-    /// unambiguously — it holds a `,`, a control character, or space at either end — is left
-    /// out (an upstream splitting on `,` would see groups the person is not in); logged once.
-    fn groups_header(&self, identity: &Identity) -> String {
-        let carriable = |g: &&String| {
-            !g.contains(',') && !g.chars().any(char::is_control) && g.trim() == g.as_str()
-        };
-        if identity.groups.iter().all(|g| carriable(&g)) {
-            return identity.groups.join(",");
-        }
-        if !self
-            .dropped_group_logged
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            tracing::warn!(
-                target: "handoff::identity",
-                "a group name with a comma, a control character or surrounding spaces is left out \
-                 of the groups header (it cannot be carried unambiguously); logged once per config"
-            );
-        }
-        let kept: Vec<&str> = identity
-            .groups
-            .iter()
-            .filter(carriable)
-            .map(String::as_str)
-            .collect();
-        kept.join(",")
-    }
-
-    /// The identity headers to send upstream for `identity`. Values that cannot be a header
-    /// (control characters) are left out rather than mangled.
-    pub fn identity_header_values(&self, identity: &Identity) -> Vec<(HeaderName, HeaderValue)> {
-        let names = &self.identity_headers;
-        let groups = self.groups_header(identity);
-        [
-            (&names.id, identity.id.as_str()),
-            (&names.email, identity.email.as_str()),
-            (&names.name, identity.name.as_str()),
-            (&names.username, identity.username.as_str()),
-            (&names.groups, groups.as_str()),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .filter_map(|(n, v)| {
-            HeaderValue::from_bytes(v.as_bytes())
-                .ok()
-                .map(|v| (n.clone(), v))
-        })
-        .collect()
     }
 }
 

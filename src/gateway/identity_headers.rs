@@ -1,0 +1,59 @@
+//! The person, as the headers the upstream receives (`[identity_headers]`).
+
+use http::{HeaderName, HeaderValue};
+
+use super::Gateway;
+use crate::identity::Identity;
+
+impl Gateway {
+    /// `X-Handoff-Groups`: the groups joined with `,`. A group whose name cannot be carried
+    /// unambiguously — it holds a `,`, a control character, or space at either end — is left
+    /// out (an upstream splitting on `,` would see groups the person is not in); logged once.
+    fn groups_header(&self, identity: &Identity) -> String {
+        let carriable = |g: &&String| {
+            !g.contains(',') && !g.chars().any(char::is_control) && g.trim() == g.as_str()
+        };
+        if identity.groups.iter().all(|g| carriable(&g)) {
+            return identity.groups.join(",");
+        }
+        if !self
+            .dropped_group_logged
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                target: "handoff::identity",
+                "a group name with a comma, a control character or surrounding spaces is left out \
+                 of the groups header (it cannot be carried unambiguously); logged once per config"
+            );
+        }
+        let kept: Vec<&str> = identity
+            .groups
+            .iter()
+            .filter(carriable)
+            .map(String::as_str)
+            .collect();
+        kept.join(",")
+    }
+
+    /// The identity headers to send upstream for `identity`. Values that cannot be a header
+    /// (control characters) are left out rather than mangled.
+    pub fn identity_header_values(&self, identity: &Identity) -> Vec<(HeaderName, HeaderValue)> {
+        let names = &self.identity_headers;
+        let groups = self.groups_header(identity);
+        [
+            (&names.id, identity.id.as_str()),
+            (&names.email, identity.email.as_str()),
+            (&names.name, identity.name.as_str()),
+            (&names.username, identity.username.as_str()),
+            (&names.groups, groups.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .filter_map(|(n, v)| {
+            HeaderValue::from_bytes(v.as_bytes())
+                .ok()
+                .map(|v| (n.clone(), v))
+        })
+        .collect()
+    }
+}
