@@ -35,11 +35,7 @@ impl Handoff {
             .as_ref()
             .map_or(Cow::Borrowed("-"), |i| gateway.person_for_log(i));
         let upstream = ctx.upstream.as_ref().map(|a| a.to_string());
-        let outcome = if e.is_some() && ctx.outcome == "proxied" {
-            "proxy_error"
-        } else {
-            ctx.outcome
-        };
+        let outcome = ctx.outcome.label(e.is_some());
         tracing::info!(
             target: "handoff::access",
             method = %req.method,

@@ -4,7 +4,7 @@
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, Session};
 
-use super::{write_reply, Handoff, HandoffCtx};
+use super::{write_reply, Handoff, HandoffCtx, Outcome};
 use crate::reply::{wants_html, Reply};
 
 impl Handoff {
@@ -37,12 +37,12 @@ impl Handoff {
         if code > 0 && session.response_written().is_none() {
             let html = wants_html(&session.req_header().headers);
             let (title, message) = match code {
-                _ if ctx.outcome == "page_too_large" => (
+                _ if ctx.outcome == Outcome::Answered("page_too_large") => (
                     "The intranet page is too large",
                     "This page is larger than the gateway checks for sign-in codes \
                      (widget_max_page_bytes), so it was not sent.",
                 ),
-                _ if ctx.outcome == "page_not_checked" => (
+                _ if ctx.outcome == Outcome::Answered("page_not_checked") => (
                     "The intranet page could not be checked",
                     "The intranet sent this page compressed, but not validly, so the gateway \
                      cannot make sure it carries no stale sign-in code. Reloading the page \
@@ -62,10 +62,7 @@ impl Handoff {
                     "The gateway hit an unexpected problem. Please try again.",
                 ),
             };
-            let outcome = match ctx.outcome {
-                "proxied" => "proxy_error",
-                outcome => outcome,
-            };
+            let outcome = ctx.outcome.label(true);
             let reply = Reply::error(html, code, outcome, title, message);
             // The connection is not reused after a failed proxy attempt: say so, or the client
             // sends its next request into a closing socket.

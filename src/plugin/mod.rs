@@ -50,8 +50,8 @@ pub struct HandoffCtx {
     started: Instant,
     /// The config this request is decided by (set in `request_filter`).
     gateway: Option<Arc<Gateway>>,
-    /// What happened: `proxied`, or what Handoff answered (see `Reply::outcome`).
-    outcome: &'static str,
+    /// What happened to the request, for the access log and the failure page.
+    outcome: Outcome,
     upstream: Option<PeerAddr>,
     route: Option<usize>,
     identity: Option<Identity>,
@@ -83,6 +83,25 @@ impl HandoffCtx {
     /// Which source recognised the person (`cookie`, `bearer`, `userinfo`), or `-`.
     pub fn session_source(&self) -> &'static str {
         self.session.source()
+    }
+}
+
+/// What happened to a request: proxied (so far), or answered or cut short by Handoff with the
+/// reply's code (`login_redirect`, `forbidden`, `redirected`, `page_too_large`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Proxied,
+    Answered(&'static str),
+}
+
+impl Outcome {
+    /// The access log's `outcome`: a proxied request that failed is `proxy_error`.
+    fn label(self, failed: bool) -> &'static str {
+        match self {
+            Outcome::Proxied if failed => "proxy_error",
+            Outcome::Proxied => "proxied",
+            Outcome::Answered(code) => code,
+        }
     }
 }
 
@@ -209,7 +228,7 @@ impl Handoff {
         HandoffCtx {
             started: Instant::now(),
             gateway: None,
-            outcome: "proxied",
+            outcome: Outcome::Proxied,
             upstream: None,
             route: None,
             identity: None,
@@ -238,7 +257,7 @@ impl Handoff {
         let gateway = self.gateway();
         ctx.gateway = Some(gateway.clone());
         if let Some(reply) = screen::screen(&gateway, session.req_header_mut()) {
-            ctx.outcome = reply.outcome;
+            ctx.outcome = Outcome::Answered(reply.outcome);
             write_reply(session, reply).await?;
             return Ok(Filtered::Answered);
         }
@@ -258,7 +277,7 @@ impl Handoff {
         match decision {
             Decision::Reply { reply, route } => {
                 ctx.route = route;
-                ctx.outcome = reply.outcome;
+                ctx.outcome = Outcome::Answered(reply.outcome);
                 write_reply(session, reply).await?;
                 Ok(Filtered::Answered)
             }
@@ -282,7 +301,7 @@ impl Handoff {
             } => {
                 ctx.route = Some(route);
                 let reply = gateway.handoff(to, &identity, session.req_header()).await;
-                ctx.outcome = reply.outcome;
+                ctx.outcome = Outcome::Answered(reply.outcome);
                 ctx.identity = Some(identity);
                 write_reply(session, reply).await?;
                 Ok(Filtered::Answered)

@@ -9,7 +9,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use super::{Handoff, HandoffCtx};
+use super::{Handoff, HandoffCtx, Outcome};
 use crate::gateway::Widgets;
 use crate::handoff::inflate::{InflateError, Inflater};
 use crate::reply::Reply;
@@ -132,7 +132,7 @@ impl Handoff {
         if !session.is_http2() {
             response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
-        ctx.outcome = "page_not_checked";
+        ctx.outcome = Outcome::Answered("page_not_checked");
         ctx.replacement = Some(reply.body);
         Ok(())
     }
@@ -171,11 +171,11 @@ impl Handoff {
                 Ok(plain) => *body = Some(Bytes::from(plain)),
                 Err(e) => {
                     let too_large = matches!(e, InflateError::TooLarge { .. });
-                    ctx.outcome = if too_large {
+                    ctx.outcome = Outcome::Answered(if too_large {
                         "page_too_large"
                     } else {
                         "page_not_checked"
-                    };
+                    });
                     tracing::warn!(
                         target: "handoff::widget",
                         "a compressed HTML page was cut short: {e} (widget_max_page_bytes)"
@@ -201,7 +201,7 @@ impl Handoff {
         let (out, last) = match finished {
             Ok(both) => both,
             Err(e) => {
-                ctx.outcome = "page_not_checked";
+                ctx.outcome = Outcome::Answered("page_not_checked");
                 tracing::warn!(target: "handoff::widget", "an HTML page was cut short: {e}");
                 // A 502 page when nothing was sent yet, else the answer is cut short.
                 return Error::e_explain(HTTPStatus(502), e.to_string());
