@@ -13,11 +13,11 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use handoff::apps::mint::mint_hs256;
+use handoff::apps::widget::{WidgetRewriter, WidgetTarget};
+use handoff::apps::yourgpt::YourGpt;
+use handoff::apps::HandoffOutcome;
 use handoff::config::{Secret, YourGptSettings};
-use handoff::handoff::mint::mint_hs256;
-use handoff::handoff::widget::{WidgetRewriter, WidgetTarget};
-use handoff::handoff::yourgpt::YourGpt;
-use handoff::handoff::HandoffOutcome;
 use handoff::identity::Identity;
 use handoff::standins::yourgpt::{YourGptStandIn, CLIENT_ID};
 
@@ -67,7 +67,7 @@ fn whole_handoff(c: &mut Criterion) {
     let standin = rt
         .block_on(YourGptStandIn::start(SECRET.to_vec()))
         .expect("stand-in");
-    let emails = handoff::handoff::limits::EmailLimits::default().for_client(CLIENT_ID, 5);
+    let emails = handoff::apps::limits::EmailLimits::default().for_client(CLIENT_ID, 5);
     let yourgpt = YourGpt::new(settings(standin.url()), emails).expect("client");
     let who = ada();
     c.bench_function("yourgpt_handoff_against_standin", |b| {

@@ -95,6 +95,9 @@
 mod plugin;
 pub mod standalone;
 
+#[doc(hidden)]
+pub mod apps;
+
 pub use config::{ConfigError, ConfigErrors};
 pub use identity::Identity;
 pub use plugin::{Filtered, Handoff, HandoffCtx, LoadError};
@@ -105,8 +108,6 @@ pub mod config;
 #[doc(hidden)]
 pub mod demo;
 mod gateway;
-#[doc(hidden)]
-pub mod handoff;
 #[doc(hidden)]
 pub mod identity;
 mod keyed;

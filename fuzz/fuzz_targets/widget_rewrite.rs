@@ -2,7 +2,7 @@
 //! come out byte for byte as it went in; a page with it must not lose what follows it.
 #![no_main]
 
-use handoff::handoff::widget::{WidgetRewriter, WidgetTarget};
+use handoff::apps::widget::{WidgetRewriter, WidgetTarget};
 use libfuzzer_sys::fuzz_target;
 
 fn rewrite(page: &[u8], cuts: &[u8], code: Option<&str>, max: usize) -> Vec<u8> {

@@ -3,7 +3,7 @@
 use http::request::Parts;
 
 use super::{Gateway, HandoffTo};
-use crate::handoff::HandoffRequest;
+use crate::apps::HandoffRequest;
 use crate::identity::Identity;
 use crate::reply::{wants_html, Reply};
 use crate::routes::normalize_path;

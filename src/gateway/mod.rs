@@ -7,12 +7,12 @@ use std::sync::Arc;
 use http::header::HOST;
 use http::request::Parts;
 
+use crate::apps::limits::EmailLimits;
+use crate::apps::App;
 use crate::config::{
     Config, IdentityHeaderNames, LogSettings, LoginUrl, PersonInLog, RouteSettings, RouteTarget,
     ServerSettings,
 };
-use crate::handoff::limits::EmailLimits;
-use crate::handoff::App;
 use crate::identity::Identity;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::reply::{wants_html, Reply};

@@ -5,7 +5,7 @@ use http::request::Parts;
 use http::HeaderValue;
 
 use super::{Gateway, Widgets};
-use crate::handoff::widget::WidgetRewriter;
+use crate::apps::widget::WidgetRewriter;
 use crate::identity::Identity;
 use crate::reply::wants_html;
 

@@ -23,10 +23,10 @@ use pingora::server::Server;
 use pingora::services::ServiceHandle;
 use pingora::upstreams::peer::{HttpPeer, Peer};
 
+use crate::apps::inflate::Inflater;
+use crate::apps::widget::WidgetRewriter;
 use crate::config::{self, Config, ConfigErrors};
 use crate::gateway::{Decision, Gateway, SessionNote, Widgets};
-use crate::handoff::inflate::Inflater;
-use crate::handoff::widget::WidgetRewriter;
 use crate::identity::Identity;
 
 /// Why a [`Handoff`] could not be built: every problem of the settings, each named by its key

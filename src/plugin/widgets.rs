@@ -10,8 +10,8 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::{Handoff, HandoffCtx, Outcome};
+use crate::apps::inflate::{InflateError, Inflater};
 use crate::gateway::Widgets;
-use crate::handoff::inflate::{InflateError, Inflater};
 use crate::reply::Reply;
 
 impl Handoff {
