@@ -128,4 +128,6 @@ pub mod session;
 #[cfg(feature = "demo")]
 #[doc(hidden)]
 pub mod standins;
+#[cfg(test)]
+mod test_config;
 mod upstream;

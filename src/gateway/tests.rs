@@ -10,45 +10,9 @@ use serde_json::json;
 use super::{Decision, Gateway, SessionNote, Widgets};
 use crate::metrics::Metrics;
 
-const SECRET: &str = "decision-table-secret-0123456789abcdef";
-
 fn gateway() -> Gateway {
-    let dir = std::env::temp_dir().join(format!("handoff-decide-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("session.txt"), SECRET).unwrap();
-    std::fs::write(dir.join("tm.txt"), "typingmind-secret-for-the-table").unwrap();
-    let text = r#"
-[session]
-cookie = "sid"
-algorithms = ["HS256"]
-secret = { file = "session.txt" }
-login_url = "https://sso.example/login?next={return_to}"
-
-[upstreams.intranet]
-servers = ["127.0.0.1:9"]
-health_check = { type = "none" }
-
-[apps.chat]
-kind = "typingmind"
-instance_url = "https://chat.example"
-secret = { file = "tm.txt" }
-widget = true
-
-[[routes]]
-path = "/"
-upstream = "intranet"
-
-[[routes]]
-path = "/private"
-upstream = "intranet"
-require_session = true
-allow = { groups = ["eng"] }
-
-[[routes]]
-path = "/ai/chat"
-app = "chat"
-"#;
-    let config = crate::config::from_toml_str(text, &dir).unwrap();
+    let (text, dir) = crate::test_config::config();
+    let config = crate::config::from_toml_str(&text, &dir).unwrap();
     Gateway::build(config, Metrics::new(), None).unwrap()
 }
 
@@ -64,7 +28,7 @@ fn token(groups: &[&str], exp_offset: i64) -> String {
     encode(
         &Header::default(),
         &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
+        &EncodingKey::from_secret(crate::test_config::SESSION_SECRET.as_bytes()),
     )
     .unwrap()
 }

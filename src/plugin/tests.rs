@@ -8,37 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{Filtered, Handoff};
 
 fn handoff() -> Handoff {
-    let dir = std::env::temp_dir().join(format!("handoff-wire-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("tm.txt"), "typingmind-secret-for-the-wire-test").unwrap();
-    std::fs::write(dir.join("s.txt"), "session-secret-for-the-wire-test-0123").unwrap();
-    Handoff::from_toml(
-        r#"
-[session]
-cookie = "sid"
-algorithms = ["HS256"]
-secret = { file = "s.txt" }
-
-[upstreams.intranet]
-servers = ["127.0.0.1:9"]
-health_check = { type = "none" }
-
-[apps.chat]
-kind = "typingmind"
-instance_url = "https://chat.example"
-secret = { file = "tm.txt" }
-
-[[routes]]
-path = "/"
-upstream = "intranet"
-
-[[routes]]
-path = "/ai/chat"
-app = "chat"
-"#,
-        &dir,
-    )
-    .unwrap()
+    let (text, dir) = crate::test_config::config();
+    Handoff::from_toml(&text, &dir).unwrap()
 }
 
 /// A session that has read `request` from a mock client, and the client's end.
