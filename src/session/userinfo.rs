@@ -121,6 +121,7 @@ struct Inner {
     /// flood makes one warning every few seconds, not one per request.
     refusal_logged: std::sync::atomic::AtomicU64,
     started: Instant,
+    clock: Clock,
 }
 
 impl fmt::Debug for Userinfo {
@@ -134,10 +135,23 @@ impl fmt::Debug for Userinfo {
     }
 }
 
+/// Where the cache reads the time: the clock, or a test's.
+type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
 impl Userinfo {
     pub fn new(settings: UserinfoSettings, mapping: ClaimMapping) -> Result<Self, String> {
+        Self::with_clock(settings, mapping, Arc::new(Instant::now))
+    }
+
+    /// [`Userinfo::new`] reading the time from `clock` (tests move it by hand).
+    fn with_clock(
+        settings: UserinfoSettings,
+        mapping: ClaimMapping,
+        clock: Clock,
+    ) -> Result<Self, String> {
         let http = crate::outbound::client("userinfo", settings.timeout, None, 0)?;
         let hash = KeyedHash::random()?;
+        let started = clock();
         Ok(Userinfo {
             inner: Arc::new(Inner {
                 settings,
@@ -147,7 +161,8 @@ impl Userinfo {
                 cache: Mutex::new(Cache::default()),
                 counts: CacheCounts::default(),
                 refusal_logged: Default::default(),
-                started: Instant::now(),
+                started,
+                clock,
             }),
         })
     }
@@ -164,7 +179,7 @@ impl Userinfo {
         let s = &self.inner.settings;
         let flight = {
             let mut cache = self.inner.lock();
-            let now = Instant::now();
+            let now = (self.inner.clock)();
             if let Some(entry) = cache.people.get(&key) {
                 let age = now.saturating_duration_since(entry.fetched);
                 let answer = Answer::Person(entry.identity.clone());
@@ -230,7 +245,7 @@ impl Userinfo {
             .is_some_and(|(f, _)| Arc::ptr_eq(f, flight));
         if ours {
             cache.flights.remove(&key);
-            let now = Instant::now();
+            let now = (self.inner.clock)();
             match &result {
                 Ok(Answer::Person(identity)) => {
                     cache.strangers.remove(&key);
@@ -265,8 +280,8 @@ impl Userinfo {
             .then(|| {
                 let cache = self.inner.lock();
                 let entry = cache.people.get(&key)?;
-                (entry.fetched.elapsed() <= s.cache + s.max_stale)
-                    .then(|| Answer::Person(entry.identity.clone()))
+                let age = (self.inner.clock)().saturating_duration_since(entry.fetched);
+                (age <= s.cache + s.max_stale).then(|| Answer::Person(entry.identity.clone()))
             })
             .flatten();
         let url = crate::config::redacted_url(&s.url);
@@ -335,7 +350,10 @@ impl Inner {
     fn refused(&self) {
         use std::sync::atomic::Ordering::Relaxed;
         self.counts.refused();
-        let now = self.started.elapsed().as_secs() + 10;
+        let now = (self.clock)()
+            .saturating_duration_since(self.started)
+            .as_secs()
+            + 10;
         let last = self.refusal_logged.load(Relaxed);
         if now >= last + 10
             && self
@@ -401,5 +419,268 @@ impl Inner {
         let claims: Map<String, Value> =
             serde_json::from_slice(&body).map_err(|_| FetchError::NotJson)?;
         Ok(Answer::Person(Arc::new(self.mapping.identity(&claims))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cache's time rules on a hand-moved clock: what the integration tests would need
+    //! seconds of sleep for takes milliseconds here. The endpoint is a real one on loopback.
+
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// How the stand-in endpoint answers.
+    #[derive(Clone, Copy)]
+    enum Mode {
+        Normal,
+        Down,
+        Slow(Duration),
+    }
+
+    /// A userinfo endpoint: 200 with the claims of a known `sid`, 401 for any other.
+    #[derive(Clone)]
+    struct Endpoint {
+        url: url::Url,
+        calls: Arc<AtomicUsize>,
+        state: Arc<Mutex<(HashMap<String, Value>, Mode)>>,
+    }
+
+    impl Endpoint {
+        async fn start() -> Endpoint {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/me", listener.local_addr().unwrap());
+            let endpoint = Endpoint {
+                url: url::Url::parse(&url).unwrap(),
+                calls: Arc::default(),
+                state: Arc::new(Mutex::new((HashMap::new(), Mode::Normal))),
+            };
+            let served = endpoint.clone();
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let served = served.clone();
+                    tokio::spawn(async move {
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        served.calls.fetch_add(1, Ordering::SeqCst);
+                        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                        let sid = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("cookie: sid="))
+                            .unwrap_or_default()
+                            .trim()
+                            .to_string();
+                        let (claims, mode) = {
+                            let state = served.state.lock().unwrap();
+                            (state.0.get(&sid).cloned(), state.1)
+                        };
+                        let (status, body) = match (mode, claims) {
+                            (Mode::Down, _) => ("500 Internal Server Error", String::new()),
+                            (Mode::Slow(d), claims) => {
+                                tokio::time::sleep(d).await;
+                                match claims {
+                                    Some(c) => ("200 OK", c.to_string()),
+                                    None => ("401 Unauthorized", String::new()),
+                                }
+                            }
+                            (Mode::Normal, Some(c)) => ("200 OK", c.to_string()),
+                            (Mode::Normal, None) => ("401 Unauthorized", String::new()),
+                        };
+                        let answer = format!(
+                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = stream.write_all(answer.as_bytes()).await;
+                    });
+                }
+            });
+            endpoint
+        }
+
+        fn person(&self, sid: &str, last_name: &str) {
+            let claims = json!({"sub": sid, "email": "ada@corp.example",
+                                "given_name": "Ada", "family_name": last_name});
+            self.state.lock().unwrap().0.insert(sid.to_string(), claims);
+        }
+
+        fn mode(&self, mode: Mode) {
+            self.state.lock().unwrap().1 = mode;
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A clock moved by hand.
+    #[derive(Clone)]
+    struct TestClock(Arc<Mutex<Instant>>);
+
+    impl TestClock {
+        fn new() -> TestClock {
+            TestClock(Arc::new(Mutex::new(Instant::now())))
+        }
+
+        fn advance(&self, by: Duration) {
+            *self.0.lock().unwrap() += by;
+        }
+
+        fn clock(&self) -> Clock {
+            let at = self.0.clone();
+            Arc::new(move || *at.lock().unwrap())
+        }
+    }
+
+    fn userinfo(
+        endpoint: &Endpoint,
+        clock: &TestClock,
+        edit: impl FnOnce(&mut UserinfoSettings),
+    ) -> Userinfo {
+        let mut settings = UserinfoSettings {
+            url: endpoint.url.clone(),
+            cookies: vec!["sid".to_string()],
+            timeout: Duration::from_secs(2),
+            cache: Duration::from_secs(1),
+            negative_cache: Duration::from_secs(5),
+            stale_while_revalidate: Duration::ZERO,
+            on_error: OnError::Closed,
+            max_stale: Duration::from_secs(300),
+            max_entries: 10,
+            max_negative_entries: 10,
+            max_new_lookups: 100,
+            max_body_bytes: 64 * 1024,
+        };
+        edit(&mut settings);
+        Userinfo::with_clock(settings, ClaimMapping::default(), clock.clock()).unwrap()
+    }
+
+    fn cookie(sid: &str) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(COOKIE, format!("sid={sid}").parse().unwrap());
+        headers
+    }
+
+    /// The person's last name, or why there is none.
+    async fn last_name(u: &Userinfo, sid: &str) -> Result<String, String> {
+        match u.lookup(&cookie(sid)).await {
+            Ok(Answer::Person(p)) => Ok(p.last_name.clone()),
+            Ok(Answer::NotSignedIn) => Err("not signed in".to_string()),
+            Err(e) => Err(format!("{e:?}")),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_expired_entry_is_served_while_one_refresh_runs() {
+        let (endpoint, clock) = (Endpoint::start().await, TestClock::new());
+        let u = userinfo(&endpoint, &clock, |s| {
+            s.stale_while_revalidate = Duration::from_secs(30)
+        });
+        endpoint.person("s1", "v1");
+        assert_eq!(last_name(&u, "s1").await.unwrap(), "v1");
+        endpoint.person("s1", "v2");
+        endpoint.mode(Mode::Slow(Duration::from_millis(300)));
+        clock.advance(Duration::from_millis(1100));
+        // Expired: answered at once from the stale entry, while one refresh runs.
+        let started = Instant::now();
+        let answers = futures_util::future::join_all((0..20).map(|_| last_name(&u, "s1"))).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(250),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            answers.iter().all(|a| a.as_deref() == Ok("v1")),
+            "{answers:?}"
+        );
+        let waited = Instant::now();
+        while endpoint.calls() < 2 || u.inner.lock().flights.values().any(|(f, _)| awaited(f)) {
+            assert!(
+                waited.elapsed() < Duration::from_secs(3),
+                "the refresh never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(endpoint.calls(), 2, "one refresh for twenty requests");
+        assert_eq!(last_name(&u, "s1").await.unwrap(), "v2");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn past_its_window_an_entry_is_fetched_again_before_answering() {
+        let (endpoint, clock) = (Endpoint::start().await, TestClock::new());
+        let u = userinfo(&endpoint, &clock, |_| {});
+        endpoint.person("s1", "v1");
+        assert_eq!(last_name(&u, "s1").await.unwrap(), "v1");
+        endpoint.person("s1", "v2");
+        clock.advance(Duration::from_millis(999));
+        assert_eq!(last_name(&u, "s1").await.unwrap(), "v1", "still fresh");
+        clock.advance(Duration::from_millis(2));
+        assert_eq!(last_name(&u, "s1").await.unwrap(), "v2");
+        assert_eq!(endpoint.calls(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn open_with_stale_serves_a_known_person_up_to_the_bound() {
+        let (endpoint, clock) = (Endpoint::start().await, TestClock::new());
+        let u = userinfo(&endpoint, &clock, |s| {
+            s.on_error = OnError::OpenWithStale;
+            s.max_stale = Duration::from_secs(2);
+        });
+        endpoint.person("s1", "v1");
+        endpoint.person("s2", "v1");
+        assert_eq!(last_name(&u, "s1").await.unwrap(), "v1");
+        endpoint.mode(Mode::Down);
+        clock.advance(Duration::from_millis(1200));
+        assert_eq!(
+            last_name(&u, "s1").await.unwrap(),
+            "v1",
+            "the stale answer stands in"
+        );
+        // Nobody new gets in on a guess.
+        assert_eq!(last_name(&u, "s2").await, Err("Unavailable".to_string()));
+        // Past cache + max_stale: no more.
+        clock.advance(Duration::from_millis(1801));
+        assert_eq!(last_name(&u, "s1").await, Err("Unavailable".to_string()));
+        // Closed: no stale answer at all.
+        let closed = userinfo(&endpoint, &clock, |_| {});
+        endpoint.mode(Mode::Normal);
+        assert_eq!(last_name(&closed, "s1").await.unwrap(), "v1");
+        endpoint.mode(Mode::Down);
+        clock.advance(Duration::from_millis(1001));
+        assert_eq!(
+            last_name(&closed, "s1").await,
+            Err("Unavailable".to_string())
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn not_signed_in_answers_expire_and_never_push_a_person_out() {
+        let (endpoint, clock) = (Endpoint::start().await, TestClock::new());
+        let u = userinfo(&endpoint, &clock, |s| s.cache = Duration::from_secs(60));
+        endpoint.person("ada", "Lovelace");
+        assert_eq!(last_name(&u, "ada").await.unwrap(), "Lovelace");
+        for i in 0..100 {
+            assert!(last_name(&u, &format!("nobody-{i}")).await.is_err());
+        }
+        let calls = endpoint.calls();
+        assert_eq!(last_name(&u, "ada").await.unwrap(), "Lovelace");
+        assert_eq!(endpoint.calls(), calls, "Ada's answer is still cached");
+        // A "not signed in" answer is used for negative_cache, then asked again.
+        assert!(last_name(&u, "nobody-99").await.is_err());
+        assert_eq!(endpoint.calls(), calls);
+        clock.advance(Duration::from_secs(5));
+        assert!(last_name(&u, "nobody-99").await.is_err());
+        assert_eq!(endpoint.calls(), calls + 1);
     }
 }
