@@ -427,3 +427,6 @@ pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors
         errors,
     })
 }
+
+#[cfg(test)]
+mod tests;
