@@ -61,6 +61,11 @@ impl TokenCache {
 
     /// The person a token verified for, if it did recently, under this key-set generation.
     pub fn get(&self, token: &str, generation: Option<u64>) -> Option<Identity> {
+        self.get_at(token, generation, Instant::now())
+    }
+
+    /// [`TokenCache::get`] at `now`.
+    fn get_at(&self, token: &str, generation: Option<u64>, now: Instant) -> Option<Identity> {
         if self.settings.ttl.is_zero() {
             return None;
         }
@@ -68,7 +73,7 @@ impl TokenCache {
         let found = self
             .lock()
             .get(&key)
-            .filter(|hit| hit.until > Instant::now() && hit.generation == generation)
+            .filter(|hit| hit.until > now && hit.generation == generation)
             .map(|hit| Identity::clone(&hit.identity));
         match found {
             Some(_) => self.counts.hit(),
@@ -91,6 +96,26 @@ impl TokenCache {
         identity: &Identity,
         generation: Option<u64>,
     ) {
+        self.put_at(
+            token,
+            claims,
+            leeway_seconds,
+            identity,
+            generation,
+            Instant::now(),
+        );
+    }
+
+    /// [`TokenCache::put`] at `now`.
+    fn put_at(
+        &self,
+        token: &str,
+        claims: &Map<String, Value>,
+        leeway_seconds: u64,
+        identity: &Identity,
+        generation: Option<u64>,
+        now: Instant,
+    ) {
         let Some(valid_for) = remaining(claims, leeway_seconds) else {
             return;
         };
@@ -98,7 +123,6 @@ impl TokenCache {
         if lifetime.is_zero() {
             return;
         }
-        let now = Instant::now();
         let key = self.hash.of(token.as_bytes());
         let mut map = self.lock();
         if !map.contains_key(&key) {
@@ -165,6 +189,25 @@ mod tests {
         assert_eq!(c.get("t1", Some(3)).map(|i| i.id), Some("a".to_string()));
         assert!(c.get("t1", Some(4)).is_none(), "keys changed since");
         assert!(c.get("t2", Some(3)).is_none());
+    }
+
+    #[test]
+    fn an_entry_lasts_the_ttl_or_until_exp_whichever_comes_first() {
+        let c = cache(60);
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        c.put_at("long", &claims(3600), 0, &ada(), None, t0);
+        assert!(c.get_at("long", None, t0 + secs(59)).is_some());
+        assert!(c.get_at("long", None, t0 + secs(60)).is_none(), "the ttl");
+        c.put_at("short", &claims(30), 0, &ada(), None, t0);
+        assert!(c.get_at("short", None, t0 + secs(28)).is_some());
+        assert!(c.get_at("short", None, t0 + secs(31)).is_none(), "its exp");
+        c.put_at("leeway", &claims(30), 10, &ada(), None, t0);
+        assert!(
+            c.get_at("leeway", None, t0 + secs(38)).is_some(),
+            "exp + leeway"
+        );
+        assert!(c.get_at("leeway", None, t0 + secs(41)).is_none());
     }
 
     #[test]
