@@ -13,13 +13,13 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use handoff::apps::mint::mint_hs256;
-use handoff::apps::widget::{WidgetRewriter, WidgetTarget};
-use handoff::apps::yourgpt::YourGpt;
-use handoff::apps::HandoffOutcome;
-use handoff::config::{Secret, YourGptSettings};
-use handoff::identity::Identity;
-use handoff::standins::yourgpt::{YourGptStandIn, CLIENT_ID};
+use handoff::internals::apps::mint::mint_hs256;
+use handoff::internals::apps::widget::{WidgetRewriter, WidgetTarget};
+use handoff::internals::apps::yourgpt::YourGpt;
+use handoff::internals::apps::HandoffOutcome;
+use handoff::internals::config::{Secret, YourGptSettings};
+use handoff::internals::identity::Identity;
+use handoff::internals::standins::yourgpt::{YourGptStandIn, CLIENT_ID};
 
 const SECRET: &[u8] = b"bench-yourgpt-sso-secret-0123456789";
 
@@ -33,7 +33,7 @@ fn ada() -> Identity {
         "preferred_username": "ada",
     });
     let claims = claims.as_object().expect("an object").clone();
-    handoff::identity::ClaimMapping::default().identity(&claims)
+    handoff::internals::identity::ClaimMapping::default().identity(&claims)
 }
 
 fn settings(api_url: String) -> YourGptSettings {
@@ -67,7 +67,7 @@ fn whole_handoff(c: &mut Criterion) {
     let standin = rt
         .block_on(YourGptStandIn::start(SECRET.to_vec()))
         .expect("stand-in");
-    let emails = handoff::apps::limits::EmailLimits::default().for_client(CLIENT_ID, 5);
+    let emails = handoff::internals::apps::limits::EmailLimits::default().for_client(CLIENT_ID, 5);
     let yourgpt = YourGpt::new(settings(standin.url()), emails).expect("client");
     let who = ada();
     c.bench_function("yourgpt_handoff_against_standin", |b| {

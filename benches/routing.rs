@@ -8,8 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use handoff::identity::{ClaimMapping, ClaimPath};
-use handoff::routes::{parse_route_path, HostPattern, RouteTable};
+use handoff::internals::identity::{ClaimMapping, ClaimPath};
+use handoff::internals::routes::{parse_route_path, HostPattern, RouteTable};
 use serde_json::{json, Map, Value};
 
 /// `n` routes: `/app{i}/section` (half of them on a host), plus a catch-all.

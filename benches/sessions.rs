@@ -22,7 +22,7 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-use handoff::session::SessionVerifier;
+use handoff::internals::session::SessionVerifier;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -61,7 +61,7 @@ fn verifier(session: &str) -> SessionVerifier {
         "{session}\n[upstreams.intranet]\nservers = [\"127.0.0.1:9\"]\n\
          [[routes]]\npath = \"/\"\nupstream = \"intranet\"\n"
     );
-    let settings = handoff::config::from_toml_str(&text, &fixtures())
+    let settings = handoff::internals::config::from_toml_str(&text, &fixtures())
         .expect("bench config")
         .session
         .expect("a session");

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use handoff::standins::yourgpt::{YourGptStandIn, CLIENT_ID};
+use handoff::internals::standins::yourgpt::{YourGptStandIn, CLIENT_ID};
 
 fn arg(n: usize) -> String {
     std::env::args().nth(n).unwrap_or_else(|| {

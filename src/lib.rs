@@ -84,9 +84,15 @@
 //! }
 //! ```
 //!
-//! `examples/embedded.rs` is a complete host with its own routing. Modules marked hidden in
-//! this documentation (config parsing, sessions, connectors, pages, stand-ins) are public only
-//! for the crate's own tests and benchmarks; they are not part of the API and may change.
+//! `examples/embedded.rs` is a complete host with its own routing. The API is what this page
+//! shows: [`Handoff`], [`HandoffCtx`], [`Filtered`], [`Identity`], [`ConfigErrors`] and
+//! [`standalone`]. The crate's own tests, benchmarks and fuzz targets reach further through one
+//! hidden path, `handoff::internals`, which is not API and may change.
+//!
+//! Cargo features: `cli` (the `handoff` command line and its log setup) and `demo` (`handoff
+//! demo` and the vendor stand-ins), both default. An embedding proxy sets
+//! `default-features = false`; it also needs Handoff's two `[patch.crates-io]` lines for
+//! Pingora (see the README).
 
 #![warn(missing_docs)]
 // Tests may unwrap; the library itself may not (Cargo.toml's [lints.clippy]).
@@ -95,39 +101,51 @@
 mod plugin;
 pub mod standalone;
 
-#[doc(hidden)]
-pub mod apps;
-
 pub use config::{ConfigError, ConfigErrors};
+
+/// What the crate's own tests, benchmarks, examples and fuzz targets reach into: the config
+/// loader, session recognition, the app connectors, paths and routes, the demo and the vendor
+/// stand-ins. Not API — it changes without notice; an embedding proxy uses the items above.
+#[doc(hidden)]
+#[path = "."]
+pub mod internals {
+    #[path = "apps/mod.rs"]
+    pub mod apps;
+    #[path = "config/mod.rs"]
+    pub mod config;
+    #[cfg(feature = "demo")]
+    #[path = "demo/mod.rs"]
+    pub mod demo;
+    #[path = "identity.rs"]
+    pub mod identity;
+    #[cfg(feature = "cli")]
+    #[path = "logging.rs"]
+    pub mod logging;
+    #[path = "paths.rs"]
+    pub mod paths;
+    #[path = "routes.rs"]
+    pub mod routes;
+    #[path = "session/mod.rs"]
+    pub mod session;
+    #[cfg(feature = "demo")]
+    #[path = "standins/mod.rs"]
+    pub mod standins;
+}
 pub use identity::Identity;
+#[cfg(feature = "cli")]
+pub(crate) use internals::logging;
+#[cfg(feature = "demo")]
+pub(crate) use internals::standins;
+pub(crate) use internals::{apps, config, identity, paths, routes, session};
 pub use plugin::{Filtered, Handoff, HandoffCtx, LoadError};
 
-#[doc(hidden)]
-pub mod config;
-#[cfg(feature = "demo")]
-#[doc(hidden)]
-pub mod demo;
 mod gateway;
-#[doc(hidden)]
-pub mod identity;
 mod keyed;
-#[cfg(feature = "cli")]
-#[doc(hidden)]
-pub mod logging;
 mod metrics;
 mod outbound;
 mod pages;
-#[doc(hidden)]
-pub mod paths;
 mod policy;
 mod reply;
-#[doc(hidden)]
-pub mod routes;
-#[doc(hidden)]
-pub mod session;
-#[cfg(feature = "demo")]
-#[doc(hidden)]
-pub mod standins;
 #[cfg(test)]
 mod test_config;
 mod upstream;

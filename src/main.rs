@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use handoff::config::{self, LogFormat, LogSettings};
+use handoff::internals::config::{self, LogFormat, LogSettings};
 use handoff::Handoff;
 use pingora::prelude::Opt;
 use pingora::server::RunArgs;
@@ -96,7 +96,7 @@ fn main() -> ExitCode {
         } => reload(&path),
         Command::Demo { config } => {
             let _logs = text_logs();
-            match handoff::demo::run(&config) {
+            match handoff::internals::demo::run(&config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{}: {e}", config.display());
@@ -120,7 +120,7 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let logs = match handoff::logging::init(&config.log) {
+    let logs = match handoff::internals::logging::init(&config.log) {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("{}: {e}", path.display());
@@ -191,5 +191,5 @@ fn text_logs() -> Option<tracing_appender::non_blocking::WorkerGuard> {
         format: LogFormat::Text,
         ..LogSettings::default()
     };
-    handoff::logging::init(&settings).ok()
+    handoff::internals::logging::init(&settings).ok()
 }

@@ -3,8 +3,8 @@
 //! `/`), and the login URL must carry it encoded.
 #![no_main]
 
-use handoff::config::LoginUrl;
-use handoff::routes::is_local_path;
+use handoff::internals::config::LoginUrl;
+use handoff::internals::routes::is_local_path;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

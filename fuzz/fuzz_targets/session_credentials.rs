@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use handoff::session::SessionVerifier;
+use handoff::internals::session::SessionVerifier;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 
@@ -33,13 +33,15 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         // SAFETY: set once, before any other thread of this process reads the environment.
         unsafe { std::env::set_var("HANDOFF_FUZZ_SECRET", "fuzz-secret-0123456789abcdef0123") };
-        let config = handoff::config::from_toml_str(CONFIG, std::path::Path::new("."))
+        let config = handoff::internals::config::from_toml_str(CONFIG, std::path::Path::new("."))
             .expect("the fuzz config is valid");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a runtime");
-        let verifier = config.session.expect("[session] is set").verifier;
+        let settings = config.session.expect("[session] is set");
+        let verifier =
+            handoff::internals::session::SessionVerifier::build(&settings, None).expect("a verifier");
         Fixture { runtime, verifier }
     })
 }

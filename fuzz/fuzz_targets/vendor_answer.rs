@@ -2,7 +2,7 @@
 //! read or refused, never panic.
 #![no_main]
 
-use handoff::apps::yourgpt::parse_answer;
+use handoff::internals::apps::yourgpt::parse_answer;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,10 +2,12 @@
 //! come out byte for byte as it went in; a page with it must not lose what follows it.
 #![no_main]
 
-use handoff::apps::widget::{WidgetRewriter, WidgetTarget};
+use handoff::internals::apps::widget::{WidgetRewriter, WidgetTarget};
 use libfuzzer_sys::fuzz_target;
 
-fn rewrite(page: &[u8], cuts: &[u8], code: Option<&str>, max: usize) -> Vec<u8> {
+/// The rewritten page, or `None` when the rewriter gave up on it (the answer then ends there:
+/// never a doubled or lost byte).
+fn rewrite(page: &[u8], cuts: &[u8], code: Option<&str>, max: usize) -> Option<Vec<u8>> {
     let target = WidgetTarget::new(
         "https://chat.example.com",
         "widget.js",
@@ -18,12 +20,12 @@ fn rewrite(page: &[u8], cuts: &[u8], code: Option<&str>, max: usize) -> Vec<u8> 
     for &cut in cuts {
         let n = usize::from(cut).min(rest.len());
         let (chunk, tail) = rest.split_at(n);
-        out.extend_from_slice(&rewriter.write(chunk));
+        out.extend_from_slice(&rewriter.write(chunk).ok()?);
         rest = tail;
     }
-    out.extend_from_slice(&rewriter.write(rest));
-    out.extend_from_slice(&rewriter.finish());
-    out
+    out.extend_from_slice(&rewriter.write(rest).ok()?);
+    out.extend_from_slice(&rewriter.finish().ok()?);
+    Some(out)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -40,9 +42,10 @@ fuzz_target!(|data: &[u8]| {
         .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
         .collect();
     let may_hold_widget = lower.contains("widget") || lower.contains("data-");
-    let out = rewrite(page, cuts, Some("code-123"), 1 << 20);
-    if !may_hold_widget {
-        assert_eq!(out, page, "a page without the widget was changed");
+    if let Some(out) = rewrite(page, cuts, Some("code-123"), 1 << 20) {
+        if !may_hold_widget {
+            assert_eq!(out, page, "a page without the widget was changed");
+        }
     }
     // Nobody signed in: codes are removed, never added.
     let _ = rewrite(page, cuts, None, 64);

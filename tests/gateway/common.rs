@@ -151,7 +151,7 @@ impl TestGateway {
             pid = dir.path().join("pid").display(),
             sock = dir.path().join("upgrade.sock").display(),
         );
-        let config = handoff::config::from_toml_str(&text, &fixtures())
+        let config = handoff::internals::config::from_toml_str(&text, &fixtures())
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{text}"));
         let server =
             handoff::standalone::build_with_config(config, None, None).expect("server builds");

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use handoff::config::{from_toml_str, ConfigError};
+use handoff::internals::config::{from_toml_str, ConfigError};
 
 use crate::common::*;
 

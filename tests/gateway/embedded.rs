@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::common::*;
-use handoff::standins::yourgpt::{YourGptStandIn, CLIENT_ID};
+use handoff::internals::standins::yourgpt::{YourGptStandIn, CLIENT_ID};
 use handoff::Handoff;
 
 #[path = "../../examples/embedded.rs"]

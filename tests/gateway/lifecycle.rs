@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use handoff::standins::yourgpt::{Mode, YourGptStandIn, CLIENT_ID};
+use handoff::internals::standins::yourgpt::{Mode, YourGptStandIn, CLIENT_ID};
 
 fn fixture_session() -> String {
     format!(

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::common::*;
-use handoff::standins::yourgpt::{Mode, YourGptStandIn, CLIENT_ID};
+use handoff::internals::standins::yourgpt::{Mode, YourGptStandIn, CLIENT_ID};
 
 const TYPINGMIND: &str = "https://chat.example.test";
 

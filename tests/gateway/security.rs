@@ -268,7 +268,7 @@ async fn return_to_never_leaves_the_site() {
         "/%09/evil.example",
     ] {
         assert!(
-            !handoff::routes::is_local_path(next)
+            !handoff::internals::routes::is_local_path(next)
                 || url::Url::parse("https://intranet.test/")
                     .unwrap()
                     .join(next)

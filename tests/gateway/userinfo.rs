@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 use crate::idp::{IdentityProvider, Mode, SID};
-use handoff::standins::yourgpt::{YourGptStandIn, CLIENT_ID};
+use handoff::internals::standins::yourgpt::{YourGptStandIn, CLIENT_ID};
 
 /// A gateway recognising `sid` cookies through the stand-in, with `extra` lines in
 /// `[session.userinfo]` and `session_extra` lines in `[session]`.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::common::*;
-use handoff::standins::yourgpt::{Mode, YourGptStandIn, CLIENT_ID};
+use handoff::internals::standins::yourgpt::{Mode, YourGptStandIn, CLIENT_ID};
 
 const LOGIN: &str = "https://chatbot.yourgpt.test";
 
