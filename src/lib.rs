@@ -118,6 +118,8 @@ pub mod internals {
     pub mod demo;
     #[path = "identity.rs"]
     pub mod identity;
+    #[path = "intranet_session/mod.rs"]
+    pub mod intranet_session;
     #[cfg(feature = "cli")]
     #[path = "logging.rs"]
     pub mod logging;
@@ -125,8 +127,6 @@ pub mod internals {
     pub mod paths;
     #[path = "routes.rs"]
     pub mod routes;
-    #[path = "session/mod.rs"]
-    pub mod session;
     #[cfg(feature = "demo")]
     #[path = "standins/mod.rs"]
     pub mod standins;
@@ -136,7 +136,7 @@ pub use identity::Identity;
 pub(crate) use internals::logging;
 #[cfg(feature = "demo")]
 pub(crate) use internals::standins;
-pub(crate) use internals::{apps, config, identity, paths, routes, session};
+pub(crate) use internals::{apps, config, identity, intranet_session, paths, routes};
 pub use plugin::{Filtered, Handoff, HandoffCtx, LoadError};
 
 mod gateway;

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use handoff::internals::session::SessionVerifier;
+use handoff::internals::intranet_session::SessionVerifier;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 
@@ -41,7 +41,7 @@ fn fixture() -> &'static Fixture {
             .expect("a runtime");
         let settings = config.session.expect("[session] is set");
         let verifier =
-            handoff::internals::session::SessionVerifier::build(&settings, None).expect("a verifier");
+            handoff::internals::intranet_session::SessionVerifier::build(&settings, None).expect("a verifier");
         Fixture { runtime, verifier }
     })
 }

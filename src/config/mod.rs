@@ -26,16 +26,16 @@ use http::HeaderName;
 
 use crate::identity::ClaimMapping;
 use crate::identity::ClaimPath;
+use crate::intranet_session::jwks::JwksSettings;
+use crate::intranet_session::jwt::{ClaimRules, PublicKey};
+use crate::intranet_session::token_cache::TokenCacheSettings;
+use crate::intranet_session::userinfo::UserinfoSettings;
+#[cfg(doc)]
+use crate::intranet_session::SessionVerifier;
+use crate::intranet_session::Source;
 use crate::paths::EscapedSlashes;
 use crate::policy::AllowRules;
 use crate::routes::HostPattern;
-use crate::session::jwks::JwksSettings;
-use crate::session::jwt::{ClaimRules, PublicKey};
-use crate::session::token_cache::TokenCacheSettings;
-use crate::session::userinfo::UserinfoSettings;
-#[cfg(doc)]
-use crate::session::SessionVerifier;
-use crate::session::Source;
 
 pub use log::{LogFormat, LogSettings, PersonInLog};
 pub use secret::{Secret, SecretRef};
@@ -342,6 +342,7 @@ impl RouteTarget {
 
 /// One problem in the config file, with the key it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The key path the problem is about (`routes[2].app`); empty for one that belongs to no
     /// key (a file that cannot be read).
@@ -363,6 +364,7 @@ impl fmt::Display for ConfigError {
 /// Every problem found in a config file (or settings given in code), each with its key.
 /// `Display` lists them one per line after the source's name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub struct ConfigErrors {
     /// The file's path, or `config` for text and settings given in code.
     pub source_name: String,

@@ -12,11 +12,11 @@ use super::raw::*;
 use super::validate::Problems;
 use super::*;
 use crate::identity::{ClaimMapping, ClaimPath};
-use crate::session::jwks::JwksSettings;
-use crate::session::jwt::{parse_algorithm, ClaimRules, PublicKey};
-use crate::session::token_cache::TokenCacheSettings;
-use crate::session::userinfo::{OnError, UserinfoSettings};
-use crate::session::Source;
+use crate::intranet_session::jwks::JwksSettings;
+use crate::intranet_session::jwt::{parse_algorithm, ClaimRules, PublicKey};
+use crate::intranet_session::token_cache::TokenCacheSettings;
+use crate::intranet_session::userinfo::{OnError, UserinfoSettings};
+use crate::intranet_session::Source;
 
 pub(super) fn claim_mapping(raw: RawIdentity) -> ClaimMapping {
     let d = ClaimMapping::default();
@@ -114,7 +114,7 @@ pub(super) fn session_settings(
         return None;
     }
     let jwt = if uses_jwt {
-        let checked = crate::session::jwt::check_keys(
+        let checked = crate::intranet_session::jwt::check_keys(
             &algorithms,
             secret.is_some(),
             public_key.as_ref().map(|k| k.family()),

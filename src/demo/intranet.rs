@@ -202,7 +202,7 @@ async fn log_out() -> Response {
 
 /// The signed-in person's claims, verified as the intranet app itself would.
 fn session(demo: &Demo, headers: &HeaderMap) -> Option<Map<String, Value>> {
-    let token = crate::session::session_cookies(headers, COOKIE).next()?;
+    let token = crate::intranet_session::session_cookies(headers, COOKIE).next()?;
     jsonwebtoken::decode::<Map<String, Value>>(
         &token,
         &DecodingKey::from_secret(&demo.secret),

@@ -6,10 +6,10 @@ use serde::Serialize;
 use super::{Decision, Gateway, SessionNote};
 use crate::config::RouteTarget;
 use crate::identity::Identity;
+use crate::intranet_session::jwks::JwksStatus;
+use crate::intranet_session::SessionError;
 use crate::pages;
 use crate::reply::{wants_html, Reply};
-use crate::session::jwks::JwksStatus;
-use crate::session::SessionError;
 use crate::upstream::GroupHealth;
 
 impl Gateway {

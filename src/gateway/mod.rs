@@ -14,11 +14,11 @@ use crate::config::{
     ServerSettings,
 };
 use crate::identity::Identity;
+use crate::intranet_session::jwks::Jwks;
+use crate::intranet_session::{BuildError, SessionError, SessionVerifier, Source};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::reply::{wants_html, Reply};
 use crate::routes::RouteTable;
-use crate::session::jwks::Jwks;
-use crate::session::{BuildError, SessionError, SessionVerifier, Source};
 use crate::upstream::UpstreamGroup;
 
 mod endpoints;
@@ -266,7 +266,9 @@ impl Gateway {
     }
 
     /// The session caches' counters, for the metrics.
-    pub fn session_cache_counts(&self) -> Vec<(&'static str, &crate::session::cache::CacheCounts)> {
+    pub fn session_cache_counts(
+        &self,
+    ) -> Vec<(&'static str, &crate::intranet_session::cache::CacheCounts)> {
         self.session
             .as_ref()
             .map(|s| s.verifier.cache_counts())

@@ -4,8 +4,8 @@
 use http::request::Parts;
 
 use super::{Gateway, GatewaySession};
+use crate::intranet_session::SessionError;
 use crate::reply::Reply;
-use crate::session::SessionError;
 
 impl Gateway {
     pub(super) fn unauthenticated(

@@ -177,7 +177,7 @@ fn start_tasks(gateway: &Gateway, ready: Option<ServiceReadyNotifier>) -> Tasks 
     let ready = move || drop(ready);
     match gateway.jwks() {
         Some(jwks) => {
-            tokio::spawn(crate::session::jwks::keep_fresh(
+            tokio::spawn(crate::intranet_session::jwks::keep_fresh(
                 jwks.clone(),
                 stopped,
                 ready,

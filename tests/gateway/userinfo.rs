@@ -2,7 +2,7 @@
 //! caching, single flight, both failure modes, timeouts, garbage and huge answers, a flood of
 //! made-up cookies — and Bearer tokens and source order. The cache's time rules (expiry,
 //! stale-while-revalidate, `max_stale`) are unit tests on a hand-moved clock, next to the
-//! cache (src/session/userinfo.rs).
+//! cache (src/intranet_session/userinfo.rs).
 
 use std::time::{Duration, Instant};
 
@@ -191,7 +191,7 @@ async fn open_with_stale_serves_a_known_person_up_to_the_bound() {
     let ours = format!("userinfo http://{}/userinfo", idp.addr);
     assert!(log_line_with(&[&ours, "serving the person's last known answer"]).is_some());
     // Nobody new gets in on a guess. (Past cache + max_stale, and the rest of the time rules:
-    // src/session/userinfo.rs's unit tests, on a hand-moved clock.)
+    // src/intranet_session/userinfo.rs's unit tests, on a hand-moved clock.)
     idp.add_session("s2", ada("v1"));
     assert_eq!(whoami(&gw, &format!("{SID}=s2")).await.0, 503);
 }

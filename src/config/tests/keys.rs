@@ -138,7 +138,10 @@ fn userinfo_flood_bounds_and_url_references_are_checked() {
     );
     // The settings are plain data: the defaults, asserted.
     let session = assert_accepted(&userinfo(url)).session.expect("[session]");
-    assert_eq!(session.sources, vec![crate::session::Source::Userinfo]);
+    assert_eq!(
+        session.sources,
+        vec![crate::intranet_session::Source::Userinfo]
+    );
     assert!(session.jwt.is_none());
     let u = session.userinfo.expect("[session.userinfo]");
     assert_eq!(u.url.as_str(), "http://127.0.0.1:9/me");
@@ -168,7 +171,10 @@ fn userinfo_flood_bounds_and_url_references_are_checked() {
             std::time::Duration::from_secs(300)
         )
     );
-    assert_eq!(u.on_error, crate::session::userinfo::OnError::Closed);
+    assert_eq!(
+        u.on_error,
+        crate::intranet_session::userinfo::OnError::Closed
+    );
     // Loading the same text twice gives equal configs (what a reload compares).
     assert_eq!(
         assert_accepted(&userinfo(url)),
