@@ -20,10 +20,12 @@ impl Gateway {
             .dropped_group_logged
             .swap(true, std::sync::atomic::Ordering::Relaxed)
         {
+            let first = identity.groups.iter().find(|g| !carriable(g));
             tracing::warn!(
                 target: "handoff::identity",
                 "a group name with a comma, a control character or surrounding spaces is left out \
-                 of the groups header (it cannot be carried unambiguously); logged once per config"
+                 of the groups header (it cannot be carried unambiguously), e.g. {first:?}; \
+                 logged once per config"
             );
         }
         let kept: Vec<&str> = identity

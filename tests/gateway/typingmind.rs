@@ -145,7 +145,12 @@ async fn missing_identity_fields_get_a_page_and_no_code() {
     assert!(resp.headers().get("location").is_none());
     let page = resp.text().await.unwrap();
     assert!(page.contains("your TypingMind user id"), "{page}");
-    assert!(captured_logs().contains("typingmind_id (claim \"tm_id\")"));
+    let reference = page
+        .split("<strong>")
+        .nth(1)
+        .and_then(|r| r.split("</strong>").next())
+        .expect("a reference on the page");
+    assert!(log_line_with(&[reference, "typingmind_id (claim \"tm_id\")"]).is_some());
 
     let (gw, _i) = gateway("identify_by = \"email\"").await;
     let mut no_email = person("x@corp.example", &[]);
