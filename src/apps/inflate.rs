@@ -11,7 +11,7 @@ use std::io::{self, Write};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InflateError {
     /// The page inflates to more than the cap; inflating stopped there.
-    #[error("the page inflates to more than {cap} bytes")]
+    #[error("the page inflates to more than {cap} bytes (widget_max_page_bytes)")]
     TooLarge { cap: usize },
     /// The bytes are not valid in the encoding the upstream named.
     #[error("the page is not valid {encoding}: {reason}")]

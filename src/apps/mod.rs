@@ -214,19 +214,20 @@ impl App {
 
     /// Whether this app signs in widgets on proxied pages.
     pub fn signs_in_widgets(&self) -> bool {
-        matches!(&self.connector, Connector::TypingMind(c) if c.settings().widget)
+        self.widget_page_cap().is_some()
     }
 
     /// The widget rewriting target for this person: a fresh code, or `None` (remove any code)
     /// when there is no one to sign in, the app's rules refuse them, or the identity lacks
-    /// what the payload needs.
-    /// Returns the page-size cap too. `None` when this app has no widget.
+    /// what the payload needs. `None` when this app has no widget.
     pub fn widget_target(&self, identity: Option<&Identity>) -> Option<WidgetTarget> {
-        self.widget_page_cap()?;
         let Connector::TypingMind(c) = &self.connector else {
             return None;
         };
         let s = c.settings();
+        if !s.widget {
+            return None;
+        }
         let code = identity
             .filter(|who| {
                 self.admits(who, None).is_ok()

@@ -51,6 +51,8 @@ pub struct Gateway {
     apps: Vec<App>,
     /// Indexes of the apps that sign in widgets on proxied pages.
     widget_apps: Vec<usize>,
+    /// The smallest `widget_max_page_bytes` of those apps (`None` without one).
+    widget_page_cap: Option<usize>,
     /// Set once a group name was left out of the groups header (so it is logged once).
     dropped_group_logged: std::sync::atomic::AtomicBool,
 }
@@ -184,9 +186,13 @@ impl Gateway {
                 }
             }
         }
-        let widget_apps = (0..apps.len())
+        let widget_apps: Vec<usize> = (0..apps.len())
             .filter(|&i| apps[i].signs_in_widgets())
             .collect();
+        let widget_page_cap = widget_apps
+            .iter()
+            .filter_map(|&i| apps[i].widget_page_cap())
+            .min();
         let route_metrics = config
             .routes
             .iter()
@@ -200,6 +206,7 @@ impl Gateway {
         let gateway = Gateway {
             route_metrics,
             widget_apps,
+            widget_page_cap,
             apps,
             server: config.server,
             log: config.log,

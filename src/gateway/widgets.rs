@@ -32,7 +32,7 @@ impl Gateway {
     /// A rewriter that signs in (or, without a person, strips) the widgets of every app with
     /// `widget = true`; past [`Gateway::widget_page_cap`] bytes a page passes untouched.
     pub fn widget_rewriter(&self, identity: Option<&Identity>) -> Option<WidgetRewriter> {
-        let cap = self.widget_page_cap()?;
+        let cap = self.widget_page_cap?;
         let targets: Vec<_> = self
             .widget_apps
             .iter()
@@ -47,9 +47,6 @@ impl Gateway {
     /// The largest page whose widget tags are rewritten (and the most a compressed one is
     /// inflated to): the smallest `widget_max_page_bytes` of the widget apps; `None` without one.
     pub fn widget_page_cap(&self) -> Option<usize> {
-        self.widget_apps
-            .iter()
-            .filter_map(|&i| self.apps[i].widget_page_cap())
-            .min()
+        self.widget_page_cap
     }
 }

@@ -170,21 +170,11 @@ impl Handoff {
             match plain {
                 Ok(plain) => *body = Some(Bytes::from(plain)),
                 Err(e) => {
-                    let too_large = matches!(e, InflateError::TooLarge { .. });
-                    ctx.outcome = Outcome::Answered(if too_large {
-                        "page_too_large"
-                    } else {
-                        "page_not_checked"
-                    });
-                    tracing::warn!(
-                        target: "handoff::widget",
-                        "a compressed HTML page was cut short: {e} (widget_max_page_bytes)"
-                    );
-                    // A 502 page when nothing was sent yet, else the answer is cut short.
-                    return Error::e_explain(
-                        HTTPStatus(502),
-                        format!("compressed HTML page not rewritten: {e}"),
-                    );
+                    let outcome = match e {
+                        InflateError::TooLarge { .. } => "page_too_large",
+                        InflateError::Corrupt { .. } => "page_not_checked",
+                    };
+                    return cut_short(ctx, outcome, &e);
                 }
             }
         }
@@ -200,12 +190,7 @@ impl Handoff {
         };
         let (out, last) = match finished {
             Ok(both) => both,
-            Err(e) => {
-                ctx.outcome = Outcome::Answered("page_not_checked");
-                tracing::warn!(target: "handoff::widget", "an HTML page was cut short: {e}");
-                // A 502 page when nothing was sent yet, else the answer is cut short.
-                return Error::e_explain(HTTPStatus(502), e.to_string());
-            }
+            Err(e) => return cut_short(ctx, "page_not_checked", &e),
         };
         *body = Some(if end_of_stream {
             if out.is_empty() {
@@ -221,6 +206,14 @@ impl Handoff {
         });
         Ok(())
     }
+}
+
+/// Ends a page that cannot be finished (`outcome` says why): a 502 page when nothing was sent
+/// yet (the host's `fail_to_proxy`), else the answer is cut short.
+fn cut_short(ctx: &mut HandoffCtx, outcome: &'static str, e: &dyn std::fmt::Display) -> Result<()> {
+    ctx.outcome = Outcome::Answered(outcome);
+    tracing::warn!(target: "handoff::widget", "an HTML page was cut short ({outcome}): {e}");
+    Error::e_explain(HTTPStatus(502), format!("HTML page not rewritten: {e}"))
 }
 
 /// A header's value, trimmed and lower-cased.
