@@ -90,26 +90,16 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
             .escaped_slashes("server.escaped_slashes", raw.escaped_slashes.as_deref())
             .unwrap_or_default(),
         drop_underscore_headers: raw.drop_underscore_headers.unwrap_or(true),
-        client_header_timeout: seconds(
+        client_header_timeout: p.positive_seconds(
             "server.client_header_timeout_seconds",
             raw.client_header_timeout_seconds,
             60,
-            1,
-            p,
         ),
-        keepalive_timeout: seconds(
-            "server.keepalive_timeout_seconds",
-            raw.keepalive_timeout_seconds,
-            75,
-            0,
-            p,
-        ),
-        h2_idle_timeout: seconds(
+        keepalive_timeout: Duration::from_secs(raw.keepalive_timeout_seconds.unwrap_or(75)),
+        h2_idle_timeout: p.positive_seconds(
             "server.h2_idle_timeout_seconds",
             raw.h2_idle_timeout_seconds,
             75,
-            1,
-            p,
         ),
         max_connections: match raw.max_connections {
             Some(0) => {
@@ -122,15 +112,6 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
             n => n,
         },
     }
-}
-
-/// A whole number of seconds from `key` (`default` when unset), at least `min`.
-fn seconds(key: &str, value: Option<u64>, default: u64, min: u64, p: &mut Problems) -> Duration {
-    let value = value.unwrap_or(default);
-    if value < min {
-        p.add(key, format!("must be at least {min}"));
-    }
-    Duration::from_secs(value)
 }
 
 fn check_listen(key: &str, addr: &str, p: &mut Problems) {

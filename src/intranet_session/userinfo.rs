@@ -117,9 +117,9 @@ struct Inner {
     hash: KeyedHash,
     cache: Mutex<Cache>,
     counts: CacheCounts,
-    /// When a refusal for `max_new_lookups` was last logged (seconds since `started`), so a
-    /// flood makes one warning every few seconds, not one per request.
-    refusal_logged: std::sync::atomic::AtomicU64,
+    /// When (seconds since `started`) a refusal for `max_new_lookups` may be logged again, so
+    /// a flood makes one warning every 10 s, not one per request.
+    next_refusal_log: std::sync::atomic::AtomicU64,
     started: Instant,
     clock: Clock,
 }
@@ -160,7 +160,7 @@ impl Userinfo {
                 hash,
                 cache: Mutex::new(Cache::default()),
                 counts: CacheCounts::default(),
-                refusal_logged: Default::default(),
+                next_refusal_log: Default::default(),
                 started,
                 clock,
             }),
@@ -352,13 +352,12 @@ impl Inner {
         self.counts.refused();
         let now = (self.clock)()
             .saturating_duration_since(self.started)
-            .as_secs()
-            + 10;
-        let last = self.refusal_logged.load(Relaxed);
-        if now >= last + 10
+            .as_secs();
+        let next = self.next_refusal_log.load(Relaxed);
+        if now >= next
             && self
-                .refusal_logged
-                .compare_exchange(last, now, Relaxed, Relaxed)
+                .next_refusal_log
+                .compare_exchange(next, now + 10, Relaxed, Relaxed)
                 .is_ok()
         {
             tracing::warn!(
