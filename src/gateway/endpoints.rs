@@ -55,13 +55,17 @@ impl Gateway {
                 SessionNote::NotChecked,
             );
         };
-        let (identity, note) = match session.verifier.identify(&req.headers, false).await {
+        let (identity, note) = match session.identify(&req.headers, false).await {
             Ok((identity, source)) => (Some(identity), SessionNote::Valid(source)),
             Err(e) => (None, SessionNote::Invalid(e)),
         };
         let Some(identity) = identity else {
             let own = format!("{}/", self.server.endpoints_prefix);
-            let login = session.login_url.as_ref().map(|l| l.render(&own));
+            let login = session
+                .settings()
+                .login_url
+                .as_ref()
+                .map(|l| l.render(&own));
             let page = pages::portal(None, &[], login.as_deref());
             return (Reply::html(200, page), note);
         };
@@ -123,7 +127,7 @@ impl Gateway {
             });
             return (Reply::json(404, &body), SessionNote::NotChecked);
         };
-        match session.verifier.identify(&req.headers, true).await {
+        match session.identify(&req.headers, true).await {
             Ok((identity, source)) => {
                 #[derive(Serialize)]
                 struct Whoami<'a> {

@@ -41,7 +41,7 @@ impl Gateway {
             outcome,
             identity,
             &user,
-            session.verifier.mapping(),
+            session.mapping(),
             wants_html(&req.headers),
         )
         .with_outcome(label)

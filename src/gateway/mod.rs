@@ -10,7 +10,7 @@ use http::request::Parts;
 use crate::apps::limits::EmailLimits;
 use crate::apps::App;
 use crate::config::{
-    Config, IdentityHeaderNames, LogSettings, LoginUrl, PersonInLog, RouteSettings, RouteTarget,
+    Config, IdentityHeaderNames, LogSettings, PersonInLog, RouteSettings, RouteTarget,
     ServerSettings,
 };
 use crate::identity::Identity;
@@ -45,7 +45,8 @@ pub struct Gateway {
     route_metrics: Vec<(String, RouteMetrics)>,
     table: RouteTable<usize>,
     routes: Vec<RouteSettings>,
-    session: Option<GatewaySession>,
+    /// `[session]`, built: who the person is (and, in its settings, where a browser signs in).
+    session: Option<SessionVerifier>,
     identity_headers: IdentityHeaderNames,
     upstreams: Vec<UpstreamGroup>,
     apps: Vec<App>,
@@ -55,12 +56,6 @@ pub struct Gateway {
     widget_page_cap: Option<usize>,
     /// Set once a group name was left out of the groups header (so it is logged once).
     dropped_group_logged: std::sync::atomic::AtomicBool,
-}
-
-/// `[session]`, built: who the person is, and where a browser signs in.
-pub struct GatewaySession {
-    pub verifier: SessionVerifier,
-    pub login_url: Option<LoginUrl>,
 }
 
 /// What to do with a request. A handoff borrows what it needs from the gateway that decided
@@ -89,7 +84,7 @@ pub enum Decision<'g> {
 pub struct HandoffTo<'g> {
     app: &'g App,
     prefix: &'g str,
-    session: &'g GatewaySession,
+    session: &'g SessionVerifier,
 }
 
 /// What a proxied HTML page's widget tags get.
@@ -151,15 +146,10 @@ impl Gateway {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let session = match &config.session {
-            Some(settings) => {
-                let previous = previous
-                    .and_then(|p| p.session.as_ref())
-                    .map(|s| &s.verifier);
-                Some(GatewaySession {
-                    verifier: SessionVerifier::build(settings, previous)?,
-                    login_url: settings.login_url.clone(),
-                })
-            }
+            Some(settings) => Some(SessionVerifier::build(
+                settings,
+                previous.and_then(|p| p.session.as_ref()),
+            )?),
             None => None,
         };
         let table = RouteTable::new(
@@ -269,7 +259,7 @@ impl Gateway {
 
     /// The JWKS key cache, when the session's keys are published at a URL.
     pub fn jwks(&self) -> Option<&Arc<Jwks>> {
-        self.session.as_ref().and_then(|s| s.verifier.jwks())
+        self.session.as_ref().and_then(|s| s.jwks())
     }
 
     /// The session caches' counters, for the metrics.
@@ -278,7 +268,7 @@ impl Gateway {
     ) -> Vec<(&'static str, &crate::intranet_session::cache::CacheCounts)> {
         self.session
             .as_ref()
-            .map(|s| s.verifier.cache_counts())
+            .map(|s| s.cache_counts())
             .unwrap_or_default()
     }
 
@@ -335,7 +325,7 @@ impl Gateway {
             );
         };
         let handoff = matches!(route.target, RouteTarget::App(_));
-        match session.verifier.identify(&req.headers, !handoff).await {
+        match session.identify(&req.headers, !handoff).await {
             Ok((identity, source)) => {
                 let admitted = match route.target {
                     RouteTarget::App(app) => self.apps[app].admits(&identity, route.allow.as_ref()),
@@ -414,7 +404,7 @@ impl Gateway {
         let Some(session) = &self.session else {
             return not_checked(Widgets::Strip);
         };
-        let (identity, note) = match session.verifier.identify(&req.headers, true).await {
+        let (identity, note) = match session.identify(&req.headers, true).await {
             Ok((identity, source)) => (Some(identity), SessionNote::Valid(source)),
             Err(e) => (None, SessionNote::Invalid(e)),
         };

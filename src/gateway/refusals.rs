@@ -3,14 +3,15 @@
 
 use http::request::Parts;
 
-use super::{Gateway, GatewaySession};
+use super::Gateway;
 use crate::intranet_session::SessionError;
+use crate::intranet_session::SessionVerifier;
 use crate::reply::Reply;
 
 impl Gateway {
     pub(super) fn unauthenticated(
         &self,
-        session: &GatewaySession,
+        session: &SessionVerifier,
         req: &Parts,
         html: bool,
         e: SessionError,
@@ -38,7 +39,7 @@ impl Gateway {
             .with_header("Retry-After", "5".to_string());
         }
         if html {
-            if let Some(login) = &session.login_url {
+            if let Some(login) = &session.settings().login_url {
                 let return_to = req
                     .uri
                     .path_and_query()
