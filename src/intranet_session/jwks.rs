@@ -28,8 +28,8 @@ const MAX_KEYS: usize = 64;
 /// Retries after a failed scheduled fetch start here and double up to the cooldown.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
-/// `[session.jwks]`, validated.
-#[derive(Debug, Clone, PartialEq)]
+/// `[session.jwks]`, validated. `Debug` shows the URL redacted (it may carry a credential).
+#[derive(Clone, PartialEq)]
 pub struct JwksSettings {
     pub url: url::Url,
     /// How long keys are kept when the response has no `max-age`.
@@ -43,6 +43,20 @@ pub struct JwksSettings {
     pub timeout: Duration,
     /// How long the proxy's listeners wait at start for the first keys (zero: not at all).
     pub startup_wait: Duration,
+}
+
+impl fmt::Debug for JwksSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksSettings")
+            .field("url", &crate::config::redacted_url(&self.url))
+            .field("cache", &self.cache)
+            .field("min_cache", &self.min_cache)
+            .field("max_cache", &self.max_cache)
+            .field("unknown_kid_cooldown", &self.unknown_kid_cooldown)
+            .field("timeout", &self.timeout)
+            .field("startup_wait", &self.startup_wait)
+            .finish()
+    }
 }
 
 /// One published signing key.

@@ -26,8 +26,8 @@ use super::cache::{make_room, CacheCounts, CacheKey, KeyedHash};
 use crate::identity::{ClaimMapping, Identity};
 use crate::outbound::{read_capped, FetchError};
 
-/// `[session.userinfo]`, validated.
-#[derive(Debug, Clone, PartialEq)]
+/// `[session.userinfo]`, validated. `Debug` shows the URL redacted (it may carry a credential).
+#[derive(Clone, PartialEq)]
 pub struct UserinfoSettings {
     pub url: url::Url,
     /// The cookies sent to the endpoint (and hashed into the cache key).
@@ -49,6 +49,25 @@ pub struct UserinfoSettings {
     /// Calls at once for cookies not known as a person's; more get [`LookupError::Busy`].
     pub max_new_lookups: usize,
     pub max_body_bytes: usize,
+}
+
+impl fmt::Debug for UserinfoSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserinfoSettings")
+            .field("url", &crate::config::redacted_url(&self.url))
+            .field("cookies", &self.cookies)
+            .field("timeout", &self.timeout)
+            .field("cache", &self.cache)
+            .field("negative_cache", &self.negative_cache)
+            .field("stale_while_revalidate", &self.stale_while_revalidate)
+            .field("on_error", &self.on_error)
+            .field("max_stale", &self.max_stale)
+            .field("max_entries", &self.max_entries)
+            .field("max_negative_entries", &self.max_negative_entries)
+            .field("max_new_lookups", &self.max_new_lookups)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
 }
 
 /// What a request sees when the endpoint is down, slow or answers garbage.

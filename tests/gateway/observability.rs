@@ -497,6 +497,19 @@ async fn credentials_in_identity_urls_reach_no_log_and_no_metric() {
         assert!(!logs.contains(secret), "{secret} in the logs");
     }
 
+    // The loaded config's Debug output (a panic message, a log of the settings) holds none.
+    let debug = format!(
+        "{:?}",
+        handoff::internals::config::from_toml_str(&config, &fixtures()).unwrap()
+    );
+    assert!(debug.contains(&jwks_shown), "{debug}");
+    for secret in secrets {
+        assert!(
+            !debug.contains(secret),
+            "{secret} in the config's Debug output"
+        );
+    }
+
     // `check` says where such a URL belongs, without echoing it; a secret reference is quiet.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("handoff.toml");
