@@ -3,6 +3,10 @@
 //! - a whole YourGPT handoff (mint → verify over loopback HTTP → redirect URL) against the
 //!   local stand-in, which verifies the token as YourGPT does.
 //!
+//! - the confirmation-email path of a YourGPT handoff (verify answers 404 → claim the resend
+//!   window → take an email slot → send), with per-process limits and with `[state]` on a
+//!   `redis-server` the bench starts on a free loopback port (skipped, said so, without one).
+//!
 //! - widget sign-in: streaming a page through the lol_html rewriter (MB/s, and time per page)
 //!   versus copying the same chunks untouched (plain pass-through).
 //!
@@ -10,23 +14,30 @@
 // Test, bench and example code may unwrap and panic; the library may not.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use handoff::internals::apps::limits::EmailLimits;
 use handoff::internals::apps::mint::mint_hs256;
 use handoff::internals::apps::widget::{WidgetRewriter, WidgetTarget};
 use handoff::internals::apps::yourgpt::YourGpt;
 use handoff::internals::apps::HandoffOutcome;
-use handoff::internals::config::{Secret, YourGptSettings};
+use handoff::internals::config::{Secret, StateSettings, YourGptSettings};
 use handoff::internals::identity::Identity;
+use handoff::internals::shared_state::SharedState;
 use handoff::internals::standins::yourgpt::{YourGptStandIn, CLIENT_ID};
 
 const SECRET: &[u8] = b"bench-yourgpt-sso-secret-0123456789";
 
 fn ada() -> Identity {
+    person("ada@corp.example")
+}
+
+fn person(email: &str) -> Identity {
     let claims = serde_json::json!({
         "sub": "u-1",
-        "email": "ada@corp.example",
+        "email": email,
         "given_name": "Ada",
         "family_name": "Lovelace",
         "name": "Ada Lovelace",
@@ -67,8 +78,8 @@ fn whole_handoff(c: &mut Criterion) {
     let standin = rt
         .block_on(YourGptStandIn::start(SECRET.to_vec()))
         .expect("stand-in");
-    let emails = handoff::internals::apps::limits::EmailLimits::default().for_client(CLIENT_ID, 5);
-    let yourgpt = YourGpt::new(settings(standin.url()), emails).expect("client");
+    let limits = EmailLimits::default();
+    let yourgpt = yourgpt_with(limits, settings(standin.url()));
     let who = ada();
     c.bench_function("yourgpt_handoff_against_standin", |b| {
         b.to_async(&rt).iter(|| async {
@@ -79,6 +90,98 @@ fn whole_handoff(c: &mut Criterion) {
             );
         })
     });
+}
+
+fn yourgpt_with(mut limits: EmailLimits, s: YourGptSettings) -> YourGpt {
+    let emails = limits.for_client(CLIENT_ID, s.emails_per_minute, SECRET);
+    let recent = limits.resend_window(s.email_resend_window, CLIENT_ID, SECRET);
+    YourGpt::new(s, emails, recent).expect("client")
+}
+
+/// A `redis-server` on a free loopback port, stopped on drop.
+struct Redis(std::process::Child, u16);
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .ok()?;
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(Redis(child, port));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The email path, per process and shared on Redis: 1,000 unconfirmed people in turn, a resend
+/// window of 1 ms (each claim is free again by a person's next turn) and no effective rate
+/// limit, so every iteration makes the same calls.
+fn email_path(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let standin = rt
+        .block_on(YourGptStandIn::start(SECRET.to_vec()))
+        .expect("stand-in");
+    let people: Vec<Identity> = (0..1000)
+        .map(|i| {
+            let email = format!("person{i}@corp.example");
+            standin.add_unconfirmed(&email);
+            person(&email)
+        })
+        .collect();
+    let mut s = settings(standin.url());
+    s.emails_per_minute = u32::MAX;
+    s.email_resend_window = Duration::from_millis(1);
+    let redis = Redis::start();
+    let mut variants = vec![("per_process", EmailLimits::default())];
+    match &redis {
+        Some(r) => {
+            let state = SharedState::new(StateSettings {
+                redis_url: format!("redis://127.0.0.1:{}/0", r.1).parse().expect("url"),
+                key_prefix: "bench:".into(),
+                timeout: Duration::from_millis(200),
+            })
+            .expect("state");
+            variants.push(("redis", EmailLimits::new(Some(Arc::new(state)))));
+        }
+        None => eprintln!("yourgpt_email_path/redis skipped: redis-server did not start"),
+    }
+    let mut group = c.benchmark_group("yourgpt_email_path");
+    for (name, limits) in variants {
+        let yourgpt = yourgpt_with(limits, s.clone());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let outcome = yourgpt.handoff(&people[i % people.len()]).await;
+                assert!(
+                    matches!(outcome, HandoffOutcome::EmailSent(_)),
+                    "{outcome:?}"
+                );
+            })
+        });
+    }
+    group.finish();
 }
 
 /// A real-looking page of about `size` bytes with the widget tag in its head.
@@ -140,5 +243,5 @@ fn widget(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, mint, whole_handoff, widget);
+criterion_group!(benches, mint, whole_handoff, email_path, widget);
 criterion_main!(benches);

@@ -127,6 +127,8 @@ pub mod internals {
     pub mod paths;
     #[path = "routes.rs"]
     pub mod routes;
+    #[path = "shared_state.rs"]
+    pub mod shared_state;
     #[cfg(feature = "demo")]
     #[path = "standins/mod.rs"]
     pub mod standins;
@@ -136,7 +138,7 @@ pub use identity::Identity;
 pub(crate) use internals::logging;
 #[cfg(feature = "demo")]
 pub(crate) use internals::standins;
-pub(crate) use internals::{apps, config, identity, intranet_session, paths, routes};
+pub(crate) use internals::{apps, config, identity, intranet_session, paths, routes, shared_state};
 pub use plugin::{Filtered, Handoff, HandoffCtx, LoadError};
 
 mod gateway;

@@ -1,13 +1,22 @@
 //! The two limits on YourGPT's confirmation emails: a rate (YourGPT allows 5 a minute per
 //! client id) and a per-person resend window.
 //!
-//! Both are exact sliding windows over a handful of timestamps. pingora-limits' `Rate` is an
-//! estimator over fixed intervals; "the 6th email within any 60 s never leaves" needs the exact
-//! count, which a few `Instant`s under a mutex give for free.
+//! Both are exact sliding windows. In one process they are a handful of timestamps:
+//! pingora-limits' `Rate` is an estimator over fixed intervals, and "the 6th email within any
+//! 60 s never leaves" needs the exact count, which a few `Instant`s under a mutex give for free.
+//! With `[state]` the fleet shares them on Redis ([`SharedState`]); while Redis does not
+//! answer, each process falls back to its own (which also records what the fleet allowed it,
+//! so an outage starts from what this instance did).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::keyed::pseudonym;
+use crate::shared_state::{Held, SharedState};
+
+/// YourGPT's email limit counts per minute.
+const EMAIL_WINDOW: Duration = Duration::from_secs(60);
 
 /// At most `limit` events in any `window`.
 pub struct SlidingWindow {
@@ -45,19 +54,134 @@ impl SlidingWindow {
     }
 }
 
+/// The confirmation-email limit of one YourGPT client id.
+pub struct EmailLimit {
+    local: SlidingWindow,
+    /// The fleet's window: its Redis and key.
+    shared: Option<(Arc<SharedState>, String)>,
+    per_minute: u32,
+}
+
+impl EmailLimit {
+    /// Takes a slot now, or says how long until one frees up: the fleet's window when Redis
+    /// answers, else this process's.
+    pub async fn try_acquire(&self) -> Result<(), Duration> {
+        if let Some((state, key)) = &self.shared {
+            if let Some(answer) = state.take_slot(key, self.per_minute, EMAIL_WINDOW).await {
+                if answer.is_ok() {
+                    // Recorded here too, for an outage that may follow.
+                    let _ = self.local.try_acquire(Instant::now());
+                }
+                return answer;
+            }
+        }
+        self.local.try_acquire(Instant::now())
+    }
+}
+
 /// One email limit per YourGPT client id: apps that share a client id share its limit (the
 /// first such app's `emails_per_minute`), since YourGPT counts per organisation.
 #[derive(Default)]
 pub struct EmailLimits {
-    by_client: HashMap<String, Arc<SlidingWindow>>,
+    by_client: HashMap<String, Arc<EmailLimit>>,
+    shared: Option<Arc<SharedState>>,
 }
 
 impl EmailLimits {
-    pub fn for_client(&mut self, client_id: &str, per_minute: u32) -> Arc<SlidingWindow> {
+    /// Limits shared by the fleet through `shared` (`None`: per process).
+    pub fn new(shared: Option<Arc<SharedState>>) -> Self {
+        EmailLimits {
+            by_client: HashMap::new(),
+            shared,
+        }
+    }
+
+    /// The limit of `client_id`. `hash_key` (the app's secret, which the fleet shares) keys
+    /// the hash that names it on Redis.
+    pub fn for_client(
+        &mut self,
+        client_id: &str,
+        per_minute: u32,
+        hash_key: &[u8],
+    ) -> Arc<EmailLimit> {
+        let shared = &self.shared;
         self.by_client
             .entry(client_id.to_string())
-            .or_insert_with(|| Arc::new(SlidingWindow::new(per_minute, Duration::from_secs(60))))
+            .or_insert_with(|| {
+                Arc::new(EmailLimit {
+                    local: SlidingWindow::new(per_minute, EMAIL_WINDOW),
+                    shared: shared.as_ref().map(|state| {
+                        let id = pseudonym(hash_key, client_id.as_bytes());
+                        (state.clone(), state.key(&format!("yourgpt:emails:{id}")))
+                    }),
+                    per_minute,
+                })
+            })
             .clone()
+    }
+
+    /// The resend window of one app (`client_id`, `hash_key`: as for [`Self::for_client`]).
+    pub fn resend_window(
+        &self,
+        window: Duration,
+        client_id: &str,
+        hash_key: &[u8],
+    ) -> ResendWindow {
+        ResendWindow {
+            local: RecentSends::new(window),
+            shared: self.shared.as_ref().map(|state| {
+                let id = pseudonym(hash_key, client_id.as_bytes());
+                let key = state.key(&format!("yourgpt:sent:{id}:"));
+                (state.clone(), key, hash_key.to_vec())
+            }),
+            window,
+        }
+    }
+}
+
+/// One app's resend window: per person, the fleet's on Redis when it answers, else this
+/// process's.
+pub struct ResendWindow {
+    local: RecentSends,
+    /// The fleet's Redis, the key before the person's hash, the hash key.
+    shared: Option<(Arc<SharedState>, String, Vec<u8>)>,
+    window: Duration,
+}
+
+/// A person's claim on the resend window, to give back when no email went out.
+pub struct Claim {
+    who: String,
+    shared: Option<Held>,
+}
+
+impl ResendWindow {
+    /// Claims the window for `who` (a lower-cased email) before an email is sent; `None` when
+    /// it is taken (see [`RecentSends::claim`]).
+    pub async fn claim(&self, who: &str) -> Option<Claim> {
+        if let (Some((state, prefix, hash_key)), false) = (&self.shared, self.window.is_zero()) {
+            let key = format!("{prefix}{}", pseudonym(hash_key, who.as_bytes()));
+            if let Some(claimed) = state.claim(key, self.window).await {
+                let held = claimed?;
+                // Recorded here too, for an outage that may follow.
+                self.local.claim(who, Instant::now());
+                return Some(Claim {
+                    who: who.to_string(),
+                    shared: Some(held),
+                });
+            }
+        }
+        self.local.claim(who, Instant::now()).then(|| Claim {
+            who: who.to_string(),
+            shared: None,
+        })
+    }
+
+    /// Gives back a claim whose email did not go out, so the person's next click tries again.
+    pub async fn release(&self, claim: Claim) {
+        self.local.release(&claim.who);
+        if let (Some(held), Some((state, ..))) = (claim.shared, &self.shared) {
+            state.release(held).await;
+        }
     }
 }
 
@@ -127,16 +251,18 @@ mod tests {
         assert!(w.try_acquire(t0 + Duration::from_secs(60)).is_err());
     }
 
-    #[test]
-    fn apps_sharing_a_client_id_share_its_limit() {
+    #[tokio::test]
+    async fn apps_sharing_a_client_id_share_its_limit() {
         let mut limits = EmailLimits::default();
-        let a = limits.for_client("org-1", 1);
-        let b = limits.for_client("org-1", 5);
-        let other = limits.for_client("org-2", 1);
-        let now = Instant::now();
-        assert!(a.try_acquire(now).is_ok());
-        assert!(b.try_acquire(now).is_err(), "one organisation, one limit");
-        assert!(other.try_acquire(now).is_ok());
+        let a = limits.for_client("org-1", 1, b"k");
+        let b = limits.for_client("org-1", 5, b"k2");
+        let other = limits.for_client("org-2", 1, b"k");
+        assert!(a.try_acquire().await.is_ok());
+        assert!(
+            b.try_acquire().await.is_err(),
+            "one organisation, one limit"
+        );
+        assert!(other.try_acquire().await.is_ok());
     }
 
     #[test]

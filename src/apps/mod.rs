@@ -165,8 +165,10 @@ impl App {
     ) -> Result<Self, String> {
         let connector = match settings.kind {
             AppKind::YourGpt(s) => {
-                let emails = limits.for_client(&s.client_id, s.emails_per_minute);
-                let client = YourGpt::new(s, emails)?.timed(vendor_seconds, &settings.name);
+                let key = s.secret.expose();
+                let emails = limits.for_client(&s.client_id, s.emails_per_minute, key);
+                let recent = limits.resend_window(s.email_resend_window, &s.client_id, key);
+                let client = YourGpt::new(s, emails, recent)?.timed(vendor_seconds, &settings.name);
                 Connector::YourGpt(Box::new(client))
             }
             AppKind::TypingMind(s) => Connector::TypingMind(Box::new(TypingMind::new(s))),

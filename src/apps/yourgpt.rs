@@ -6,11 +6,10 @@
 //! client id ([`super::limits`]).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use super::limits::{RecentSends, SlidingWindow};
+use super::limits::{EmailLimit, ResendWindow};
 use super::mint::mint_hs256;
 use super::{HandoffOutcome, IdentityField, VendorFailure};
 use crate::config::YourGptSettings;
@@ -26,8 +25,8 @@ pub struct YourGpt {
     http: reqwest::Client,
     /// `handoff_vendor_request_duration_seconds` for this app: verify, send_email.
     timings: Option<[prometheus::Histogram; 2]>,
-    emails: Arc<SlidingWindow>,
-    recent: RecentSends,
+    emails: Arc<EmailLimit>,
+    recent: ResendWindow,
 }
 
 /// What YourGPT answered, read the safe way.
@@ -104,9 +103,13 @@ impl Call {
 }
 
 impl YourGpt {
-    /// `emails` is the confirmation-email limit of this app's client id (see
-    /// [`super::limits::EmailLimits`]).
-    pub fn new(settings: YourGptSettings, emails: Arc<SlidingWindow>) -> Result<Self, String> {
+    /// `emails` is the confirmation-email limit of this app's client id, `recent` its resend
+    /// window (see [`super::limits::EmailLimits`]).
+    pub fn new(
+        settings: YourGptSettings,
+        emails: Arc<EmailLimit>,
+        recent: ResendWindow,
+    ) -> Result<Self, String> {
         let http = crate::outbound::client(
             "YourGPT",
             settings.timeout,
@@ -116,7 +119,7 @@ impl YourGpt {
         Ok(YourGpt {
             timings: None,
             emails,
-            recent: RecentSends::new(settings.email_resend_window),
+            recent,
             settings,
             http,
         })
@@ -206,14 +209,13 @@ impl YourGpt {
     async fn confirm_by_email(&self, identity: &Identity, token: &str) -> HandoffOutcome {
         let s = &self.settings;
         let who = identity.email.to_lowercase();
-        let now = Instant::now();
         // Claimed before the call: a second click while the first email is on its way finds
-        // the window taken (single flight per person).
-        if !self.recent.claim(&who, now) {
+        // the window taken (single flight per person, across the fleet with `[state]`).
+        let Some(claim) = self.recent.claim(&who).await else {
             return HandoffOutcome::EmailAlreadySent;
-        }
-        if let Err(wait) = self.emails.try_acquire(now) {
-            self.recent.release(&who);
+        };
+        if let Err(wait) = self.emails.try_acquire().await {
+            self.recent.release(claim).await;
             return HandoffOutcome::RetryLater {
                 seconds: wait.as_secs().max(1),
             };
@@ -236,7 +238,7 @@ impl YourGpt {
             Err(failure) => HandoffOutcome::Vendor(failure),
         };
         // No email went out.
-        self.recent.release(&who);
+        self.recent.release(claim).await;
         outcome
     }
 

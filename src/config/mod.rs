@@ -12,6 +12,7 @@ mod routes;
 pub mod secret;
 mod server;
 mod session;
+mod state;
 mod upstreams;
 mod validate;
 
@@ -39,6 +40,7 @@ use crate::routes::HostPattern;
 
 pub use log::{LogFormat, LogSettings, PersonInLog};
 pub use secret::{Secret, SecretRef};
+pub use state::{StateSettings, DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT_MS};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +52,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamSettings>,
     pub apps: Vec<AppSettings>,
     pub routes: Vec<RouteSettings>,
+    /// `[state]`: the Redis a fleet shares; `None`: every limit is per process.
+    pub state: Option<StateSettings>,
 }
 
 /// `[apps.NAME]`: a SaaS app people are handed on to.

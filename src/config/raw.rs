@@ -191,6 +191,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "upstreams",
     "apps",
     "routes",
+    "state",
 ];
 
 /// `[apps.NAME]` with `kind = "yourgpt"`.

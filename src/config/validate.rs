@@ -68,30 +68,33 @@ impl Problems {
         Duration::from_secs(v)
     }
 
-    /// An absolute http(s) URL with a host (a query is allowed, a fragment is not).
-    pub(super) fn http_url(&mut self, key: &str, raw: &str) -> Option<url::Url> {
-        let url = parse_http_url(raw);
-        if url.is_none() {
-            self.add(
-                key,
-                format!("{raw:?} must be an http(s) URL like \"https://sso.example.com/jwks\""),
-            );
-        }
-        url
-    }
-
-    /// An http(s) URL written plainly or as a secret reference. A plain one that carries a
-    /// credential is accepted with a warning (it never reaches a log or a metric label, see
-    /// [`redacted_url`], but it sits in the config file): the warning says where it belongs.
+    /// An http(s) URL written plainly or as a secret reference (see [`Problems::url_of_kind`]).
     pub(super) fn url_setting(
         &mut self,
         key: &str,
         raw: &RawUrl,
         base_dir: &Path,
     ) -> Option<url::Url> {
+        self.url_of_kind(key, raw, base_dir, UrlKind::Http)
+    }
+
+    /// A URL of `kind` written plainly or as a secret reference. A plain one that carries a
+    /// credential is accepted with a warning (it never reaches a log or a metric label, see
+    /// [`redacted_url`], but it sits in the config file): the warning says where it belongs.
+    pub(super) fn url_of_kind(
+        &mut self,
+        key: &str,
+        raw: &RawUrl,
+        base_dir: &Path,
+        kind: UrlKind,
+    ) -> Option<url::Url> {
         match raw {
             RawUrl::Plain(text) => {
-                let url = self.http_url(key, text)?;
+                let url = kind.parse(text);
+                if url.is_none() {
+                    self.add(key, format!("{text:?} must be {}", kind.expected()));
+                }
+                let url = url?;
                 if let Some(what) = credential_in(&url) {
                     tracing::warn!(
                         target: "handoff::config",
@@ -113,11 +116,11 @@ impl Problems {
                 // The value is never echoed: it is secret.
                 let url = std::str::from_utf8(secret.expose())
                     .ok()
-                    .and_then(|text| parse_http_url(text.trim()));
+                    .and_then(|text| kind.parse(text.trim()));
                 if url.is_none() {
                     self.add(
                         key,
-                        format!("{reference:?} does not hold an http(s) URL like \"https://sso.example.com/jwks\""),
+                        format!("{reference:?} does not hold {}", kind.expected()),
                     );
                 }
                 url
@@ -252,6 +255,10 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
         upstream_names.insert(name, usize::MAX);
     }
 
+    let state = take("state")
+        .and_then(|v| p.parse::<super::state::RawState>("state", v))
+        .and_then(|raw| super::state::state_settings(raw, base_dir, &mut p));
+
     let raw_routes: Vec<toml::Value> = take("routes")
         .and_then(|v| p.parse("routes", v))
         .unwrap_or_default();
@@ -293,6 +300,7 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
             upstreams,
             apps,
             routes,
+            state,
         })
     } else {
         Err(p.0)
@@ -311,6 +319,38 @@ fn parse_http_url(raw: &str) -> Option<url::Url> {
     url::Url::parse(raw).ok().filter(|u| {
         matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.fragment().is_none()
     })
+}
+
+/// What a URL setting holds.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum UrlKind {
+    /// `http(s)://host/...` (see [`parse_http_url`]).
+    Http,
+    /// `redis://[:password@]host[:port][/db]`: a plain TCP Redis (the database a number).
+    Redis,
+}
+
+impl UrlKind {
+    fn parse(self, raw: &str) -> Option<url::Url> {
+        match self {
+            UrlKind::Http => parse_http_url(raw),
+            UrlKind::Redis => url::Url::parse(raw).ok().filter(|u| {
+                let db = u.path().trim_start_matches('/');
+                u.scheme() == "redis"
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+                    && (db.is_empty() || db.parse::<u16>().is_ok())
+            }),
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            UrlKind::Http => "an http(s) URL like \"https://sso.example.com/jwks\"",
+            UrlKind::Redis => "a Redis URL like \"redis://:password@10.0.0.5:6379/0\" (redis://, a host, an optional database number)",
+        }
+    }
 }
 
 /// What in `url` looks like a credential: a user name or password, or a query parameter

@@ -4,7 +4,7 @@ use http::request::Parts;
 use serde::Serialize;
 
 use super::{Decision, Gateway, SessionNote};
-use crate::config::RouteTarget;
+use crate::config::{redacted_url, RouteTarget};
 use crate::identity::Identity;
 use crate::intranet_session::jwks::JwksStatus;
 use crate::intranet_session::SessionError;
@@ -95,13 +95,31 @@ impl Gateway {
         )
     }
 
+    /// `readyz`: 200 when this instance can serve — its config is loaded (it is: this code
+    /// runs), its session keys are in, and it is not draining before a stop. The upstreams'
+    /// health and the fleet's Redis are in the body but do not make it unready: with the
+    /// intranet down the portal and the handoffs still work, and a fleet whose every instance
+    /// turned unready at once would answer nothing at all; without Redis the limits fall back
+    /// to each instance's own.
     fn readiness(&self) -> Reply {
         #[derive(Serialize)]
         struct Ready<'a> {
             ready: bool,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            draining: bool,
             upstreams: Vec<(&'a str, GroupHealth)>,
             #[serde(skip_serializing_if = "Option::is_none")]
             jwks: Option<JwksStatus>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            state: Option<SharedStatus>,
+        }
+        #[derive(Serialize)]
+        struct SharedStatus {
+            backend: &'static str,
+            url: String,
+            /// `null` until the first round trip.
+            up: Option<bool>,
+            errors: u64,
         }
         let upstreams: Vec<(&str, GroupHealth)> = self
             .upstreams
@@ -109,12 +127,20 @@ impl Gateway {
             .map(|u| (u.name.as_str(), u.health()))
             .collect();
         let jwks = self.jwks().map(|j| j.status());
-        let ready =
-            upstreams.iter().all(|(_, h)| h.healthy > 0) && jwks.as_ref().is_none_or(|j| j.loaded);
+        let draining = self.is_draining();
+        let ready = !draining && jwks.as_ref().is_none_or(|j| j.loaded);
+        let state = self.shared_state().map(|s| SharedStatus {
+            backend: "redis",
+            url: redacted_url(&s.settings().redis_url),
+            up: s.is_up(),
+            errors: s.errors(),
+        });
         let body = Ready {
             ready,
+            draining,
             upstreams,
             jwks,
+            state,
         };
         Reply::json(if ready { 200 } else { 503 }, &body)
     }

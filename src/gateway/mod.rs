@@ -19,6 +19,7 @@ use crate::intranet_session::{BuildError, SessionError, SessionVerifier, Source}
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::reply::{wants_html, Reply};
 use crate::routes::RouteTable;
+use crate::shared_state::SharedState;
 use crate::upstream::UpstreamGroup;
 
 mod endpoints;
@@ -56,6 +57,11 @@ pub struct Gateway {
     widget_page_cap: Option<usize>,
     /// Set once a group name was left out of the groups header (so it is logged once).
     dropped_group_logged: std::sync::atomic::AtomicBool,
+    /// `[state]`, built: the Redis the fleet shares (lent on by a reload that keeps it).
+    shared: Option<Arc<SharedState>>,
+    /// Set when the process is about to stop: `readyz` answers 503 (shared by every config
+    /// the process loads).
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What to do with a request. A handoff borrows what it needs from the gateway that decided
@@ -159,7 +165,15 @@ impl Gateway {
                 .enumerate()
                 .map(|(i, r)| (r.host.clone(), r.path.clone(), i)),
         );
-        let mut limits = EmailLimits::default();
+        let shared = match (&config.state, previous.and_then(|p| p.shared.as_ref())) {
+            (Some(settings), Some(old)) if old.settings() == settings => Some(old.clone()),
+            (Some(settings), _) => Some(Arc::new(
+                SharedState::new(settings.clone())
+                    .map_err(|e| BuildError::new("state.redis_url", e))?,
+            )),
+            (None, _) => None,
+        };
+        let mut limits = EmailLimits::new(shared.clone());
         let mut apps = config
             .apps
             .into_iter()
@@ -207,6 +221,8 @@ impl Gateway {
             identity_headers: config.identity_headers,
             upstreams,
             dropped_group_logged: Default::default(),
+            shared,
+            draining: previous.map(|p| p.draining.clone()).unwrap_or_default(),
         };
         if let (Some(new), Some(old)) = (gateway.jwks(), previous.and_then(Gateway::jwks)) {
             new.adopt_keys(old);
@@ -260,6 +276,21 @@ impl Gateway {
     /// The JWKS key cache, when the session's keys are published at a URL.
     pub fn jwks(&self) -> Option<&Arc<Jwks>> {
         self.session.as_ref().and_then(|s| s.jwks())
+    }
+
+    /// From now on `readyz` answers 503, in this config and every one a reload brings.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `[state]`'s Redis, when the fleet shares one.
+    pub fn shared_state(&self) -> Option<&Arc<SharedState>> {
+        self.shared.as_ref()
     }
 
     /// The session caches' counters, for the metrics.

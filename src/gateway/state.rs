@@ -20,6 +20,8 @@ pub struct StateCollector {
     jwks_fetches: IntCounterVec,
     cache: IntCounterVec,
     log_errors: IntCounterVec,
+    state_up: IntGaugeVec,
+    state_errors: IntCounterVec,
 }
 
 impl StateCollector {
@@ -72,10 +74,25 @@ impl StateCollector {
                 ),
                 &["cause"],
             )?,
+            state_up: IntGaugeVec::new(
+                Opts::new(
+                    "handoff_state_backend_up",
+                    "Whether the last round trip to [state]'s Redis worked (1) or not (0: the \
+                     email limits are per instance); absent before the first or without [state].",
+                ),
+                &["backend"],
+            )?,
+            state_errors: IntCounterVec::new(
+                Opts::new(
+                    "handoff_state_backend_errors_total",
+                    "Round trips to [state]'s Redis that failed or timed out.",
+                ),
+                &["backend"],
+            )?,
         })
     }
 
-    fn all(&self) -> [&dyn Collector; 6] {
+    fn all(&self) -> [&dyn Collector; 8] {
         [
             &self.upstream_servers,
             &self.jwks_keys,
@@ -83,6 +100,8 @@ impl StateCollector {
             &self.jwks_fetches,
             &self.cache,
             &self.log_errors,
+            &self.state_up,
+            &self.state_errors,
         ]
     }
 }
@@ -148,6 +167,18 @@ impl Collector for StateCollector {
         self.log_errors
             .with_label_values(&["queue_full"])
             .inc_by(dropped);
+        self.state_up.reset();
+        self.state_errors.reset();
+        if let Some(state) = gateway.shared_state() {
+            if let Some(up) = state.is_up() {
+                self.state_up
+                    .with_label_values(&["redis"])
+                    .set(i64::from(up));
+            }
+            self.state_errors
+                .with_label_values(&["redis"])
+                .inc_by(state.errors());
+        }
         self.all().into_iter().flat_map(|c| c.collect()).collect()
     }
 }

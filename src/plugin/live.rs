@@ -173,6 +173,18 @@ fn start_tasks(gateway: &Gateway, ready: Option<ServiceReadyNotifier>) -> Tasks 
         let stopped = stopped.clone();
         tokio::spawn(async move { lb.start(stopped).await });
     }
+    if let Some(state) = gateway.shared_state() {
+        let (state, mut stopped) = (state.clone(), stopped.clone());
+        tokio::spawn(async move {
+            loop {
+                state.ping().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(crate::shared_state::PING_EVERY) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+        });
+    }
     // A ServiceReadyNotifier says "ready" when it is dropped.
     let ready = move || drop(ready);
     match gateway.jwks() {

@@ -93,8 +93,11 @@ async fn readyz(c: &reqwest::Client, gw: &TestGateway) -> (u16, Value) {
     (status, resp.json().await.unwrap())
 }
 
+/// readyz shows the upstreams' health but stays ready while they are down: the portal and the
+/// handoffs still work, and a fleet whose every instance went unready together would answer
+/// nothing at all.
 #[tokio::test(flavor = "multi_thread")]
-async fn readyz_follows_health_checks() {
+async fn readyz_shows_health_checks_but_stays_ready_when_the_intranet_is_down() {
     // A listener we control: health checks pass while it is open.
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = std_listener.local_addr().unwrap();
@@ -111,15 +114,15 @@ async fn readyz_follows_health_checks() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, body) = readyz(&c, &gw).await;
-        if status == 503 {
-            assert_eq!(body["ready"], false);
+        if body["upstreams"][0][1]["healthy"] == 0 {
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["ready"], true);
             assert_eq!(body["upstreams"][0][0], "intranet");
-            assert_eq!(body["upstreams"][0][1]["healthy"], 0);
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "readyz never went unready: {body}"
+            "readyz never showed the upstream down: {body}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

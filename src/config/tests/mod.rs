@@ -8,6 +8,7 @@ mod apps;
 mod keys;
 mod loader;
 mod session;
+mod state;
 
 use std::path::PathBuf;
 
