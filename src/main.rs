@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 use handoff::internals::config::{self, LogFormat, LogSettings};
 use handoff::Handoff;
 use pingora::prelude::Opt;
-use pingora::server::RunArgs;
 
 #[derive(Parser)]
 #[command(
@@ -23,14 +22,31 @@ struct Cli {
 /// `--config FILE`, shared by the commands that read the gateway's config.
 #[derive(clap::Args)]
 struct ConfigFile {
-    /// The config file.
-    #[arg(
-        long = "config",
-        short = 'c',
-        default_value = "conf/demo.toml",
-        env = "HANDOFF_CONFIG"
-    )]
-    path: PathBuf,
+    /// The config file [default: /etc/handoff/handoff.toml].
+    #[arg(long = "config", short = 'c', env = "HANDOFF_CONFIG")]
+    path: Option<PathBuf>,
+}
+
+/// Where `run`, `check` and `reload` read their config when neither `--config` nor
+/// `$HANDOFF_CONFIG` says.
+const SYSTEM_CONFIG: &str = "/etc/handoff/handoff.toml";
+
+impl ConfigFile {
+    /// The file named, else the system's one. Never the demo config: its secrets are public.
+    fn resolve(self) -> Result<PathBuf, ExitCode> {
+        if let Some(path) = self.path {
+            return Ok(path);
+        }
+        let system = PathBuf::from(SYSTEM_CONFIG);
+        if system.exists() {
+            return Ok(system);
+        }
+        eprintln!(
+            "no config: pass --config FILE or set HANDOFF_CONFIG ({SYSTEM_CONFIG} does not \
+             exist). To try Handoff with its demo config, run `handoff demo`."
+        );
+        Err(ExitCode::from(2))
+    }
 }
 
 #[derive(Subcommand)]
@@ -76,9 +92,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check {
-            config: ConfigFile { path: config },
-        } => {
+        Command::Check { config } => {
+            let config = match config.resolve() {
+                Ok(path) => path,
+                Err(code) => return code,
+            };
             let _logs = text_logs();
             match Handoff::from_file(&config) {
                 Ok(handoff) => {
@@ -91,9 +109,10 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Reload {
-            config: ConfigFile { path },
-        } => reload(&path),
+        Command::Reload { config } => match config.resolve() {
+            Ok(path) => reload(&path),
+            Err(code) => code,
+        },
         Command::Demo { config } => {
             let _logs = text_logs();
             match handoff::internals::demo::run(&config) {
@@ -105,10 +124,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Run {
-            config: ConfigFile { path },
+            config,
             upgrade,
             daemon,
-        } => run(&path, upgrade, daemon),
+        } => match config.resolve() {
+            Ok(path) => run(&path, upgrade, daemon),
+            Err(code) => code,
+        },
     }
 }
 
@@ -141,11 +163,20 @@ fn run(path: &Path, upgrade: bool, daemon: bool) -> ExitCode {
             }
         };
     tracing::info!(config = %path.display(), "handoff starting");
-    server.run(RunArgs::default());
-    tracing::info!("handoff stopped");
+    let outcome = server.run(upgrade);
+    let code = match outcome {
+        Ok(()) => {
+            tracing::info!("handoff stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(1)
+        }
+    };
     // Flushes the last log lines.
     drop(logs);
-    ExitCode::SUCCESS
+    code
 }
 
 /// Validates the config, then sends SIGHUP to the process in its `server.pid_file`.
@@ -172,6 +203,10 @@ fn reload(path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(why) = running_gateway(pid) {
+        eprintln!("not signalling process {pid} (from server.pid_file {pid_file}): {why}");
+        return ExitCode::from(2);
+    }
     // SAFETY: kill(2) with a positive pid and a valid signal number has no memory effects.
     if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
         let e = std::io::Error::last_os_error();
@@ -183,6 +218,32 @@ fn reload(path: &Path) -> ExitCode {
         path.display()
     );
     ExitCode::SUCCESS
+}
+
+/// Whether `pid` is a serving handoff: a process of the same program as this one
+/// (`/proc/PID/comm`) started with `run` or `demo`. A stale pid file may name a process that
+/// reused the id; it must not get a SIGHUP (which ends most programs).
+fn running_gateway(pid: i32) -> Result<(), String> {
+    let comm = |p: &str| std::fs::read_to_string(format!("/proc/{p}/comm"));
+    let theirs = comm(&pid.to_string())
+        .map_err(|_| "no such process is running (a stale pid file?)".to_string())?;
+    let ours = comm("self").map_err(|e| format!("cannot read /proc/self/comm: {e}"))?;
+    if theirs.trim() != ours.trim() {
+        return Err(format!(
+            "it is {:?}, not {:?}: the pid file is stale",
+            theirs.trim(),
+            ours.trim()
+        ));
+    }
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let serving = cmdline
+        .split(|b| *b == 0)
+        .skip(1)
+        .any(|arg| arg == b"run" || arg == b"demo");
+    if !serving {
+        return Err("it is a handoff command, not a running gateway".to_string());
+    }
+    Ok(())
 }
 
 /// Human-readable logs to stderr, for `check` and `demo`.

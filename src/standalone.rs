@@ -16,7 +16,9 @@ use pingora::prelude::*;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
-use pingora::server::{ExecutionPhase, Server, ShutdownWatch};
+use pingora::server::{
+    ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::upstreams::peer::HttpPeer;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,10 +34,17 @@ const X_FORWARDED_FOR: &str = "X-Forwarded-For";
 const X_FORWARDED_PROTO: &str = "X-Forwarded-Proto";
 const X_FORWARDED_HOST: &str = "X-Forwarded-Host";
 
-/// Builds the standalone gateway from a config file, ready to `run_forever`. `opt` carries
-/// Pingora's command-line flags (`--upgrade`, `--daemon`).
-/// `SIGHUP` reloads the config from `path` (see [`Handoff::reload`]).
-pub fn build(path: &Path, opt: Option<Opt>) -> Result<Server, LoadError> {
+/// The standalone gateway, built: [`Standalone::run`] serves until a signal stops it.
+pub struct Standalone {
+    server: Server,
+    handoff: Handoff,
+    settings: ServerSettings,
+}
+
+/// Builds the standalone gateway from a config file. `opt` carries Pingora's command-line
+/// flags (`--upgrade`, `--daemon`). `SIGHUP` reloads the config from `path` (see
+/// [`Handoff::reload`]).
+pub fn build(path: &Path, opt: Option<Opt>) -> Result<Standalone, LoadError> {
     build_with_config(config::load(path)?, Some(path.to_path_buf()), opt)
 }
 
@@ -45,7 +54,7 @@ pub fn build_with_config(
     config: Config,
     source: Option<std::path::PathBuf>,
     opt: Option<Opt>,
-) -> Result<Server, LoadError> {
+) -> Result<Standalone, LoadError> {
     let settings = config.server.clone();
     let handoff = Handoff::from_config(config, source)?;
     let mut server = Server::new_with_opt_and_conf(opt, pingora_conf(&settings));
@@ -63,13 +72,21 @@ pub fn build_with_config(
     }
     let draining = watch_for_draining(&server);
     let options = server_options(&settings);
-    if let Some(limit) = &options.connection_limit {
-        handoff.count_connections(limit.clone());
+    let connections = options.connection_limit.clone();
+    if settings.max_connections.is_some() {
+        if let Some(limit) = &connections {
+            handoff.count_connections(limit.clone());
+        }
+    }
+    // A graceful stop ends as soon as the last client connection closes (idle keep-alive
+    // connections close at once; `grace_period_seconds` bounds the rest).
+    if let Some(limit) = connections {
+        server.end_grace_period_when(move || limit.active() == 0);
     }
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         StandaloneProxy {
-            handoff,
+            handoff: handoff.clone(),
             trust_forwarded_headers: settings.trust_forwarded_headers,
             keepalive: keepalive_seconds(settings.keepalive_timeout),
             draining,
@@ -96,7 +113,118 @@ pub fn build_with_config(
     }
     // With `startup_wait_ms`, the listeners open once the first keys are in (or the wait ran out).
     server.add_service(proxy).add_dependencies(&dependencies);
-    Ok(server)
+    Ok(Standalone {
+        server,
+        handoff,
+        settings,
+    })
+}
+
+impl Standalone {
+    /// The Pingora server, to run with signals of your own (tests do).
+    #[doc(hidden)]
+    pub fn into_server(self) -> Server {
+        self.server
+    }
+
+    /// Serves until a signal stops it: `SIGTERM` drains (`readyz` answers 503 for
+    /// `shutdown_delay_seconds` while serving goes on, then the listeners close and the process
+    /// exits once no connection is open, `grace_period_seconds` at the most), `SIGINT` stops at
+    /// once, `SIGQUIT` hands the listeners to a new process (`run --upgrade`). First checks that
+    /// every listen address can be bound (unless `upgrade`: the sockets come from the running
+    /// process), so a taken or foreign address fails the start with one line that names it.
+    pub fn run(self, upgrade: bool) -> Result<(), StartError> {
+        if !upgrade {
+            for (what, addr) in self.addresses() {
+                // Bound and closed again: Pingora opens it a moment later.
+                std::net::TcpListener::bind(addr.as_str()).map_err(|error| StartError {
+                    what,
+                    addr: addr.clone(),
+                    error,
+                })?;
+            }
+        }
+        let listening: Vec<String> = self
+            .addresses()
+            .map(|(what, addr)| format!("{addr} ({what})"))
+            .collect();
+        tracing::info!(
+            target: "handoff::server",
+            "listening on {} ({})",
+            listening.join(", "),
+            self.handoff.summary()
+        );
+        let signals = Signals {
+            handoff: self.handoff,
+            delay: self.settings.shutdown_delay,
+        };
+        self.server.run(RunArgs {
+            shutdown_signal: Box::new(signals),
+        });
+        Ok(())
+    }
+
+    /// Every address the gateway listens on, with what it serves.
+    fn addresses(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        let s = &self.settings;
+        let tls = s.tls.iter().flat_map(|t| t.listen.iter());
+        s.listen
+            .iter()
+            .map(|a| ("http", a))
+            .chain(tls.map(|a| ("https", a)))
+            .chain(s.metrics_listen.iter().map(|a| ("metrics", a)))
+    }
+}
+
+/// A listen address that cannot be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({what}): {error}")]
+pub struct StartError {
+    what: &'static str,
+    addr: String,
+    error: std::io::Error,
+}
+
+/// The process signals, as the standalone gateway reads them (see [`Standalone::run`]).
+struct Signals {
+    handoff: Handoff,
+    delay: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let (mut quit, mut term, mut int) = match (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(quit), Ok(term), Ok(int)) => (quit, term, int),
+            _ => {
+                tracing::error!(target: "handoff::server", "cannot listen for signals: stopping");
+                return ShutdownSignal::FastShutdown;
+            }
+        };
+        tokio::select! {
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+            _ = term.recv() => {
+                self.handoff.drain();
+                if self.delay.is_zero() {
+                    return ShutdownSignal::GracefulTerminate;
+                }
+                tracing::info!(
+                    target: "handoff::server",
+                    "SIGTERM: readyz answers 503; still serving for shutdown_delay_seconds = {}",
+                    self.delay.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(self.delay) => ShutdownSignal::GracefulTerminate,
+                    _ = int.recv() => ShutdownSignal::FastShutdown,
+                }
+            }
+        }
+    }
 }
 
 /// Set once the server starts to hand its sockets over (`SIGQUIT`) or to shut down: from then
@@ -192,7 +320,12 @@ fn server_options(s: &ServerSettings) -> HttpServerOptions {
         Some(s.max_request_header_bytes + config::REQUEST_LINE_ALLOWANCE);
     options.request_header_timeout = Some(s.client_header_timeout);
     options.h2_idle_timeout = Some(s.h2_idle_timeout);
-    options.connection_limit = s.max_connections.map(ConnectionLimit::new);
+    // Unlimited without `max_connections`: the count still tells a graceful stop when the last
+    // connection is gone.
+    options.connection_limit = Some(ConnectionLimit::new(
+        s.max_connections
+            .unwrap_or(tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     options
 }
 

@@ -149,6 +149,9 @@ pub struct ServerSettings {
     pub work_stealing: bool,
     pub grace_period_seconds: u64,
     pub graceful_shutdown_timeout_seconds: u64,
+    /// After SIGTERM, keep accepting this long while `readyz` answers 503, so load balancers
+    /// drop the instance before it stops listening.
+    pub shutdown_delay: Duration,
     pub pid_file: String,
     pub upgrade_sock: String,
     pub daemon: bool,
@@ -178,6 +181,11 @@ pub struct ServerSettings {
     /// At most this many client connections at once (`None`: no cap).
     pub max_connections: Option<usize>,
 }
+
+/// Where `server.pid_file` and `server.upgrade_sock` are by default: the private runtime
+/// directory of the systemd unit (`RuntimeDirectory=handoff`), not a world-writable one.
+pub const DEFAULT_PID_FILE: &str = "/run/handoff/handoff.pid";
+pub const DEFAULT_UPGRADE_SOCK: &str = "/run/handoff/upgrade.sock";
 
 /// What a request head may hold beyond `server.max_request_header_bytes`: the request line
 /// (nginx reads it into a buffer of 8 KiB too).

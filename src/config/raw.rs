@@ -20,6 +20,7 @@ pub struct RawServer {
     pub work_stealing: Option<bool>,
     pub grace_period_seconds: Option<u64>,
     pub graceful_shutdown_timeout_seconds: Option<u64>,
+    pub shutdown_delay_seconds: Option<u64>,
     pub pid_file: Option<String>,
     pub upgrade_sock: Option<String>,
     pub daemon: Option<bool>,

@@ -65,12 +65,13 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
         work_stealing: raw.work_stealing.unwrap_or(true),
         grace_period_seconds: raw.grace_period_seconds.unwrap_or(10),
         graceful_shutdown_timeout_seconds: raw.graceful_shutdown_timeout_seconds.unwrap_or(5),
+        shutdown_delay: Duration::from_secs(raw.shutdown_delay_seconds.unwrap_or(0)),
         pid_file: raw
             .pid_file
-            .unwrap_or_else(|| "/tmp/handoff.pid".to_string()),
+            .unwrap_or_else(|| super::DEFAULT_PID_FILE.to_string()),
         upgrade_sock: raw
             .upgrade_sock
-            .unwrap_or_else(|| "/tmp/handoff_upgrade.sock".to_string()),
+            .unwrap_or_else(|| super::DEFAULT_UPGRADE_SOCK.to_string()),
         daemon: raw.daemon.unwrap_or(false),
         error_log: raw.error_log,
         ca_file,

@@ -169,5 +169,5 @@ pub fn run(path: &Path) -> Result<(), String> {
         println!("        metrics              http://{addr}/metrics");
     }
     println!("Stop with Ctrl-C.");
-    server.run_forever()
+    server.run(false).map_err(|e| e.to_string())
 }

@@ -158,6 +158,10 @@ impl Jwks {
     }
 
     /// Bumped on every successful fetch (`None` before the first).
+    pub fn settings(&self) -> &JwksSettings {
+        &self.settings
+    }
+
     pub fn generation(&self) -> Option<u64> {
         self.current.load().as_ref().map(|s| s.generation)
     }

@@ -120,6 +120,7 @@ impl Live {
             );
         }
         let new = Gateway::build(config, self.metrics.clone(), Some(&old))?;
+        first_keys(&new).await?;
         let new = Arc::new(new);
         let tasks = if self.background.load(Ordering::Acquire) {
             // The new config serves once its first keys are in (at once when adopted).
@@ -138,6 +139,34 @@ impl Live {
         }
         Ok(summary)
     }
+}
+
+/// A reloaded config whose key set is new (another JWKS URL) serves only once its first keys
+/// are in: they must load within `startup_wait_ms` (the fetch's own `timeout_ms` when that is
+/// 0), else the reload is refused and the config in use keeps serving.
+async fn first_keys(new: &Gateway) -> Result<(), LoadError> {
+    let Some(jwks) = new.jwks() else {
+        return Ok(());
+    };
+    if jwks.generation().is_some() {
+        // Lent by the config in use (the same URL).
+        return Ok(());
+    }
+    let settings = jwks.settings();
+    let wait = match settings.startup_wait {
+        wait if wait.is_zero() => settings.timeout,
+        wait => wait,
+    };
+    let failure = match tokio::time::timeout(wait, jwks.refresh()).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e,
+        Err(_) => format!("no key set within {} ms", wait.as_millis()),
+    };
+    Err(ConfigErrors::one(format!(
+        "session.jwks.url: the new key set at {} did not load ({failure}); without keys every \
+         session would be refused",
+        config::redacted_url(&settings.url)
+    )))
 }
 
 /// Runs the current config's background tasks until the server shuts down.

@@ -192,6 +192,14 @@ impl Handoff {
         }
     }
 
+    /// Tells load balancers this instance is about to stop: from now on `readyz` answers 503
+    /// (`"draining": true`), while everything else is served as before. Call it when your
+    /// process is told to stop, some seconds before it stops listening (the `handoff` binary
+    /// does so on SIGTERM, for `server.shutdown_delay_seconds`).
+    pub fn drain(&self) {
+        self.gateway().start_draining();
+    }
+
     /// Prometheus' text format of Handoff's metrics, for a host that serves them itself.
     pub fn metrics_text(&self) -> String {
         self.live.metrics().render()

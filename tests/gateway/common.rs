@@ -153,8 +153,9 @@ impl TestGateway {
         );
         let config = handoff::internals::config::from_toml_str(&text, &fixtures())
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{text}"));
-        let server =
-            handoff::standalone::build_with_config(config, None, None).expect("server builds");
+        let server = handoff::standalone::build_with_config(config, None, None)
+            .expect("server builds")
+            .into_server();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         TestGateway::run(server, addr, dir)
     }

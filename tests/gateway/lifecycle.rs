@@ -422,7 +422,27 @@ async fn handoff_reload_says_why_it_cannot_signal() {
     std::fs::write(dir.path().join("handoff.pid"), "999999999\n").unwrap();
     let (code, out) = handoff_reload(&config);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("cannot signal process 999999999"), "{out}");
+    assert!(
+        out.contains("not signalling process 999999999") && out.contains("stale pid file"),
+        "{out}"
+    );
+    // A stale pid file whose id now belongs to another program: it must not get a SIGHUP
+    // (which would end it).
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(dir.path().join("handoff.pid"), format!("{}\n", other.id())).unwrap();
+    let (code, out) = handoff_reload(&config);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("it is \"sleep\", not \"handoff\""), "{out}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "the other program was not signalled"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
 }
 
 #[test]
@@ -535,5 +555,69 @@ async fn reloading_an_unchanged_session_keeps_its_caches_warm() {
         idp.userinfo_calls(),
         calls,
         "the userinfo cache started cold"
+    );
+}
+
+/// A reload whose new key source cannot load is refused: the config in use keeps serving its
+/// sessions (before, the swap happened and every session got 503).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_whose_new_jwks_cannot_load_is_refused_and_sessions_keep_working() {
+    let intranet = Intranet::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, metrics_port) = (free_port(), free_port());
+    let server_extra = format!("metrics_listen = \"127.0.0.1:{metrics_port}\"");
+    let body = format!("{}{}", fixture_session(), routes(&intranet, &["/"]));
+    let config = write_process_config(dir.path(), port, &server_extra, &body);
+    let gw = GatewayProcess::start(&config, &[]);
+    wait_ready(port).await;
+    let cookie = format!(
+        "intranet_session={}",
+        hs256(&person("ada@corp.example", &[]))
+    );
+    let whoami = |cookie: String| async move {
+        client()
+            .get(format!("http://127.0.0.1:{port}/_handoff/whoami"))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(whoami(cookie.clone()).await, 200);
+
+    // The new config takes its keys from a JWKS URL where nothing answers.
+    let dead = free_port();
+    let new_session = format!(
+        "[session]\ncookie = \"intranet_session\"\nalgorithms = [\"RS256\"]\n\
+         [session.jwks]\nurl = \"http://127.0.0.1:{dead}/jwks\"\nstartup_wait_ms = 500\n"
+    );
+    write_process_config(
+        dir.path(),
+        port,
+        &server_extra,
+        &format!("{new_session}{}", routes(&intranet, &["/"])),
+    );
+    let (code, out) = handoff_reload(&config);
+    assert_eq!(code, 0, "{out}");
+    wait_for_metric(
+        metrics_port,
+        "handoff_config_reloads_total{result=\"failure\"}",
+        1.0,
+        &gw,
+    )
+    .await;
+    let log = gw.log();
+    assert!(
+        log.contains("config reload refused")
+            && log.contains(&format!(
+                "session.jwks.url: the new key set at http://127.0.0.1:{dead}/jwks did not load"
+            )),
+        "{log}"
+    );
+    assert_eq!(whoami(cookie).await, 200, "the config in use still serves");
+    assert_eq!(
+        status(&format!("http://127.0.0.1:{port}/_handoff/readyz")).await,
+        200
     );
 }

@@ -289,8 +289,17 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
                 #[cfg(unix)]
                 fds,
             )
-            .await
-            .expect("Failed to build listeners");
+            .await;
+        // HANDOFF PATCH: a listener that cannot be opened ends the process (exit status 1),
+        // so a supervisor sees the failure; a panic here would end this service's task only
+        // and leave the process running without it.
+        let endpoints = match endpoints {
+            Ok(endpoints) => endpoints,
+            Err(e) => {
+                error!("service '{}' cannot listen: {e}", self.name);
+                std::process::exit(1);
+            }
+        };
 
         let app_logic = self
             .app_logic
