@@ -3,12 +3,25 @@
 //! Lines go through a background writer thread (`tracing_appender::non_blocking`), so a slow or
 //! full disk never stalls a request: a line that cannot be written is counted and dropped, and
 //! the gateway keeps serving. `handoff_log_lines_lost_total` says how many.
+//!
+//! JSON lines are written by [`JsonLines`]: one object per event with its timestamp, level,
+//! fields and target — never the source file or module path that `log` records of
+//! dependencies carry (`log.file` named a path on the build machine). A panic is one such line
+//! too ([`log_panics`]).
 
+use std::fmt;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
@@ -72,13 +85,207 @@ pub fn init(settings: &LogSettings) -> Result<WorkerGuard, String> {
         .with_ansi(ansi)
         .with_writer(writer);
     let installed = match settings.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        LogFormat::Json => builder.event_format(JsonLines).try_init(),
         LogFormat::Text => builder.try_init(),
     };
     installed.map_err(|e| format!("cannot install the log subscriber: {e}"))?;
+    log_panics();
     Ok(guard)
+}
+
+/// A panic becomes one error line in the log (instead of lines on stderr beside it): the
+/// message, the thread, and where (a dependency's path cut to its crate).
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", short_source_path(l.file()), l.line()))
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        tracing::error!(
+            target: "handoff::panic",
+            thread = thread.name().unwrap_or("-"),
+            location = %location,
+            "panic: {message}"
+        );
+    }));
+}
+
+/// A source path as a log may show it: a dependency's from its crate's folder on
+/// (`pingora-core-0.9.1/src/lib.rs`), never the build machine's registry path.
+fn short_source_path(path: &str) -> &str {
+    match path.find("/registry/src/") {
+        Some(i) => {
+            let rest = &path[i + "/registry/src/".len()..];
+            rest.split_once('/')
+                .map_or(rest, |(_index, crate_path)| crate_path)
+        }
+        None => path,
+    }
+}
+
+/// One JSON object per line: `timestamp`, `level`, the event's fields (`message` first when
+/// it has one), `target`. Fields named `log.*` — the file, line and module path tracing-log
+/// attaches to a `log` record — are left out; the record's target becomes `target`.
+pub struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let mut timestamp = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
+        let mut line = String::with_capacity(256);
+        line.push_str("{\"timestamp\":");
+        push_json(&mut line, &timestamp);
+        line.push_str(",\"level\":");
+        push_json(&mut line, meta.level().as_str());
+        event.record(&mut JsonFields(&mut line));
+        line.push_str(",\"target\":");
+        push_json(&mut line, meta.target());
+        line.push('}');
+        writeln!(writer, "{line}")
+    }
+}
+
+/// Appends `,"name":value` for each field but `log.*`.
+struct JsonFields<'a>(&'a mut String);
+
+impl JsonFields<'_> {
+    fn field(&mut self, field: &Field, value: serde_json::Value) {
+        if field.name().starts_with("log.") {
+            return;
+        }
+        self.0.push(',');
+        push_json(self.0, field.name());
+        self.0.push(':');
+        self.0.push_str(&value.to_string());
+    }
+}
+
+impl Visit for JsonFields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.field(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.field(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.field(field, value.into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, format!("{value:?}").into());
+    }
+}
+
+/// `text` as a JSON string.
+fn push_json(out: &mut String, text: &str) {
+    out.push_str(&serde_json::Value::from(text).to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Lines written by a subscriber with [`JsonLines`], kept in memory.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_is_one_json_line_and_log_fields_are_left_out() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(JsonLines)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            // A `log` record as Pingora writes one, through tracing-log as in the binary.
+            tracing_log::format_trace(
+                &log::Record::builder()
+                    .level(log::Level::Info)
+                    .target("pingora_core::server")
+                    .module_path_static(Some("pingora_core::server"))
+                    .file_static(Some(
+                        "/root/.cargo/registry/src/x/pingora-core-0.9.1/src/server/mod.rs",
+                    ))
+                    .line(Some(657))
+                    .args(format_args!("Server \"starting\""))
+                    .build(),
+            )
+            .unwrap();
+            tracing::info!(count = 3, "counted");
+            log_panics();
+            let caught = std::panic::catch_unwind(|| panic!("boom {}", 42));
+            let _ = std::panic::take_hook();
+            assert!(caught.is_err());
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[0]["message"], "Server \"starting\"");
+        assert_eq!(lines[0]["level"], "INFO");
+        assert_eq!(lines[0]["target"], "pingora_core::server");
+        assert!(
+            !text.contains("registry") && !text.contains("log."),
+            "{text}"
+        );
+        assert_eq!(lines[1]["message"], "counted");
+        assert_eq!(lines[1]["count"], 3);
+        assert_eq!(lines[2]["level"], "ERROR");
+        assert_eq!(lines[2]["target"], "handoff::panic");
+        assert_eq!(lines[2]["message"], "panic: boom 42");
+        assert!(
+            lines[2]["location"]
+                .as_str()
+                .is_some_and(|l| l.contains("logging.rs:")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn dependency_paths_are_cut_to_their_crate() {
+        assert_eq!(
+            short_source_path(
+                "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/pingora-core-0.9.1/src/lib.rs"
+            ),
+            "pingora-core-0.9.1/src/lib.rs"
+        );
+        assert_eq!(short_source_path("src/main.rs"), "src/main.rs");
+    }
 }
