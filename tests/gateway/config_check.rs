@@ -69,6 +69,11 @@ fn check(path: &Path, secret: Option<&str>) -> Output {
             None => cmd.env_remove(var),
         };
     }
+    // The reference's [state] takes its Redis URL from here.
+    match secret {
+        Some(_) => cmd.env("HANDOFF_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        None => cmd.env_remove("HANDOFF_REDIS_URL"),
+    };
     cmd.output().expect("the handoff binary runs")
 }
 
@@ -351,15 +356,22 @@ fn env_and_literal_secrets_never_appear_in_errors() {
 
 #[test]
 fn the_reference_documents_real_jwks_and_userinfo_keys() {
-    // The commented-out [session.jwks], [session.userinfo] and [log] tables, switched on, must
-    // load.
+    // The commented-out [session.jwks], [session.userinfo], [log] and [state] tables, switched
+    // on, must load.
     let reference = std::fs::read_to_string(manifest_dir().join("conf/handoff.toml"))
         .expect("reference config");
     let mut config = String::new();
     let mut switched_on = 0;
     let mut on = false;
     for line in reference.lines() {
-        if ["# [session.jwks]", "# [session.userinfo]", "# [log]"].contains(&line) {
+        if [
+            "# [session.jwks]",
+            "# [session.userinfo]",
+            "# [log]",
+            "# [state]",
+        ]
+        .contains(&line)
+        {
             on = true;
             switched_on += 1;
         }
@@ -372,7 +384,7 @@ fn the_reference_documents_real_jwks_and_userinfo_keys() {
         }
         config.push('\n');
     }
-    assert_eq!(switched_on, 3, "the three tables are in the reference");
+    assert_eq!(switched_on, 4, "the four tables are in the reference");
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("handoff.toml");
     std::fs::write(&path, &config).expect("write");
