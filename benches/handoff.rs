@@ -69,7 +69,8 @@ fn mint(c: &mut Criterion) {
     });
 }
 
-fn whole_handoff(c: &mut Criterion) {
+/// A 2-thread runtime and the YourGPT stand-in on it.
+fn runtime_and_standin() -> (tokio::runtime::Runtime, YourGptStandIn) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -78,6 +79,11 @@ fn whole_handoff(c: &mut Criterion) {
     let standin = rt
         .block_on(YourGptStandIn::start(SECRET.to_vec()))
         .expect("stand-in");
+    (rt, standin)
+}
+
+fn whole_handoff(c: &mut Criterion) {
+    let (rt, standin) = runtime_and_standin();
     let limits = EmailLimits::default();
     let yourgpt = yourgpt_with(limits, settings(standin.url()));
     let who = ada();
@@ -134,14 +140,7 @@ impl Drop for Redis {
 /// window of 1 ms (each claim is free again by a person's next turn) and no effective rate
 /// limit, so every iteration makes the same calls.
 fn email_path(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let standin = rt
-        .block_on(YourGptStandIn::start(SECRET.to_vec()))
-        .expect("stand-in");
+    let (rt, standin) = runtime_and_standin();
     let people: Vec<Identity> = (0..1000)
         .map(|i| {
             let email = format!("person{i}@corp.example");

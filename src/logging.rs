@@ -148,60 +148,82 @@ where
     ) -> fmt::Result {
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        let mut timestamp = String::new();
-        SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        let mut line = String::with_capacity(256);
-        line.push_str("{\"timestamp\":");
-        push_json(&mut line, &timestamp);
-        line.push_str(",\"level\":");
-        push_json(&mut line, meta.level().as_str());
-        event.record(&mut JsonFields(&mut line));
-        line.push_str(",\"target\":");
-        push_json(&mut line, meta.target());
-        line.push('}');
-        writeln!(writer, "{line}")
+        // The timestamp (RFC 3339) holds nothing JSON must escape.
+        writer.write_str("{\"timestamp\":\"")?;
+        SystemTime.format_time(&mut writer)?;
+        writer.write_str("\",\"level\":")?;
+        let mut fields = JsonFields {
+            out: Json(&mut writer),
+            result: Ok(()),
+        };
+        fields.out.value(meta.level().as_str())?;
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_str(",\"target\":")?;
+        Json(&mut writer).value(meta.target())?;
+        writer.write_str("}\n")
+    }
+}
+
+/// Writes JSON values straight into the log line (serde_json escapes; no buffer of its own).
+struct Json<'a, 'w>(&'a mut Writer<'w>);
+
+impl Json<'_, '_> {
+    fn value(&mut self, value: impl serde::Serialize) -> fmt::Result {
+        serde_json::to_writer(&mut *self, &value).map_err(|_| fmt::Error)
+    }
+}
+
+impl io::Write for Json<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // serde_json writes whole UTF-8 sequences (it splits strings only at ASCII escapes).
+        let text = std::str::from_utf8(buf).map_err(io::Error::other)?;
+        fmt::Write::write_str(self.0, text).map_err(io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
 /// Appends `,"name":value` for each field but `log.*`.
-struct JsonFields<'a>(&'a mut String);
+struct JsonFields<'a, 'w> {
+    out: Json<'a, 'w>,
+    result: fmt::Result,
+}
 
-impl JsonFields<'_> {
-    fn field(&mut self, field: &Field, value: serde_json::Value) {
-        if field.name().starts_with("log.") {
+impl JsonFields<'_, '_> {
+    fn field(&mut self, field: &Field, value: impl serde::Serialize) {
+        if self.result.is_err() || field.name().starts_with("log.") {
             return;
         }
-        self.0.push(',');
-        push_json(self.0, field.name());
-        self.0.push(':');
-        self.0.push_str(&value.to_string());
+        self.result = fmt::Write::write_char(self.out.0, ',')
+            .and_then(|()| self.out.value(field.name()))
+            .and_then(|()| fmt::Write::write_char(self.out.0, ':'))
+            .and_then(|()| self.out.value(value));
     }
 }
 
-impl Visit for JsonFields<'_> {
+impl Visit for JsonFields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field, value.into());
+        self.field(field, value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.field(field, value.into());
+        self.field(field, value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.field(field, value.into());
+        self.field(field, value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.field(field, value.into());
+        self.field(field, value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.field(field, value.into());
+        self.field(field, value);
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.field(field, format!("{value:?}").into());
+        self.field(field, format!("{value:?}"));
     }
-}
-
-/// `text` as a JSON string.
-fn push_json(out: &mut String, text: &str) {
-    out.push_str(&serde_json::Value::from(text).to_string());
 }
 
 #[cfg(test)]
