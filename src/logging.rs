@@ -7,7 +7,7 @@
 //! JSON lines are written by [`JsonLines`]: one object per event with its timestamp, level,
 //! fields and target — never the source file or module path that `log` records of
 //! dependencies carry (`log.file` named a path on the build machine). A panic is one such line
-//! too ([`log_panics`]).
+//! too (the panic hook `init` installs).
 
 use std::fmt;
 use std::io::{self, Write};
