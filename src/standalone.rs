@@ -72,15 +72,12 @@ pub fn build_with_config(
     }
     let draining = watch_for_draining(&server);
     let options = server_options(&settings);
-    let connections = options.connection_limit.clone();
-    if settings.max_connections.is_some() {
-        if let Some(limit) = &connections {
+    if let Some(limit) = options.connection_limit.clone() {
+        if settings.max_connections.is_some() {
             handoff.count_connections(limit.clone());
         }
-    }
-    // A graceful stop ends as soon as the last client connection closes (idle keep-alive
-    // connections close at once; `grace_period_seconds` bounds the rest).
-    if let Some(limit) = connections {
+        // A graceful stop ends as soon as the last client connection closes (idle keep-alive
+        // connections close at once; `grace_period_seconds` bounds the rest).
         server.end_grace_period_when(move || limit.active() == 0);
     }
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
