@@ -3,7 +3,7 @@
 //! Every [`HttpPeer`] is built at load time (timeouts, TLS, SNI); a request only clones one.
 //! When every server of a group fails its health check the group still tries them in turn —
 //! a health check that is wrong must not turn a working intranet into an outage — and
-//! `readyz` reports the group as not ready.
+//! `readyz` shows the group with no healthy server.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,9 +12,45 @@ use std::sync::Arc;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::LoadBalancer;
-use pingora::upstreams::peer::HttpPeer;
+use pingora::protocols::tls::CaType;
+use pingora::upstreams::peer::{HttpPeer, PeerOptions};
+use pingora::utils::tls::{parse_x509, WrappedX509};
 
 use crate::config::{HealthCheckKind, UpstreamSettings};
+
+/// How one upstream's TLS servers are trusted — the same for its requests and its health
+/// checks (they connect through different connectors: the trust travels with the peer).
+struct Trust {
+    /// The roots (`ca_file`); `None`: the system's.
+    ca: Option<Arc<CaType>>,
+    verify_cert: bool,
+    verify_hostname: bool,
+}
+
+impl Trust {
+    fn new(settings: &UpstreamSettings) -> Trust {
+        let ca = settings.ca.as_ref().map(|ca| {
+            // Checked when the config was loaded (each parses and is a trust anchor).
+            let certs: Vec<WrappedX509> = ca
+                .der
+                .iter()
+                .map(|der| WrappedX509::new(der.clone(), parse_x509))
+                .collect();
+            Arc::from(certs.into_boxed_slice())
+        });
+        Trust {
+            ca,
+            verify_cert: settings.verify_cert,
+            verify_hostname: settings.verify_hostname,
+        }
+    }
+
+    fn apply(&self, options: &mut PeerOptions) {
+        options.ca = self.ca.clone();
+        options.verify_cert = self.verify_cert;
+        options.verify_hostname = self.verify_hostname;
+    }
+}
 
 /// Prebuilt peers for one server: normal requests, and upgraded (WebSocket) connections, which
 /// may sit idle longer than a read timeout.
@@ -43,6 +79,7 @@ impl UpstreamGroup {
         let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(settings.servers.iter().copied())
             .map_err(|e| format!("upstreams.{}: {e}", settings.name))?;
         let hc = &settings.health_check;
+        let trust = Trust::new(settings);
         let check: Option<Box<dyn HealthCheck + Send + Sync>> = match &hc.kind {
             HealthCheckKind::None => None,
             HealthCheckKind::Tcp => {
@@ -53,6 +90,7 @@ impl UpstreamGroup {
                 };
                 tcp.peer_template.options.connection_timeout = Some(hc.timeout);
                 tcp.peer_template.options.total_connection_timeout = Some(hc.timeout);
+                trust.apply(&mut tcp.peer_template.options);
                 tcp.consecutive_failure = hc.consecutive_failures;
                 tcp.consecutive_success = hc.consecutive_successes;
                 Some(tcp)
@@ -67,8 +105,7 @@ impl UpstreamGroup {
                 http.peer_template.options.connection_timeout = Some(hc.timeout);
                 http.peer_template.options.total_connection_timeout = Some(hc.timeout);
                 http.peer_template.options.read_timeout = Some(hc.timeout);
-                http.peer_template.options.verify_cert = settings.verify_cert;
-                http.peer_template.options.verify_hostname = settings.verify_cert;
+                trust.apply(&mut http.peer_template.options);
                 http.consecutive_failure = hc.consecutive_failures;
                 http.consecutive_success = hc.consecutive_successes;
                 Some(Box::new(http))
@@ -91,8 +128,7 @@ impl UpstreamGroup {
                 o.read_timeout = Some(settings.read_timeout);
                 o.write_timeout = Some(settings.write_timeout);
                 o.idle_timeout = Some(settings.idle_timeout);
-                o.verify_cert = settings.verify_cert;
-                o.verify_hostname = settings.verify_cert;
+                trust.apply(o);
                 let mut upgraded = normal.clone();
                 upgraded.options.read_timeout = None;
                 (addr, ServerPeers { normal, upgraded })

@@ -13,6 +13,7 @@ pub mod secret;
 mod server;
 mod session;
 mod state;
+mod tls;
 mod upstreams;
 mod validate;
 
@@ -41,6 +42,7 @@ use crate::routes::HostPattern;
 pub use log::{LogFormat, LogSettings, PersonInLog};
 pub use secret::{Secret, SecretRef};
 pub use state::{StateSettings, DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT_MS};
+pub use tls::CaCertificates;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +159,8 @@ pub struct ServerSettings {
     pub daemon: bool,
     pub error_log: Option<String>,
     pub ca_file: Option<String>,
+    /// `ca_file`'s certificates: the roots TLS upstreams trust unless they name their own.
+    pub ca: Option<CaCertificates>,
     pub upstream_keepalive_pool_size: usize,
     /// The gateway's own endpoints live under this prefix (`/_handoff`).
     pub endpoints_prefix: String,
@@ -287,6 +291,11 @@ pub struct UpstreamSettings {
     pub tls: bool,
     pub sni: String,
     pub verify_cert: bool,
+    /// Check that the certificate names `sni` (with `verify_cert`).
+    pub verify_hostname: bool,
+    /// The roots this upstream trusts (its `ca_file`, else `[server] ca_file`); `None`: the
+    /// system's. Requests and health checks alike.
+    pub ca: Option<CaCertificates>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,

@@ -138,6 +138,8 @@ pub struct RawUpstream {
     pub tls: Option<bool>,
     pub sni: Option<String>,
     pub verify_cert: Option<bool>,
+    pub verify_hostname: Option<bool>,
+    pub ca_file: Option<String>,
     pub connect_timeout_ms: Option<u64>,
     pub read_timeout_ms: Option<u64>,
     pub write_timeout_ms: Option<u64>,

@@ -22,10 +22,22 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
         for (i, addr) in t.listen.iter().enumerate() {
             check_listen(&format!("server.tls.listen[{i}]"), addr, p);
         }
+        let before = p.error_count();
+        let cert_file = readable_file("server.tls.cert_file", &t.cert_file, base_dir, p);
+        let key_file = readable_file("server.tls.key_file", &t.key_file, base_dir, p);
+        if p.error_count() == before {
+            if let Err((file, problem)) = super::tls::check_listener_files(&cert_file, &key_file) {
+                let key = match file {
+                    super::tls::ListenerFile::Cert => "server.tls.cert_file",
+                    super::tls::ListenerFile::Key => "server.tls.key_file",
+                };
+                p.add(key, problem);
+            }
+        }
         TlsListeners {
             listen: t.listen,
-            cert_file: readable_file("server.tls.cert_file", &t.cert_file, base_dir, p),
-            key_file: readable_file("server.tls.key_file", &t.key_file, base_dir, p),
+            cert_file,
+            key_file,
         }
     });
     if listen.is_empty() && tls.is_none() {
@@ -57,6 +69,9 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
     let ca_file = raw
         .ca_file
         .map(|f| readable_file("server.ca_file", &f, base_dir, p));
+    let ca = ca_file
+        .as_deref()
+        .and_then(|f| ca_file_setting("server.ca_file", f, p));
     ServerSettings {
         listen,
         tls,
@@ -75,6 +90,7 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
         daemon: raw.daemon.unwrap_or(false),
         error_log: raw.error_log,
         ca_file,
+        ca,
         upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size.unwrap_or(1024),
         endpoints_prefix,
         trust_forwarded_headers: raw.trust_forwarded_headers.unwrap_or(false),
@@ -125,6 +141,17 @@ fn check_listen(key: &str, addr: &str, p: &mut Problems) {
 }
 
 /// Checks that a file can be read, and returns its path resolved against the config's folder.
+/// A CA file's certificates, or a problem at `key` (a file that cannot be read is reported
+/// once, by [`readable_file`]).
+pub(super) fn ca_file_setting(key: &str, path: &str, p: &mut Problems) -> Option<CaCertificates> {
+    if std::fs::File::open(path).is_err() {
+        return None;
+    }
+    super::tls::ca_certificates(path)
+        .map_err(|e| p.add(key, e))
+        .ok()
+}
+
 pub(super) fn readable_file(key: &str, path: &str, base_dir: &Path, p: &mut Problems) -> String {
     let full = base_dir.join(path);
     if let Err(e) = std::fs::File::open(&full) {

@@ -9,6 +9,8 @@ use super::*;
 pub(super) fn upstream_settings(
     name: &str,
     raw: RawUpstream,
+    server_ca: Option<&CaCertificates>,
+    base_dir: &Path,
     p: &mut Problems,
 ) -> Option<UpstreamSettings> {
     let key = format!("upstreams.{name}");
@@ -117,6 +119,21 @@ pub(super) fn upstream_settings(
             "TLS upstreams need an `sni` host name",
         );
     }
+    let ca = match &raw.ca_file {
+        Some(file) => {
+            let ca_key = format!("{key}.ca_file");
+            let path = super::server::readable_file(&ca_key, file, base_dir, p);
+            super::server::ca_file_setting(&ca_key, &path, p)
+        }
+        None => server_ca.cloned(),
+    };
+    if !tls && (raw.ca_file.is_some() || raw.verify_hostname.is_some()) {
+        p.add(
+            format!("{key}.tls"),
+            "ca_file and verify_hostname apply to TLS upstreams: set tls = true",
+        );
+    }
+    let verify_cert = raw.verify_cert.unwrap_or(true);
     if p.error_count() > before {
         return None;
     }
@@ -125,7 +142,9 @@ pub(super) fn upstream_settings(
         servers,
         tls,
         sni,
-        verify_cert: raw.verify_cert.unwrap_or(true),
+        verify_cert,
+        verify_hostname: verify_cert && raw.verify_hostname.unwrap_or(true),
+        ca,
         connect_timeout,
         read_timeout,
         write_timeout,

@@ -247,7 +247,7 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
         // The name is known even if the body is broken: routes naming it are not also wrong.
         upstream_names.insert(name.clone(), upstreams.len());
         if let Some(raw) = p.parse::<RawUpstream>(&key, value) {
-            if let Some(u) = upstream_settings(&name, raw, &mut p) {
+            if let Some(u) = upstream_settings(&name, raw, server.ca.as_ref(), base_dir, &mut p) {
                 upstreams.push(u);
                 continue;
             }

@@ -694,3 +694,153 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// nginx (Debian puts it in /usr/sbin, outside a plain user's PATH).
+pub fn nginx_binary() -> &'static str {
+    if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    }
+}
+
+/// An nginx of the test's own whose `http` block holds `servers`, on `ports` (waited for);
+/// stopped when dropped.
+pub struct Nginx {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub fn start(servers: &str, ports: &[u16]) -> Nginx {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path().display();
+        let conf = format!(
+            "worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/error.log warn;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{ access_log off;\n\
+             client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n\
+             uwsgi_temp_path {d}; scgi_temp_path {d};\n{servers}\n}}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).expect("nginx.conf");
+        let child = Command::new(nginx_binary())
+            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts (install it: apt-get install nginx-light)");
+        for &port in ports {
+            wait_until_connectable(SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+        Nginx { child, _dir: dir }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private CA of the test's own, made with Debian's `openssl`, and certificates it issues
+/// (for `localhost` and `127.0.0.1`). Nothing of it is committed.
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let pki = Pki {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        pki.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Handoff Test CA",
+        ]);
+        pki
+    }
+
+    /// A file in the PKI's folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The CA certificate (PEM).
+    pub fn ca(&self) -> PathBuf {
+        self.path("ca.pem")
+    }
+
+    /// `NAME.pem` and `NAME.key`: a server certificate signed by the CA, valid for `days`
+    /// (0: it expires at once).
+    pub fn issue(&self, name: &str, days: u32) -> (PathBuf, PathBuf) {
+        let (key, csr, cert) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            self.path("san.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("san.cnf");
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            &days.to_string(),
+            "-extfile",
+            "san.cnf",
+        ]);
+        (self.path(&cert), self.path(&key))
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("openssl runs (Debian package openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

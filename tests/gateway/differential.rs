@@ -12,7 +12,6 @@
 //! `upstream_request_filter` forwards none either.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -110,14 +109,6 @@ impl RealUpstream {
             _dir: dir,
         }
         .wait()
-    }
-}
-
-fn nginx_binary() -> &'static str {
-    if Path::new("/usr/sbin/nginx").exists() {
-        "/usr/sbin/nginx"
-    } else {
-        "nginx"
     }
 }
 

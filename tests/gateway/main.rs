@@ -22,6 +22,7 @@ mod routing;
 mod security;
 mod sessions;
 mod spoofing;
+mod tls;
 mod typingmind;
 mod userinfo;
 mod yourgpt;
