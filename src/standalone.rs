@@ -13,6 +13,7 @@ use pingora::apps::{ConnectionLimit, HttpServerOptions};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession as HttpSession;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
@@ -354,6 +355,12 @@ impl ProxyHttp for StandaloneProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut HandoffCtx) -> Result<bool> {
+        // A client may half-close once its request is sent (RFC 9112 §9.6: `shutdown(SHUT_WR)`,
+        // `nc -q`): it still gets its answer. A client that is really gone shows when the
+        // answer cannot be written.
+        if let HttpSession::H1(h1) = session.as_downstream_mut() {
+            h1.set_abort_on_close(false);
+        }
         if self.draining.load(Ordering::Relaxed) {
             session.set_keepalive(None);
         } else if session.get_keepalive().is_some() {

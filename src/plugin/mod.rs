@@ -2,6 +2,7 @@
 
 mod access_log;
 mod failures;
+mod hop_by_hop;
 mod live;
 mod screen;
 mod widgets;

@@ -15,7 +15,9 @@ use crate::gateway::Widgets;
 use crate::reply::Reply;
 
 impl Handoff {
-    /// Call from your `response_filter`: with widget apps configured, every HTML page gets
+    /// Call from your `response_filter`: removes the upstream's hop-by-hop headers (`Connection`
+    /// and those it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Upgrade` but on
+    /// a `101`); and, with widget apps configured, every HTML page gets
     /// its widget tags rewritten — a fresh code for a signed-in, admitted person's top-level
     /// navigation, any other code removed (length becomes chunked; `Cache-Control: private,
     /// no-store` when it will carry a per-person code). A page compressed with gzip, br or
@@ -28,6 +30,7 @@ impl Handoff {
         response: &mut ResponseHeader,
         ctx: &mut HandoffCtx,
     ) -> Result<()> {
+        super::hop_by_hop::strip(response);
         let status = response.status;
         let has_body = !(status.is_informational()
             || status == http::StatusCode::NO_CONTENT

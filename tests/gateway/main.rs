@@ -4,6 +4,7 @@ mod common;
 
 mod bad_input;
 mod bounds;
+mod conformance;
 
 mod config_check;
 mod demo;

@@ -1,0 +1,115 @@
+//! HTTP answers a strict client accepts: no upstream hop-by-hop header reaches the client, and
+//! a client that half-closes after its request still gets the answer.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::time::Duration;
+
+use crate::common::*;
+
+/// An upstream that answers every request with `response` and closes (like a server that
+/// speaks HTTP/1.1 its own way: Apache's `Upgrade: h2,h2c`, a `Keep-Alive` header, …).
+fn fixed_upstream(response: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let _ = stream.write_all(response.as_bytes());
+            });
+        }
+    });
+    port
+}
+
+fn gateway_to(port: u16) -> TestGateway {
+    TestGateway::start(&format!(
+        "[upstreams.odd]\nservers = [\"127.0.0.1:{port}\"]\nhealth_check = {{ type = \"none\" }}\n\
+         [[routes]]\npath = \"/\"\nupstream = \"odd\"\n"
+    ))
+}
+
+/// The header names of a raw HTTP/1 answer, lower-cased.
+fn header_names(answer: &str) -> Vec<String> {
+    answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(n, _)| n.trim().to_ascii_lowercase())
+        })
+        .collect()
+}
+
+#[test]
+fn an_upstreams_hop_by_hop_headers_never_reach_the_client() {
+    let upstream = fixed_upstream(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\
+         Connection: keep-alive, X-Internal-Hop\r\nX-Internal-Hop: upstream-secret\r\n\
+         Keep-Alive: timeout=5, max=100\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n\
+         Trailer: X-Checksum\r\nUpgrade: h2,h2c\r\nX-Kept: yes\r\n\r\nabc",
+    );
+    let gw = gateway_to(upstream);
+    for request in [
+        "GET / HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: gw.test\r\n\r\n",
+    ] {
+        let answer = raw_exchange(gw.addr, request.as_bytes(), Duration::from_secs(5));
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nabc"), "{answer}");
+        let names = header_names(&answer);
+        for gone in [
+            "x-internal-hop",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "upgrade",
+        ] {
+            assert!(!names.contains(&gone.to_string()), "{gone} in:\n{answer}");
+        }
+        for kept in ["content-type", "x-kept", "content-length"] {
+            assert!(names.contains(&kept.to_string()), "{kept} lost:\n{answer}");
+        }
+        // The client's own connection header is the gateway's, not the upstream's.
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{answer}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    let intranet = Intranet::start().await;
+    let gw = TestGateway::start(&upstream_config(&intranet));
+    let addr = gw.addr;
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /slow?ms=300 HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+            .unwrap();
+        // `nc -q`, `shutdown(SHUT_WR)`: done sending, still listening (RFC 9112 §9.6).
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+}
