@@ -142,6 +142,7 @@ pub(crate) use internals::{apps, config, identity, intranet_session, paths, rout
 pub use plugin::{Filtered, Handoff, HandoffCtx, LoadError};
 
 mod gateway;
+mod https_port;
 mod keyed;
 mod metrics;
 mod outbound;

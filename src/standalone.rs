@@ -108,6 +108,12 @@ pub fn build_with_config(
             tls_settings.enable_h2();
             proxy.add_tls_with_settings(addr, None, tls_settings);
         }
+        // Plain HTTP on these ports gets a plain 400 that says so (runs on TLS listeners only).
+        proxy
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(crate::https_port::PlainHttpOnTlsPort {
+                first_byte_wait: settings.client_header_timeout,
+            }));
     }
     // With `startup_wait_ms`, the listeners open once the first keys are in (or the wait ran out).
     server.add_service(proxy).add_dependencies(&dependencies);
@@ -436,6 +442,19 @@ impl ProxyHttp for StandaloneProxy {
         ctx: &mut HandoffCtx,
     ) -> FailToProxy {
         self.handoff.fail_to_proxy(session, e, ctx).await
+    }
+
+    /// A WebSocket tunnel (the client had its `101` and its frames; the access line says 101)
+    /// ends however its two sides end it — often an upstream's reset right after the close
+    /// frame. That is no failure to proxy: DEBUG, not Pingora's ERROR.
+    fn suppress_error_log(&self, session: &Session, _ctx: &HandoffCtx, e: &Error) -> bool {
+        let tunnel = session
+            .response_written()
+            .is_some_and(|r| r.status == http::StatusCode::SWITCHING_PROTOCOLS);
+        if tunnel {
+            tracing::debug!(target: "handoff::access", "a WebSocket tunnel ended: {e}");
+        }
+        tunnel
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut HandoffCtx) {

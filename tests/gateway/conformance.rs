@@ -113,3 +113,102 @@ async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 }
+
+/// Log lines at `level` (as the capture writes it) that contain every one of `fragments`.
+fn logged(level: &str, fragments: &[&str]) -> Vec<String> {
+    captured_logs()
+        .lines()
+        .filter(|l| l.contains(level) && fragments.iter().all(|f| l.contains(f)))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_upload_ending_with_an_empty_data_frame_is_not_a_warning() {
+    let intranet = Intranet::start().await;
+    let gw = TestGateway::start_with(&upstream_config(&intranet), "h2c = true");
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    // A stream body of announced length: hyper sends its DATA frames, then an empty DATA frame
+    // with END_STREAM once the stream says it is done (httpx and python-h2 do the same).
+    let chunks = (0..4).map(|i| Ok::<_, std::io::Error>(vec![b'a' + i; 1000]));
+    let resp = h2
+        .post(gw.url("/h2-upload-end"))
+        .header("content-length", "4000")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echo = Echo::from(resp).await;
+    assert_eq!(echo.0["body_len"], 4000, "the whole upload arrived");
+    assert_eq!(
+        logged("WARN", &["Upstream body is already finished"]),
+        Vec::<String>::new()
+    );
+}
+
+/// An upstream that accepts a WebSocket upgrade and then resets the connection (SO_LINGER 0),
+/// as servers do after a close frame.
+fn resetting_websocket_upstream() -> u16 {
+    use std::os::fd::AsRawFd;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if stream.read(&mut byte).unwrap_or(0) == 0 {
+                    break;
+                }
+                head.push(byte[0]);
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x88\x00",
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt on our own open socket with a correctly sized linger struct.
+            unsafe {
+                libc::setsockopt(
+                    stream.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+            drop(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_websocket_tunnel_the_upstream_resets_after_its_close_is_not_an_error() {
+    let gw = gateway_to(resetting_websocket_upstream());
+    let answer = raw_exchange(
+        gw.addr,
+        b"GET /ws-reset-end HTTP/1.1\r\nHost: gw.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer:?}");
+    // The access line says 101; nothing says the proxying failed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while log_line_with(&["ws-reset-end", "101"]).is_none() {
+        assert!(std::time::Instant::now() < deadline, "no access line");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(logged("ERROR", &["ws-reset-end"]), Vec::<String>::new());
+}

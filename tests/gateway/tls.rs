@@ -225,3 +225,67 @@ fn run_refuses_a_key_that_is_not_the_certificates_at_once() {
         gw.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_http_on_the_tls_port_gets_a_plain_400_and_https_is_served() {
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("listener", 2);
+    let tls_port = free_port();
+    let gw = TestGateway::start_with(
+        "[upstreams.intranet]\nservers = [\"127.0.0.1:9\"]\nhealth_check = { type = \"none\" }\n\
+         [[routes]]\npath = \"/\"\nupstream = \"intranet\"\n",
+        &format!(
+            "[server.tls]\nlisten = [\"127.0.0.1:{tls_port}\"]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let tls_addr = std::net::SocketAddr::from(([127, 0, 0, 1], tls_port));
+    wait_until_connectable(tls_addr);
+    let answer = raw_exchange(
+        tls_addr,
+        b"GET /_handoff/healthz HTTP/1.1\r\nHost: localhost\r\nUser-Agent: curl\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer:?}"
+    );
+    assert!(
+        answer.contains("a plain HTTP request was sent to an HTTPS port"),
+        "{answer}"
+    );
+    // Bytes that are neither TLS nor HTTP: closed without an answer.
+    let answer = raw_exchange(tls_addr, b"\x00\x01\x02", Duration::from_secs(5));
+    assert_eq!(answer, "");
+    // HTTPS itself, with the test CA trusted.
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.ca()).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let resp = https
+            .get(format!("https://localhost:{tls_port}/_handoff/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "ok\n");
+    }
+    // The plain port still speaks plain HTTP.
+    let resp = client()
+        .get(gw.url("/_handoff/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // A failed handshake is not an error of the gateway's.
+    assert!(
+        !captured_logs()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("handshake")),
+        "{}",
+        captured_logs()
+    );
+}

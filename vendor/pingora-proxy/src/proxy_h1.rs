@@ -1100,7 +1100,14 @@ pub(crate) async fn send_body_to1(
                                 debug!("Write {} bytes body to upstream", n);
                             }
                             None => {
-                                warn!("Upstream body is already finished. Nothing to write");
+                                // HANDOFF PATCH: an empty last chunk after a complete body is
+                                // how HTTP/2 clients (httpx, python-h2, hyper with a stream
+                                // body) end an upload: an empty DATA frame with END_STREAM.
+                                if d.is_empty() {
+                                    debug!("Empty end of a finished upstream body");
+                                } else {
+                                    warn!("Upstream body is already finished. Nothing to write");
+                                }
                             }
                         },
                         Err(e) => {

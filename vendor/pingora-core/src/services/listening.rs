@@ -236,17 +236,21 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                                 match handshake {
                                     Ok(io) => Self::handle_event(io, app, shutdown).await,
                                     Err(e) => {
-                                        // TODO: Maybe IOApp trait needs a fn to handle/filter out this error
+                                        // HANDOFF PATCH: a client whose TLS handshake fails (a
+                                        // scanner, an old client, plain HTTP on the TLS port)
+                                        // is traffic, not a fault of the server: DEBUG, not
+                                        // ERROR, so such clients cannot flood the error log.
                                         if let Some(addr) = peer_addr {
-                                            error!("Downstream handshake error from {}: {e}", addr);
+                                            debug!("Downstream handshake error from {}: {e}", addr);
                                         } else {
-                                            error!("Downstream handshake error: {e}");
+                                            debug!("Downstream handshake error: {e}");
                                         }
                                     }
                                 }
                             }
                             Err(_) => {
-                                error!("Downstream handshake timeout");
+                                // HANDOFF PATCH: DEBUG, as above.
+                                debug!("Downstream handshake timeout");
                             }
                         }
                     });
