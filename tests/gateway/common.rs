@@ -755,21 +755,7 @@ impl Pki {
             dir: tempfile::tempdir().expect("temp dir"),
         };
         pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Handoff Test CA",
+            "req", "-x509", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
         ]);
         pki
     }
@@ -792,20 +778,7 @@ impl Pki {
             format!("{name}.csr"),
             format!("{name}.pem"),
         );
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            "/CN=localhost",
-        ]);
+        self.openssl(&["req", "-keyout", &key, "-out", &csr]);
         std::fs::write(
             self.path("san.cnf"),
             "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
@@ -831,9 +804,27 @@ impl Pki {
         (self.path(&cert), self.path(&key))
     }
 
+    /// Runs `openssl`; a `req` makes a new P-256 key and names the subject `localhost`, or
+    /// the CA for `-x509`.
     fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
+        let mut cmd = Command::new("openssl");
+        cmd.args(args);
+        if args.first() == Some(&"req") {
+            let subject = if args.contains(&"-x509") {
+                "/CN=Handoff Test CA"
+            } else {
+                "/CN=localhost"
+            };
+            cmd.args([
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args(["-subj", subject]);
+        }
+        let out = cmd
             .current_dir(self.dir.path())
             .output()
             .expect("openssl runs (Debian package openssl)");

@@ -27,31 +27,25 @@ use crate::common::*;
 /// session, `/private` only admits the `admins` group.
 const ROUTES: [&str; 4] = ["/", "/pub", "/admin", "/private"];
 
-/// A real upstream server process, stopped when dropped.
+/// A real upstream server process (nginx or `wsgiref`), stopped when dropped.
 struct RealUpstream {
-    child: Child,
+    _process: Box<dyn Send>,
     ports: Vec<u16>,
-    _dir: tempfile::TempDir,
 }
 
-impl Drop for RealUpstream {
+/// A process killed when dropped, with the folder it runs from (removed after it).
+struct Killed(Child, #[allow(dead_code)] tempfile::TempDir);
+
+impl Drop for Killed {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
 impl RealUpstream {
-    fn wait(self) -> RealUpstream {
-        for &port in &self.ports {
-            wait_until_connectable(SocketAddr::from(([127, 0, 0, 1], port)));
-        }
-        self
-    }
-
     /// nginx answering `port`, `path` (its normalised `$uri`) and the headers of interest.
     fn nginx() -> RealUpstream {
-        let dir = tempfile::tempdir().expect("temp dir");
         let ports: Vec<u16> = ROUTES.iter().map(|_| free_port()).collect();
         let listen: String = ports
             .iter()
@@ -61,30 +55,15 @@ impl RealUpstream {
             .iter()
             .map(|h| format!("{h}=$http_{}\\n", h.replace('-', "_")))
             .collect();
-        let d = dir.path().display();
-        let conf = format!(
-            "worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/error.log warn;\n\
-             events {{ worker_connections 256; }}\n\
-             http {{ access_log off; underscores_in_headers on;\n\
-             client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n\
-             uwsgi_temp_path {d}; scgi_temp_path {d};\n\
-             server {{ {listen} server_name _;\n\
+        let server = format!(
+            "server {{ {listen} server_name _; underscores_in_headers on;\n\
              location / {{ default_type text/plain;\n\
-             return 200 \"port=$server_port\\npath=$uri\\nhost=$host\\n{headers}\"; }} }} }}\n"
+             return 200 \"port=$server_port\\npath=$uri\\nhost=$host\\n{headers}\"; }} }}\n"
         );
-        std::fs::write(dir.path().join("nginx.conf"), conf).expect("nginx.conf");
-        let child = Command::new(nginx_binary())
-            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts (install it: apt-get install nginx-light)");
         RealUpstream {
-            child,
+            _process: Box::new(Nginx::start(&server, &ports)),
             ports,
-            _dir: dir,
         }
-        .wait()
     }
 
     /// `wsgiref` answering `port`, `path` (PATH_INFO) and every `HTTP_*` variable.
@@ -103,12 +82,13 @@ impl RealUpstream {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 starts");
-        RealUpstream {
-            child,
-            ports,
-            _dir: dir,
+        for &port in &ports {
+            wait_until_connectable(SocketAddr::from(([127, 0, 0, 1], port)));
         }
-        .wait()
+        RealUpstream {
+            _process: Box::new(Killed(child, dir)),
+            ports,
+        }
     }
 }
 

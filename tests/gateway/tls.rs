@@ -156,26 +156,20 @@ fn check_accepts_only_the_tls_files_run_can_load() {
     std::thread::sleep(Duration::from_millis(1100));
     from_toml_str(&tls_config(&cert, &key, ""), Path::new("/")).expect("a good pair loads");
 
-    only_problem(
-        &tls_config(&cert, &other_key, ""),
-        "server.tls.key_file",
-        "is not the key of the certificate",
-    );
-    only_problem(
-        &tls_config(&key, &key, ""),
-        "server.tls.cert_file",
-        "holds a private key",
-    );
-    only_problem(
-        &tls_config(&cert, &cert, ""),
-        "server.tls.key_file",
-        "holds a certificate",
-    );
-    only_problem(
-        &tls_config(&old_cert, &old_key, ""),
-        "server.tls.cert_file",
-        "expired on",
-    );
+    for (cert, key, at, fragment) in [
+        (
+            &cert,
+            &other_key,
+            "key_file",
+            "is not the key of the certificate",
+        ),
+        (&key, &key, "cert_file", "holds a private key"),
+        (&cert, &cert, "key_file", "holds a certificate"),
+        (&old_cert, &old_key, "cert_file", "expired on"),
+    ] {
+        let config = tls_config(cert, key, "");
+        only_problem(&config, &format!("server.tls.{at}"), fragment);
+    }
 
     let text_file = pki.path("notes.txt");
     std::fs::write(&text_file, "not a certificate\n").unwrap();
