@@ -23,9 +23,12 @@ const ANSWER: &str = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; char
 Content-Length: 69\r\nConnection: close\r\n\r\n\
 This port speaks HTTPS: a plain HTTP request was sent to an HTTPS port.\n";
 
-/// The pre-TLS check of the standalone's TLS listeners. `first_byte_wait` bounds the wait for
-/// a new connection's first byte (`server.client_header_timeout_seconds`).
+/// The pre-TLS check of the standalone's TLS listeners; give it to your own service's
+/// listeners with `service.endpoints().set_pre_tls_callback(Arc::new(…))` (it runs on TLS
+/// endpoints only).
 pub struct PlainHttpOnTlsPort {
+    /// How long a new connection may stay silent before its first byte (the standalone uses
+    /// `server.client_header_timeout_seconds`).
     pub first_byte_wait: Duration,
 }
 

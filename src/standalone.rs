@@ -29,6 +29,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::config::{self, Config, ConfigErrors, ServerSettings};
+pub use crate::https_port::PlainHttpOnTlsPort;
 use crate::plugin::{Filtered, Handoff, HandoffCtx, LoadError};
 
 const X_FORWARDED_FOR: &str = "X-Forwarded-For";
@@ -111,7 +112,7 @@ pub fn build_with_config(
         // Plain HTTP on these ports gets a plain 400 that says so (runs on TLS listeners only).
         proxy
             .endpoints()
-            .set_pre_tls_callback(Arc::new(crate::https_port::PlainHttpOnTlsPort {
+            .set_pre_tls_callback(Arc::new(PlainHttpOnTlsPort {
                 first_byte_wait: settings.client_header_timeout,
             }));
     }
