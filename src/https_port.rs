@@ -19,9 +19,16 @@ const TLS_HANDSHAKE: u8 = 0x16;
 const MAX_HEAD: usize = 16 * 1024;
 const HEAD_WAIT: Duration = Duration::from_secs(2);
 
-const ANSWER: &str = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
-Content-Length: 69\r\nConnection: close\r\n\r\n\
-This port speaks HTTPS: a plain HTTP request was sent to an HTTPS port.\n";
+const BODY: &str = "This port speaks HTTPS: a plain HTTP request was sent to an HTTPS port.\n";
+
+/// The whole plain-HTTP answer (made when needed: this is no hot path).
+fn answer() -> String {
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    )
+}
 
 /// The pre-TLS check of the standalone's TLS listeners; give it to your own service's
 /// listeners with `service.endpoints().set_pre_tls_callback(Arc::new(…))` (it runs on TLS
@@ -48,7 +55,7 @@ impl PreTlsProcess for PlainHttpOnTlsPort {
         if first[0].is_ascii_uppercase() {
             // Looks like a request line (`GET / HTTP/1.1`): read its head, then answer.
             let _ = tokio::time::timeout(HEAD_WAIT, read_head(stream)).await;
-            let _ = stream.write_all(ANSWER.as_bytes()).await;
+            let _ = stream.write_all(answer().as_bytes()).await;
             let _ = stream.flush().await;
             let _ = stream.shutdown().await;
             return Err(closed("plain HTTP on the TLS port: answered 400".into()));
@@ -79,11 +86,12 @@ fn closed(why: String) -> Box<Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::ANSWER;
+    use super::answer;
 
     #[test]
     fn the_answer_is_well_framed() {
-        let (head, body) = ANSWER.split_once("\r\n\r\n").unwrap();
+        let answer = answer();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
         let length: usize = head
             .lines()
             .find_map(|l| l.strip_prefix("Content-Length: "))
