@@ -249,6 +249,14 @@ async fn plain_http_on_the_tls_port_gets_a_plain_400_and_https_is_served() {
         answer.contains("a plain HTTP request was sent to an HTTPS port"),
         "{answer}"
     );
+    // Framed as a strict client reads it: the body is exactly Content-Length long.
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert_eq!(length, body.len(), "{answer:?}");
     // Bytes that are neither TLS nor HTTP: closed without an answer.
     let answer = raw_exchange(tls_addr, b"\x00\x01\x02", Duration::from_secs(5));
     assert_eq!(answer, "");
