@@ -121,6 +121,9 @@ pub mod internals {
     #[path = "intranet_session/mod.rs"]
     pub mod intranet_session;
     #[cfg(feature = "cli")]
+    #[path = "log_writer.rs"]
+    pub mod log_writer;
+    #[cfg(feature = "cli")]
     #[path = "logging.rs"]
     pub mod logging;
     #[path = "paths.rs"]
@@ -134,11 +137,11 @@ pub mod internals {
     pub mod standins;
 }
 pub use identity::Identity;
-#[cfg(feature = "cli")]
-pub(crate) use internals::logging;
 #[cfg(feature = "demo")]
 pub(crate) use internals::standins;
 pub(crate) use internals::{apps, config, identity, intranet_session, paths, routes, shared_state};
+#[cfg(feature = "cli")]
+pub(crate) use internals::{log_writer, logging};
 pub use plugin::{Filtered, Handoff, HandoffCtx, LoadError};
 
 mod gateway;

@@ -247,7 +247,7 @@ fn running_gateway(pid: i32) -> Result<(), String> {
 }
 
 /// Human-readable logs to stderr, for `check` and `demo`.
-fn text_logs() -> Option<tracing_appender::non_blocking::WorkerGuard> {
+fn text_logs() -> Option<handoff::internals::log_writer::LogGuard> {
     let settings = LogSettings {
         format: LogFormat::Text,
         ..LogSettings::default()

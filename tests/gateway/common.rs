@@ -593,6 +593,19 @@ impl GatewayProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once it holds every one of `fragments` (lines are written in batches, at most
+    /// a flush interval late); the log as it is after 5 s otherwise.
+    pub fn log_with(&self, fragments: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if fragments.iter().all(|f| log.contains(f)) || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the process to exit (at most `limit`); its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let start = Instant::now();
