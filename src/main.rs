@@ -8,6 +8,17 @@ use handoff::internals::config::{self, LogFormat, LogSettings};
 use handoff::Handoff;
 use pingora::prelude::Opt;
 
+/// jemalloc, as Pingora's own servers use it: the request path allocates a lot of small,
+/// short-lived objects (BENCHMARKS.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's settings, read at its start: one arena per proxy thread's worth instead of four
+/// per core (RSS at 1,000 connections: BENCHMARKS.md, "The allocator").
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] = b"narenas:2\0";
+
 #[derive(Parser)]
 #[command(
     name = "handoff",
