@@ -5,36 +5,56 @@
 #
 # nginx serves a 100-byte page; the gateway (one thread) proxies it; wrk -t1 -c8 runs 3 s while
 # `strace -f -c` counts the gateway's calls; prints the busiest calls ÷ requests served.
-# Needs nginx, wrk, strace.
-bin=$1; d=$(mktemp -d); up=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'); gw=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-mkdir -p $d/www; head -c 100 /dev/zero | tr '\0' x > $d/www/index.html
-cat > $d/nginx.conf <<EOT
-worker_processes 1; daemon off; pid $d/nginx.pid; error_log $d/err.log warn;
+# Needs nginx, wrk, strace, python3.
+set -euo pipefail
+bin=${1:?usage: benches/syscalls.sh BINARY}
+root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/benches/lib.sh"
+for tool in nginx wrk strace python3; do
+  command -v "$tool" >/dev/null || { echo "needs $tool"; exit 1; }
+done
+work=$(mktemp -d)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  nginx -p "$work" -c "$work/nginx.conf" -s stop 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+ORIGIN=$(free_port); HANDOFF=$(free_port)
+head -c 100 /dev/zero | tr '\0' 'x' > "$work/index.html"
+cat > "$work/nginx.conf" <<EOF
+worker_processes 1; pid $work/nginx.pid; error_log $work/nginx.err warn;
 events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:$up; keepalive_requests 100000; location / { root $d/www; } } }
-EOT
-/usr/sbin/nginx -p $d -c $d/nginx.conf & ngx=$!
-cat > $d/h.toml <<EOT
+http { access_log off; server { listen 127.0.0.1:$ORIGIN; keepalive_requests 100000;
+  location / { root $work; } } }
+EOF
+nginx -p "$work" -c "$work/nginx.conf"
+cat > "$work/handoff.toml" <<EOF
 [server]
-listen=["127.0.0.1:$gw"]
-threads=1
-pid_file="$d/pid"
-upgrade_sock="$d/sock"
-[upstreams.u]
-servers=["127.0.0.1:$up"]
-health_check={type="none"}
+listen = ["127.0.0.1:$HANDOFF"]
+threads = 1
+pid_file = "$work/handoff.pid"
+upgrade_sock = "$work/handoff.sock"
+[upstreams.intranet]
+servers = ["127.0.0.1:$ORIGIN"]
+health_check = { type = "none" }
 [[routes]]
-path="/"
-upstream="u"
-EOT
-RUST_LOG=info $bin run --config $d/h.toml 2>/dev/null & g=$!
-sleep 1
-wrk -t1 -c8 -d2s http://127.0.0.1:$gw/ >/dev/null
-strace -f -c -p $g -o $d/strace.txt & st=$!
+path = "/"
+upstream = "intranet"
+EOF
+RUST_LOG=info "$bin" run --config "$work/handoff.toml" 2>/dev/null &
+gw=$!; pids+=("$gw")
+wait_port "$HANDOFF"
+wrk -t1 -c8 -d2s "http://127.0.0.1:$HANDOFF/" >/dev/null   # warm-up
+strace -f -c -p "$gw" -o "$work/strace.txt" 2>/dev/null &
+st=$!
 sleep 0.5
-out=$(wrk -t1 -c8 -d3s http://127.0.0.1:$gw/)
-sleep 0.3; kill -INT $st; sleep 0.5
-reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-echo "$(basename $bin): $reqs requests"
-awk -v n=$reqs 'NR>2 && $NF ~ /^[a-z_0-9]+$/ && $4+0>0 {printf "  %-14s %8.2f per request\n", $NF, $4/n}' $d/strace.txt | sort -k2 -nr | head -8
-kill $g $ngx 2>/dev/null; wait 2>/dev/null
+out=$(wrk -t1 -c8 -d3s "http://127.0.0.1:$HANDOFF/")
+sleep 0.3
+kill -INT "$st"; wait "$st" 2>/dev/null || true
+requests=$(echo "$out" | awk '/requests in/ {print $1}')
+echo "$(basename "$bin"): $requests requests"
+awk -v n="$requests" 'NR > 2 && $NF ~ /^[a-z_0-9]+$/ && $4 + 0 > 0 {
+  printf "  %-16s %8.2f per request\n", $NF, $4 / n }' "$work/strace.txt" | sort -k2 -nr | head -8
