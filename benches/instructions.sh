@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Instructions per request, side by side, under callgrind (deterministic on a shared machine):
+# nginx doing the same work, the smallest Pingora proxy (examples/minimal_proxy.rs), and
+# Handoff — pass-through with the access log off and on, and a remembered JWT session.
+#
+#   benches/instructions.sh             # builds the release binaries first
+#   N=5000 benches/instructions.sh
+#   BIN=/tmp/handoff SKIP_BUILD=1 benches/instructions.sh
+#
+# Each proxy: one worker, a 100-byte page from an origin nginx, one keep-alive client
+# connection, counters zeroed after 200 warm-up requests, then N requests (default 2000).
+# "nginx + log" adds what Handoff does by default: a JSON access line per request (buffered)
+# and X-Forwarded-For/-Proto/-Host. Needs nginx, valgrind, python3.
+set -euo pipefail
+[ -z "${TRACE:-}" ] || set -x
+
+N=${N:-2000}
+# Handoff logs at info: its access lines (when [log] access is on) are written.
+export RUST_LOG=info
+root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/benches/lib.sh"
+for tool in nginx python3 valgrind callgrind_control callgrind_annotate; do
+  command -v "$tool" >/dev/null || { echo "needs $tool"; exit 1; }
+done
+if [ -z "${SKIP_BUILD:-}" ]; then
+  (cd "$root" && cargo build --release --quiet --bin handoff --example minimal_proxy)
+fi
+bin=${BIN:-"$root/target/release/handoff"}
+minimal=${MINIMAL:-"$root/target/release/examples/minimal_proxy"}
+nginx_bin=$(command -v nginx)
+work=$(mktemp -d)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  nginx -p "$work" -c "$work/origin.conf" -s stop 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ORIGIN=$(free_port)
+head -c 100 /dev/zero | tr '\0' 'x' > "$work/index.html"
+cp "$work/index.html" "$work/jwt"
+cat > "$work/origin.conf" <<EOF
+worker_processes 1; pid $work/origin.pid; error_log $work/origin.err warn;
+events { worker_connections 1024; }
+http { access_log off; server { listen 127.0.0.1:$ORIGIN; keepalive_requests 100000;
+  location / { root $work; } } }
+EOF
+nginx -p "$work" -c "$work/origin.conf"
+head -c 32 /dev/urandom | base64 > "$work/secret.txt"
+TOKEN=$(hs256 "$work/secret.txt" '{"sub":"u-1","email":"ada@corp.example","name":"Ada Lovelace","groups":["eng"]}')
+
+# nginx as the proxy: plain, and with the work Handoff does by default.
+nginx_conf() { # NAME PORT EXTRA_HTTP EXTRA_LOCATION
+  cat > "$work/$1.conf" <<EOF
+worker_processes 1; pid $work/$1.pid; error_log $work/$1.err warn;
+events { worker_connections 1024; }
+http { access_log off; $3
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 16; }
+  server { listen 127.0.0.1:$2; keepalive_requests 100000;
+    location / { proxy_pass http://origin; proxy_http_version 1.1;
+      proxy_set_header Connection ""; $4 } } }
+EOF
+}
+JSON_LOG='log_format json escape=json '"'"'{"time":"$time_iso8601","method":"$request_method","path":"$uri","status":$status,"upstream":"$upstream_addr","duration_ms":$request_time}'"'"'; access_log '"$work"'/access.log json buffer=64k flush=200ms;'
+FORWARDED='proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $host;'
+
+handoff_conf() { # PORT ACCESS_LOG
+  cat > "$work/handoff-$1.toml" <<EOF
+[server]
+listen = ["127.0.0.1:$1"]
+threads = 1
+pid_file = "$work/handoff-$1.pid"
+upgrade_sock = "$work/handoff-$1.sock"
+[log]
+access = $2
+file = "$work/handoff-$1.log"
+[session]
+cookie = "intranet_session"
+algorithms = ["HS256"]
+secret = { file = "secret.txt" }
+[upstreams.intranet]
+servers = ["127.0.0.1:$ORIGIN"]
+health_check = { type = "none" }
+[[routes]]
+path = "/"
+upstream = "intranet"
+[[routes]]
+path = "/jwt"
+upstream = "intranet"
+require_session = true
+identity_headers = true
+EOF
+}
+
+requests() { # PORT ROUTE N: N requests on one keep-alive connection
+  python3 - "$1" "$2" "$TOKEN" "$3" <<'EOF'
+import http.client, sys
+port, route, token, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+c = http.client.HTTPConnection("127.0.0.1", port)
+for _ in range(n):
+    c.request("GET", route, headers={"Cookie": "intranet_session=" + token})
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+EOF
+}
+
+declare -A result
+measure() { # NAME PORT ROUTE COMMAND...
+  local name=$1 port=$2 route=$3; shift 3
+  valgrind --tool=callgrind --callgrind-out-file="$work/$name.cg" "$@" 2>"$work/$name.vg" &
+  local vg=$!; pids+=("$vg")
+  wait_port "$port"
+  requests "$port" "$route" 200
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  requests "$port" "$route" "$N"
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  sleep 1
+  kill "$vg" 2>/dev/null || true
+  wait "$vg" 2>/dev/null || true
+  local dump
+  dump=$(ls -t "$work/$name.cg"* | grep -v '\.cg$' | head -1 || true)
+  [ -n "$dump" ] || dump="$work/$name.cg"
+  local total
+  total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  result[$name]=$(( total / N ))
+  printf "%-34s %9d instructions/request\n" "$name" "${result[$name]}"
+}
+
+P=$(free_port); nginx_conf nginx "$P" "" ""
+measure "nginx proxy_pass" "$P" / "$nginx_bin" -p "$work" -c "$work/nginx.conf" -g "daemon off; master_process off;"
+P=$(free_port); nginx_conf nginxlog "$P" "$JSON_LOG" "$FORWARDED"
+measure "nginx + JSON log + X-Forwarded" "$P" / "$nginx_bin" -p "$work" -c "$work/nginxlog.conf" -g "daemon off; master_process off;"
+P=$(free_port)
+measure "minimal Pingora" "$P" / "$minimal" "127.0.0.1:$P" "127.0.0.1:$ORIGIN"
+P=$(free_port); handoff_conf "$P" false
+measure "Handoff, access log off" "$P" / "$bin" run --config "$work/handoff-$P.toml"
+P=$(free_port); handoff_conf "$P" true
+measure "Handoff (default: log on)" "$P" / "$bin" run --config "$work/handoff-$P.toml"
+P=$(free_port); handoff_conf "$P" true
+measure "Handoff, remembered JWT, log on" "$P" /jwt "$bin" run --config "$work/handoff-$P.toml"
+
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+echo
+echo "Handoff (log on) / nginx + log:    $(ratio "${result["Handoff (default: log on)"]}" "${result["nginx + JSON log + X-Forwarded"]}")"
+echo "Handoff (log off) / nginx:         $(ratio "${result["Handoff, access log off"]}" "${result["nginx proxy_pass"]}")"
+echo "Handoff (log off) / minimal Pingora: $(ratio "${result["Handoff, access log off"]}" "${result["minimal Pingora"]}")"
+echo "minimal Pingora / nginx:           $(ratio "${result["minimal Pingora"]}" "${result["nginx proxy_pass"]}")"
