@@ -28,29 +28,8 @@ fi
 bin=${BIN:-"$root/target/release/handoff"}
 minimal=${MINIMAL:-"$root/target/release/examples/minimal_proxy"}
 nginx_bin=$(command -v nginx)
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  nginx -p "$work" -c "$work/origin.conf" -s stop 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-ORIGIN=$(free_port)
-head -c 100 /dev/zero | tr '\0' 'x' > "$work/index.html"
-cp "$work/index.html" "$work/jwt"
-cat > "$work/origin.conf" <<EOF
-worker_processes 1; pid $work/origin.pid; error_log $work/origin.err warn;
-events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:$ORIGIN; keepalive_requests 100000;
-  location / { root $work; } } }
-EOF
-nginx -p "$work" -c "$work/origin.conf"
-head -c 32 /dev/urandom | base64 > "$work/secret.txt"
-TOKEN=$(hs256 "$work/secret.txt" '{"sub":"u-1","email":"ada@corp.example","name":"Ada Lovelace","groups":["eng"]}')
-
+setup_work
+start_origin
 # nginx as the proxy: plain, and with the work Handoff does by default.
 nginx_conf() { # NAME PORT EXTRA_HTTP EXTRA_LOCATION
   cat > "$work/$1.conf" <<EOF
@@ -65,46 +44,8 @@ EOF
 }
 JSON_LOG='log_format json escape=json '"'"'{"time":"$time_iso8601","method":"$request_method","path":"$uri","status":$status,"upstream":"$upstream_addr","duration_ms":$request_time}'"'"'; access_log '"$work"'/access.log json buffer=64k flush=200ms;'
 FORWARDED='proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $host;'
-
-handoff_conf() { # PORT ACCESS_LOG
-  cat > "$work/handoff-$1.toml" <<EOF
-[server]
-listen = ["127.0.0.1:$1"]
-threads = 1
-pid_file = "$work/handoff-$1.pid"
-upgrade_sock = "$work/handoff-$1.sock"
-[log]
-access = $2
-file = "$work/handoff-$1.log"
-[session]
-cookie = "intranet_session"
-algorithms = ["HS256"]
-secret = { file = "secret.txt" }
-[upstreams.intranet]
-servers = ["127.0.0.1:$ORIGIN"]
-health_check = { type = "none" }
-[[routes]]
-path = "/"
-upstream = "intranet"
-[[routes]]
-path = "/jwt"
-upstream = "intranet"
-require_session = true
-identity_headers = true
-EOF
-}
-
-requests() { # PORT ROUTE N: N requests on one keep-alive connection
-  python3 - "$1" "$2" "$TOKEN" "$3" <<'EOF'
-import http.client, sys
-port, route, token, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-c = http.client.HTTPConnection("127.0.0.1", port)
-for _ in range(n):
-    c.request("GET", route, headers={"Cookie": "intranet_session=" + token})
-    r = c.getresponse(); r.read()
-    assert r.status == 200, r.status
-EOF
-}
+# The [log] lines of Handoff's configs: access log on or off, to a file.
+log_lines() { printf '[log]\naccess = %s\nfile = "%s/handoff-%s.log"\n' "$1" "$work" "$2"; }
 
 declare -A result
 measure() { # NAME PORT ROUTE COMMAND...
@@ -134,11 +75,12 @@ P=$(free_port); nginx_conf nginxlog "$P" "$JSON_LOG" "$FORWARDED"
 measure "nginx + JSON log + X-Forwarded" "$P" / "$nginx_bin" -p "$work" -c "$work/nginxlog.conf" -g "daemon off; master_process off;"
 P=$(free_port)
 measure "minimal Pingora" "$P" / "$minimal" "127.0.0.1:$P" "127.0.0.1:$ORIGIN"
-P=$(free_port); handoff_conf "$P" false
+P=$(free_port); handoff_config "handoff-$P" "$P" "$(log_lines false "$P")"
+TOKEN=$(session_token)
 measure "Handoff, access log off" "$P" / "$bin" run --config "$work/handoff-$P.toml"
-P=$(free_port); handoff_conf "$P" true
+P=$(free_port); handoff_config "handoff-$P" "$P" "$(log_lines true "$P")"
 measure "Handoff (default: log on)" "$P" / "$bin" run --config "$work/handoff-$P.toml"
-P=$(free_port); handoff_conf "$P" true
+P=$(free_port); handoff_config "handoff-$P" "$P" "$(log_lines true "$P")"
 measure "Handoff, remembered JWT, log on" "$P" /jwt "$bin" run --config "$work/handoff-$P.toml"
 
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }

@@ -26,3 +26,79 @@ PY
 # CPU clock ticks (utime + stime) used so far by the processes $@ (÷ `getconf CLK_TCK` = s).
 ticks() { local t=0 p; for p in "$@"; do
   [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+
+# A work folder ($work) removed at exit, with every process in $pids killed and the origin
+# nginx (if started) stopped.
+setup_work() {
+  work=$(mktemp -d)
+  chmod 755 "$work"
+  pids=()
+  trap cleanup_work EXIT
+}
+cleanup_work() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ ! -f "$work/origin.conf" ] || nginx -p "$work" -c "$work/origin.conf" -s stop 2>/dev/null || true
+  rm -rf "$work"
+}
+
+# The origin: nginx serving a 100-byte page at / and /jwt on $ORIGIN (keep-alive, no log).
+start_origin() {
+  ORIGIN=$(free_port)
+  head -c 100 /dev/zero | tr '\0' 'x' > "$work/index.html"
+  cp "$work/index.html" "$work/jwt"
+  cat > "$work/origin.conf" <<EOF
+worker_processes 1; pid $work/origin.pid; error_log $work/origin.err warn;
+events { worker_connections 1024; }
+http { access_log off; server { listen 127.0.0.1:$ORIGIN; keepalive_requests 100000;
+  location / { root $work; } } }
+EOF
+  nginx -p "$work" -c "$work/origin.conf"
+}
+
+# A gateway config at $work/$1.toml: one thread listening on $2, in front of the origin, with
+# an HS256 session (secret.txt) required on /jwt. $3: extra lines after [server]'s own.
+handoff_config() {
+  [ -f "$work/secret.txt" ] || head -c 32 /dev/urandom | base64 > "$work/secret.txt"
+  cat > "$work/$1.toml" <<EOF
+[server]
+listen = ["127.0.0.1:$2"]
+threads = 1
+pid_file = "$work/$1.pid"
+upgrade_sock = "$work/$1.sock"
+${3:-}
+[session]
+cookie = "intranet_session"
+algorithms = ["HS256"]
+secret = { file = "secret.txt" }
+[upstreams.intranet]
+servers = ["127.0.0.1:$ORIGIN"]
+health_check = { type = "none" }
+[[routes]]
+path = "/"
+upstream = "intranet"
+[[routes]]
+path = "/jwt"
+upstream = "intranet"
+require_session = true
+identity_headers = true
+EOF
+}
+
+# A session cookie's token for the gateway configs above (after handoff_config).
+session_token() {
+  hs256 "$work/secret.txt" '{"sub":"u-1","email":"ada@corp.example","name":"Ada Lovelace","groups":["eng"]}'
+}
+
+# N requests to ROUTE on one keep-alive connection to 127.0.0.1:PORT, each with the session
+# cookie $TOKEN; every answer must be a 200.   requests PORT ROUTE N
+requests() {
+  python3 - "$1" "$2" "${TOKEN:-}" "$3" <<'PY'
+import http.client, sys
+port, route, token, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+c = http.client.HTTPConnection("127.0.0.1", port)
+for _ in range(n):
+    c.request("GET", route, headers={"Cookie": "intranet_session=" + token})
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+PY
+}

@@ -24,62 +24,11 @@ fi
 bin=${BIN:-"$root/target/release/handoff"}
 out="$root/target/profile"
 mkdir -p "$out"
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  nginx -p "$work" -c "$work/nginx.conf" -s stop 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ORIGIN=$(free_port); HANDOFF=$(free_port)
-head -c 100 /dev/zero | tr '\0' 'x' > "$work/index.html"
-cp "$work/index.html" "$work/jwt"
-cat > "$work/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:$ORIGIN; keepalive_requests 100000;
-  location / { root $work; } } }
-EOF
-nginx -p "$work" -c "$work/nginx.conf"
-head -c 32 /dev/urandom | base64 > "$work/secret.txt"
-cat > "$work/handoff.toml" <<EOF
-[server]
-listen = ["127.0.0.1:$HANDOFF"]
-threads = 1
-pid_file = "$work/handoff.pid"
-upgrade_sock = "$work/handoff.sock"
-[session]
-cookie = "intranet_session"
-algorithms = ["HS256"]
-secret = { file = "secret.txt" }
-[upstreams.intranet]
-servers = ["127.0.0.1:$ORIGIN"]
-health_check = { type = "none" }
-[[routes]]
-path = "/"
-upstream = "intranet"
-[[routes]]
-path = "/jwt"
-upstream = "intranet"
-require_session = true
-identity_headers = true
-EOF
-TOKEN=$(hs256 "$work/secret.txt" '{"sub":"u-1","email":"ada@corp.example","name":"Ada Lovelace","groups":["eng"]}')
-requests() { # N requests on one keep-alive connection
-  python3 - "$HANDOFF" "$ROUTE" "$TOKEN" "$1" <<'EOF'
-import http.client, sys
-port, route, token, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-c = http.client.HTTPConnection("127.0.0.1", port)
-for _ in range(n):
-    c.request("GET", route, headers={"Cookie": "intranet_session=" + token})
-    r = c.getresponse(); r.read()
-    assert r.status == 200, r.status
-EOF
-}
+setup_work
+start_origin
+HANDOFF=$(free_port)
+handoff_config handoff "$HANDOFF"
+TOKEN=$(session_token)
 
 # 1. Instructions per request, under callgrind: counters zeroed after warm-up, dumped after N.
 if [ -z "${SKIP_CALLGRIND:-}" ]; then
@@ -88,9 +37,9 @@ RUST_LOG=${RUST_LOG:-warn} valgrind --tool=callgrind --callgrind-out-file="$work
 pids+=($!)
 VG=$!
 wait_port "$HANDOFF"
-requests 200
+requests "$HANDOFF" "$ROUTE" 200
 callgrind_control -z "$VG" >/dev/null
-requests "$N"
+requests "$HANDOFF" "$ROUTE" "$N"
 callgrind_control -d "$VG" >/dev/null
 sleep 1
 kill "$VG" 2>/dev/null || true

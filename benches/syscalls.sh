@@ -13,37 +13,10 @@ source "$root/benches/lib.sh"
 for tool in nginx wrk strace python3; do
   command -v "$tool" >/dev/null || { echo "needs $tool"; exit 1; }
 done
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  nginx -p "$work" -c "$work/nginx.conf" -s stop 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ORIGIN=$(free_port); HANDOFF=$(free_port)
-head -c 100 /dev/zero | tr '\0' 'x' > "$work/index.html"
-cat > "$work/nginx.conf" <<EOF
-worker_processes 1; pid $work/nginx.pid; error_log $work/nginx.err warn;
-events { worker_connections 1024; }
-http { access_log off; server { listen 127.0.0.1:$ORIGIN; keepalive_requests 100000;
-  location / { root $work; } } }
-EOF
-nginx -p "$work" -c "$work/nginx.conf"
-cat > "$work/handoff.toml" <<EOF
-[server]
-listen = ["127.0.0.1:$HANDOFF"]
-threads = 1
-pid_file = "$work/handoff.pid"
-upgrade_sock = "$work/handoff.sock"
-[upstreams.intranet]
-servers = ["127.0.0.1:$ORIGIN"]
-health_check = { type = "none" }
-[[routes]]
-path = "/"
-upstream = "intranet"
-EOF
+setup_work
+start_origin
+HANDOFF=$(free_port)
+handoff_config handoff "$HANDOFF"
 RUST_LOG=info "$bin" run --config "$work/handoff.toml" 2>/dev/null &
 gw=$!; pids+=("$gw")
 wait_port "$HANDOFF"
