@@ -9,32 +9,12 @@
 set -euo pipefail
 OLD=$1 NEW=$2 ROUNDS=${ROUNDS:-6}
 source "$(cd "$(dirname "$0")" && pwd)/lib.sh"
-work=$(mktemp -d); chmod 755 $work
-ORIGIN=$(free_port); A=$(free_port); B=$(free_port)
-head -c 100 /dev/zero | tr '\0' 'x' > $work/index.html
-cat > $work/nginx.conf <<NG
-worker_processes 1; daemon on; pid $work/nginx.pid; error_log $work/nginx.err warn;
-events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:$ORIGIN; keepalive_requests 100000; location / { root $work; } } }
-NG
-nginx -p $work -c $work/nginx.conf
-conf() { cat > $work/$1.toml <<T
-[server]
-listen = ["127.0.0.1:$2"]
-threads = 1
-pid_file = "$work/$1.pid"
-upgrade_sock = "$work/$1.sock"
-[upstreams.intranet]
-servers = ["127.0.0.1:$ORIGIN"]
-health_check = { type = "none" }
-[[routes]]
-path = "/"
-upstream = "intranet"
-T
-}
-conf a $A; conf b $B
-RUST_LOG=warn "$OLD" run --config $work/a.toml 2>$work/a.err & PA=$!
-RUST_LOG=warn "$NEW" run --config $work/b.toml 2>$work/b.err & PB=$!
+setup_work
+start_origin
+A=$(free_port); B=$(free_port)
+handoff_config a "$A"; handoff_config b "$B"
+RUST_LOG=warn "$OLD" run --config $work/a.toml 2>$work/a.err & PA=$!; pids+=("$PA")
+RUST_LOG=warn "$NEW" run --config $work/b.toml 2>$work/b.err & PB=$!; pids+=("$PB")
 wait_port $A; wait_port $B
 HZ=$(getconf CLK_TCK)
 cat > $work/r.lua <<'L'
@@ -50,4 +30,3 @@ echo "round: old cpu-µs/req req/s errors | new cpu-µs/req req/s errors"
 for round in $(seq "$ROUNDS"); do
   echo "round $round: old $(one $PA $A) | new $(one $PB $B)"
 done
-kill $PA $PB; nginx -p $work -c $work/nginx.conf -s stop 2>/dev/null; rm -rf $work
