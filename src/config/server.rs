@@ -66,12 +66,13 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
     if let Some(addr) = &raw.metrics_listen {
         check_listen("server.metrics_listen", addr, p);
     }
-    let ca_file = raw
-        .ca_file
-        .map(|f| readable_file("server.ca_file", &f, base_dir, p));
-    let ca = ca_file
-        .as_deref()
-        .and_then(|f| ca_file_setting("server.ca_file", f, p));
+    let (ca_file, ca) = match &raw.ca_file {
+        Some(f) => {
+            let (path, ca) = ca_file_setting("server.ca_file", f, base_dir, p);
+            (Some(path), ca)
+        }
+        None => (None, None),
+    };
     ServerSettings {
         listen,
         tls,
@@ -141,15 +142,19 @@ fn check_listen(key: &str, addr: &str, p: &mut Problems) {
 }
 
 /// Checks that a file can be read, and returns its path resolved against the config's folder.
-/// A CA file's certificates, or a problem at `key` (a file that cannot be read is reported
-/// once, by [`readable_file`]).
-pub(super) fn ca_file_setting(key: &str, path: &str, p: &mut Problems) -> Option<CaCertificates> {
-    if std::fs::File::open(path).is_err() {
-        return None;
-    }
-    super::tls::ca_certificates(path)
+/// A CA file (`file`, relative to `base_dir`): its full path and its certificates, read once;
+/// a file that cannot be read or holds no usable certificate is a problem at `key`.
+pub(super) fn ca_file_setting(
+    key: &str,
+    file: &str,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> (String, Option<CaCertificates>) {
+    let path = base_dir.join(file).display().to_string();
+    let ca = super::tls::ca_certificates(&path)
         .map_err(|e| p.add(key, e))
-        .ok()
+        .ok();
+    (path, ca)
 }
 
 pub(super) fn readable_file(key: &str, path: &str, base_dir: &Path, p: &mut Problems) -> String {

@@ -122,8 +122,7 @@ pub(super) fn upstream_settings(
     let ca = match &raw.ca_file {
         Some(file) => {
             let ca_key = format!("{key}.ca_file");
-            let path = super::server::readable_file(&ca_key, file, base_dir, p);
-            super::server::ca_file_setting(&ca_key, &path, p)
+            super::server::ca_file_setting(&ca_key, file, base_dir, p).1
         }
         None => server_ca.cloned(),
     };
