@@ -182,6 +182,7 @@ fn check_accepts_only_the_tls_files_run_can_load() {
         ),
         (empty.as_path(), "holds no PEM block"),
         (text_file.as_path(), "holds no PEM block"),
+        (Path::new("/nonexistent/handoff/ca.pem"), "cannot read"),
     ] {
         let extra = format!("ca_file = \"{}\"", ca.display());
         only_problem(&tls_config(&cert, &key, &extra), "server.ca_file", fragment);
