@@ -46,10 +46,12 @@ kill "$VG" 2>/dev/null || true
 wait "$VG" 2>/dev/null || true
 dump=$(ls -t "$work"/cg.out* | grep -v '\.out$' | head -1 || true)
 [ -n "$dump" ] || dump="$work/cg.out"
+cp "$dump" "$out/callgrind.out"
 callgrind_annotate --threshold=100 "$dump" > "$out/callgrind.txt" 2>/dev/null || true
+callgrind_annotate --inclusive=yes --threshold=100 "$dump" > "$out/callgrind-inclusive.txt" 2>/dev/null || true
 total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$out/callgrind.txt")
 echo "callgrind: ${total:-?} instructions for $N requests to $ROUTE → $(python3 -c "print(round(${total:-0}/$N))") per request"
-echo "  top functions (self): $out/callgrind.txt"
+echo "  top functions (self): $out/callgrind.txt, (inclusive): $out/callgrind-inclusive.txt"
 fi
 
 # 2. perf under load.

@@ -60,13 +60,19 @@ pub struct HandoffCtx {
     connect_failures: usize,
     /// What an HTML answer's widget tags get.
     widgets: Widgets,
-    /// Set once the response turned out to be a rewritable HTML page.
-    rewriter: Option<Mutex<WidgetRewriter>>,
-    /// Set when that page came compressed: undoes the encoding, up to the page cap.
-    inflater: Option<Mutex<Inflater>>,
+    /// Set once the response turned out to be a rewritable HTML page. Boxed: most answers are
+    /// not such pages, and every request's state (its future) is moved into a box once.
+    page: Option<Box<PageRewrite>>,
     /// Set when the response is an HTML page that cannot be rewritten (an encoding the gateway
     /// cannot undo, or a byte range): its body is replaced by this error page.
     replacement: Option<Bytes>,
+}
+
+/// How an HTML page's body is rewritten as it streams.
+struct PageRewrite {
+    rewriter: Mutex<WidgetRewriter>,
+    /// Set when the page came compressed: undoes the encoding, up to the page cap.
+    inflater: Option<Mutex<Inflater>>,
 }
 
 impl HandoffCtx {
@@ -244,8 +250,7 @@ impl Handoff {
             session: SessionNote::NotChecked,
             connect_failures: 0,
             widgets: Widgets::Off,
-            rewriter: None,
-            inflater: None,
+            page: None,
             replacement: None,
         }
     }

@@ -9,7 +9,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use super::{Handoff, HandoffCtx, Outcome};
+use super::{Handoff, HandoffCtx, Outcome, PageRewrite};
 use crate::apps::inflate::{InflateError, Inflater};
 use crate::gateway::Widgets;
 use crate::reply::Reply;
@@ -91,8 +91,10 @@ impl Handoff {
             // The page may now carry a per-person code: no shared cache may keep it.
             response.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
         }
-        ctx.rewriter = Some(Mutex::new(rewriter));
-        ctx.inflater = inflater.map(Mutex::new);
+        ctx.page = Some(Box::new(PageRewrite {
+            rewriter: Mutex::new(rewriter),
+            inflater: inflater.map(Mutex::new),
+        }));
         Ok(())
     }
 
@@ -155,10 +157,11 @@ impl Handoff {
             *body = end_of_stream.then(|| page.clone());
             return Ok(());
         }
-        let Some(rewriter) = ctx.rewriter.as_mut() else {
+        let Some(page) = ctx.page.as_mut() else {
             return Ok(());
         };
-        if let Some(inflater) = ctx.inflater.as_mut() {
+        let rewriter = &mut page.rewriter;
+        if let Some(inflater) = page.inflater.as_mut() {
             let inflater = inflater.get_mut().unwrap_or_else(|e| e.into_inner());
             let mut plain = match body.as_deref() {
                 Some(chunk) => inflater.write(chunk),

@@ -360,7 +360,10 @@ impl TransportConnector {
         if let Some(s) = reused_stream {
             Ok((s, true))
         } else {
-            let s = self.new_stream(peer).await?;
+            // HANDOFF PATCH: the connect (TCP, TLS) future is boxed, so the state of a request
+            // that reuses a pooled connection (most of them) is not sized for it: every
+            // request's future is moved into a box once, and its size is what is copied.
+            let s = Box::pin(self.new_stream(peer)).await?;
             Ok((s, false))
         }
     }
