@@ -87,16 +87,16 @@ impl BatchWriter {
             self.shared.dropped.load(Relaxed),
         )
     }
-}
 
-impl Write for BatchWriter {
-    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+    /// Adds one line (or several whole lines) to the batch; an urgent writer writes it out
+    /// before returning.
+    pub fn append(&self, line: &[u8]) {
         let shared = &self.shared;
         {
             let mut batch = lock(&shared.batch);
             if batch.len() + line.len() > MAX_PENDING {
                 shared.dropped.fetch_add(1, Relaxed);
-                return Ok(line.len());
+                return;
             }
             let was_below = batch.len() < HIGH_WATER;
             batch.extend_from_slice(line);
@@ -107,6 +107,12 @@ impl Write for BatchWriter {
         if self.urgent {
             write_out(shared, &mut Vec::new());
         }
+    }
+}
+
+impl Write for BatchWriter {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        self.append(line);
         Ok(line.len())
     }
 

@@ -54,6 +54,11 @@ pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
     let (writer, guard) = BatchWriter::start(destination)
         .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
     let _ = WRITER.set(writer.clone());
+    if settings.format == LogFormat::Json {
+        // Access lines skip the event machinery: the same bytes, straight into the batch.
+        let lines = writer.clone();
+        crate::plugin::write_json_lines_to(Box::new(move |line| lines.append(line)));
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -274,6 +279,50 @@ mod tests {
                 .is_some_and(|l| l.contains("logging.rs:")),
             "{text}"
         );
+    }
+
+    #[test]
+    fn access_lines_are_written_as_the_formatter_writes_their_event() {
+        let line = crate::plugin::AccessLine {
+            method: "GET",
+            path: "/a \"b\"\\c\u{1}é?q=1",
+            status: 502,
+            route: "intranet",
+            outcome: "proxy_error",
+            upstream: "127.0.0.1:8081",
+            session: "valid",
+            source: "cookie",
+            person: "alice@example.com",
+            duration_ms: 12.34,
+            error: "Upstream ConnectRefused\ncontext: x",
+        };
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(JsonLines)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || line.trace());
+        let traced = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let mut direct = Vec::new();
+        line.write_json(&mut direct, std::time::SystemTime::now());
+        let direct = String::from_utf8(direct).unwrap();
+        // Everything but the timestamp's value is the same, byte for byte.
+        let after_time = |l: &str| l.split_once("\",\"level\"").unwrap().1.to_string();
+        assert_eq!(
+            after_time(&direct),
+            after_time(&traced),
+            "{direct}\n{traced}"
+        );
+        let stamp = |l: &str| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["timestamp"].as_str().unwrap().to_string()
+        };
+        let (a, b) = (stamp(&direct), stamp(&traced));
+        // The same shape (the value itself: the access-log module's own test).
+        let shape = |t: &str| t.replace(|c: char| c.is_ascii_digit(), "0");
+        assert_eq!(shape(&a), shape(&b), "{a} {b}");
+        assert!(direct.ends_with("}\n") && direct.matches('\n').count() == 1);
     }
 
     #[test]
