@@ -74,14 +74,14 @@ pub enum Decision<'g> {
     /// the response, if it is an HTML page.
     Proxy {
         route: Option<usize>,
-        identity: Option<Identity>,
+        identity: Option<Arc<Identity>>,
         widgets: Widgets,
     },
     /// Hand the recognised, admitted person on (see [`Gateway::handoff`]).
     Handoff {
         route: usize,
         to: HandoffTo<'g>,
-        identity: Identity,
+        identity: Arc<Identity>,
     },
 }
 

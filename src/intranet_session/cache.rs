@@ -45,7 +45,11 @@ impl CacheCounts {
     }
 }
 
-/// A cache key: HMAC-SHA256 of the credential under a per-process random key.
+/// A cache key: BLAKE3 in its keyed mode (a MAC) of the credential under a per-process random
+/// key. The credential itself is never kept; an attacker who never sees the keys cannot make
+/// another credential land on a remembered one (2^-256 a try). BLAKE3 rather than HMAC-SHA256:
+/// the same guarantee at a fraction of the cost for a token of a few hundred bytes, which is
+/// hashed on every request (BENCHMARKS.md, issue 18).
 pub type CacheKey = [u8; 32];
 
 /// Hashes credentials into [`CacheKey`]s.
@@ -60,7 +64,7 @@ impl KeyedHash {
     }
 
     pub fn of(&self, credential: &[u8]) -> CacheKey {
-        crate::keyed::hmac_sha256(&self.0, credential)
+        *blake3::keyed_hash(&self.0, credential).as_bytes()
     }
 }
 

@@ -267,7 +267,7 @@ impl SessionVerifier {
         &self,
         headers: &HeaderMap,
         bearer: bool,
-    ) -> Result<(Identity, Source), SessionError> {
+    ) -> Result<(Arc<Identity>, Source), SessionError> {
         let mut error = SessionError::Missing;
         for &source in &self.settings.sources {
             let result = match source {
@@ -290,7 +290,7 @@ impl SessionVerifier {
     /// session cookie appears more than once, the first one that verifies wins; when none does,
     /// the first one's reason is reported. That is deterministic, and it tolerates the stale
     /// duplicate a browser keeps for another path or domain.
-    async fn by_cookie(&self, headers: &HeaderMap) -> Result<Identity, SessionError> {
+    async fn by_cookie(&self, headers: &HeaderMap) -> Result<Arc<Identity>, SessionError> {
         let mut first_error = None;
         for token in session_cookies(headers, &self.settings.cookie).take(MAX_CANDIDATES) {
             match self.by_jwt(&token).await {
@@ -303,7 +303,7 @@ impl SessionVerifier {
         Err(first_error.unwrap_or(SessionError::Missing))
     }
 
-    async fn by_bearer(&self, headers: &HeaderMap) -> Result<Identity, SessionError> {
+    async fn by_bearer(&self, headers: &HeaderMap) -> Result<Arc<Identity>, SessionError> {
         match bearer_token(headers) {
             Some(token) => self.by_jwt(token).await,
             None => Err(SessionError::Missing),
@@ -311,7 +311,7 @@ impl SessionVerifier {
     }
 
     /// A JWT's person: remembered from an earlier verification, or verified now.
-    async fn by_jwt(&self, token: &str) -> Result<Identity, SessionError> {
+    async fn by_jwt(&self, token: &str) -> Result<Arc<Identity>, SessionError> {
         let Some(JwtSessions {
             verifier: jwt,
             tokens,
@@ -324,17 +324,17 @@ impl SessionVerifier {
             return Ok(identity);
         }
         let claims = jwt.verify(token).await?;
-        let identity = self.settings.mapping.identity(&claims);
+        let identity = Arc::new(self.settings.mapping.identity(&claims));
         tokens.put(token, &claims, jwt.leeway_seconds(), &identity, generation);
         Ok(identity)
     }
 
-    async fn by_userinfo(&self, headers: &HeaderMap) -> Result<Identity, SessionError> {
+    async fn by_userinfo(&self, headers: &HeaderMap) -> Result<Arc<Identity>, SessionError> {
         let Some(userinfo) = &self.userinfo else {
             return Err(SessionError::Missing);
         };
         match userinfo.lookup(headers).await {
-            Ok(Answer::Person(identity)) => Ok(Identity::clone(&identity)),
+            Ok(Answer::Person(identity)) => Ok(identity),
             Ok(Answer::NotSignedIn) => Err(SessionError::Rejected),
             Err(LookupError::NoCookie) => Err(SessionError::Missing),
             Err(LookupError::Unavailable) => Err(SessionError::Unavailable),

@@ -60,12 +60,12 @@ impl TokenCache {
     }
 
     /// The person a token verified for, if it did recently, under this key-set generation.
-    pub fn get(&self, token: &str, generation: Option<u64>) -> Option<Identity> {
+    pub fn get(&self, token: &str, generation: Option<u64>) -> Option<Arc<Identity>> {
         self.get_at(token, generation, Instant::now())
     }
 
     /// [`TokenCache::get`] at `now`.
-    fn get_at(&self, token: &str, generation: Option<u64>, now: Instant) -> Option<Identity> {
+    fn get_at(&self, token: &str, generation: Option<u64>, now: Instant) -> Option<Arc<Identity>> {
         if self.settings.ttl.is_zero() {
             return None;
         }
@@ -74,7 +74,7 @@ impl TokenCache {
             .lock()
             .get(&key)
             .filter(|hit| hit.until > now && hit.generation == generation)
-            .map(|hit| Identity::clone(&hit.identity));
+            .map(|hit| hit.identity.clone());
         match found {
             Some(_) => self.counts.hit(),
             None => self.counts.miss(),
@@ -93,7 +93,7 @@ impl TokenCache {
         token: &str,
         claims: &Map<String, Value>,
         leeway_seconds: u64,
-        identity: &Identity,
+        identity: &Arc<Identity>,
         generation: Option<u64>,
     ) {
         self.put_at(
@@ -112,7 +112,7 @@ impl TokenCache {
         token: &str,
         claims: &Map<String, Value>,
         leeway_seconds: u64,
-        identity: &Identity,
+        identity: &Arc<Identity>,
         generation: Option<u64>,
         now: Instant,
     ) {
@@ -136,7 +136,7 @@ impl TokenCache {
         map.insert(
             key,
             Verified {
-                identity: Arc::new(identity.clone()),
+                identity: identity.clone(),
                 until: now + lifetime,
                 born: now,
                 generation,
@@ -175,18 +175,21 @@ mod tests {
         .unwrap()
     }
 
-    fn ada() -> Identity {
-        Identity {
+    fn ada() -> Arc<Identity> {
+        Arc::new(Identity {
             id: "a".into(),
             ..Identity::default()
-        }
+        })
     }
 
     #[test]
     fn a_verified_token_is_remembered_for_its_generation_only() {
         let c = cache(60);
         c.put("t1", &claims(600), 0, &ada(), Some(3));
-        assert_eq!(c.get("t1", Some(3)).map(|i| i.id), Some("a".to_string()));
+        assert_eq!(
+            c.get("t1", Some(3)).map(|i| i.id.clone()),
+            Some("a".to_string())
+        );
         assert!(c.get("t1", Some(4)).is_none(), "keys changed since");
         assert!(c.get("t2", Some(3)).is_none());
     }

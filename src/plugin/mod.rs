@@ -59,7 +59,7 @@ pub struct HandoffCtx {
     outcome: Outcome,
     upstream: Option<PeerAddr>,
     route: Option<usize>,
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
     session: SessionNote,
     connect_failures: usize,
     /// What an HTML answer's widget tags get.
@@ -82,7 +82,7 @@ struct PageRewrite {
 impl HandoffCtx {
     /// Who the request is from, when Handoff looked for a session and found one.
     pub fn identity(&self) -> Option<&Identity> {
-        self.identity.as_ref()
+        self.identity.as_deref()
     }
 
     /// The session outcome, for your logs: `-` (not looked for), `valid`, or the reason it

@@ -65,7 +65,7 @@ impl Handoff {
             None => None,
         };
         let person = match ctx.widgets {
-            Widgets::SignIn => ctx.identity.as_ref(),
+            Widgets::SignIn => ctx.identity.as_deref(),
             _ => None,
         };
         let Some(rewriter) = self.gateway_of(ctx).widget_rewriter(person) else {
