@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Pass-through A/B of two handoff binaries, side by side: both run at once (one thread each,
-# same config, same origin nginx) and wrk alternates between them, ROUNDS times 5 s at 64
-# connections. Prints CPU µs per request, req/s and errors per round for each.
+# Pass-through A/B of two handoff binaries, side by side with nginx doing the same work: all
+# three run at once (one thread / one worker each, the same origin nginx) and wrk alternates
+# between them, ROUNDS times 5 s at 64 connections. Handoff runs with its defaults (the JSON
+# access log on, to a file); nginx writes a JSON access line per request in batches and sends
+# X-Forwarded-For/-Proto/-Host (lib.sh). Prints CPU µs per request, req/s and errors per round
+# for each, and the ratios to nginx.
 #
 #   benches/ab.sh OLD_BINARY NEW_BINARY
 #   e.g. git worktree add /tmp/before main && (cd /tmp/before && cargo build --release) &&
@@ -11,22 +14,38 @@ OLD=$1 NEW=$2 ROUNDS=${ROUNDS:-6}
 source "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 setup_work
 start_origin
-A=$(free_port); B=$(free_port)
-handoff_config a "$A"; handoff_config b "$B"
-RUST_LOG=warn "$OLD" run --config $work/a.toml 2>$work/a.err & PA=$!; pids+=("$PA")
-RUST_LOG=warn "$NEW" run --config $work/b.toml 2>$work/b.err & PB=$!; pids+=("$PB")
-wait_port $A; wait_port $B
+A=$(free_port); B=$(free_port); C=$(free_port)
+handoff_config a "$A" "$(handoff_log true a)"; handoff_config b "$B" "$(handoff_log true b)"
+RUST_LOG=info "$OLD" run --config $work/a.toml 2>$work/a.err & PA=$!; pids+=("$PA")
+RUST_LOG=info "$NEW" run --config $work/b.toml 2>$work/b.err & PB=$!; pids+=("$PB")
+cat > "$work/nginx.conf" <<EOF
+worker_processes 1; pid $work/nginx.pid; error_log $work/nginx.err warn;
+events { worker_connections 1024; }
+http { $(nginx_json_log nginx-access.log)
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 128; }
+  server { listen 127.0.0.1:$C; keepalive_requests 100000;
+    location / { proxy_pass http://origin; $NGINX_PROXY } } }
+EOF
+nginx -p "$work" -c "$work/nginx.conf" -g "daemon off;" & PN=$!; pids+=("$PN")
+wait_port $A; wait_port $B; wait_port $C
+NG="$PN $(pgrep -P "$PN" | tr '\n' ' ')"
 HZ=$(getconf CLK_TCK)
 cat > $work/r.lua <<'L'
 done = function(s) io.write(string.format("REQS %d %d\n", s.requests, s.errors.connect + s.errors.read + s.errors.write + s.errors.timeout + s.errors.status)) end
 L
-one() { local pid=$1 port=$2 t0 t1 out reqs errs
-  t0=$(ticks $pid)
+one() { local port=$1 t0 t1 out reqs errs; shift
+  t0=$(ticks "$@")
   out=$(wrk -t1 -c64 -d5s -s $work/r.lua http://127.0.0.1:$port/ 2>&1 | awk '/^REQS/ {print $2, $3}')
-  t1=$(ticks $pid); read -r reqs errs <<<"$out"
+  t1=$(ticks "$@"); read -r reqs errs <<<"$out"
   python3 -c "print(f'{($t1-$t0)/$HZ*1e6/$reqs:.1f} {$reqs/5:.0f} {$errs}')"
 }
-echo "round: old cpu-µs/req req/s errors | new cpu-µs/req req/s errors"
+echo "round: old cpu-µs/req req/s errors | new cpu-µs/req req/s errors | nginx cpu-µs/req req/s errors"
+sum_old=0 sum_new=0 sum_ng=0
 for round in $(seq "$ROUNDS"); do
-  echo "round $round: old $(one $PA $A) | new $(one $PB $B)"
+  o=$(one $A $PA); n=$(one $B $PB); g=$(one $C $NG)
+  echo "round $round: old $o | new $n | nginx $g"
+  sum_old=$(python3 -c "print($sum_old + ${o%% *})"); sum_new=$(python3 -c "print($sum_new + ${n%% *})")
+  sum_ng=$(python3 -c "print($sum_ng + ${g%% *})")
 done
+python3 -c "print(f'CPU per request, mean of $ROUNDS rounds: old/nginx {$sum_old/$sum_ng:.2f}, new/nginx {$sum_new/$sum_ng:.2f}, new/old {$sum_new/$sum_old:.2f}')"
+[ "$(wc -l < "$work/nginx-access.log")" -gt 0 ] || { echo "nginx wrote no access lines"; exit 1; }

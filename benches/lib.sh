@@ -55,6 +55,19 @@ EOF
   nginx -p "$work" -c "$work/origin.conf"
 }
 
+# nginx doing the work Handoff does by default, for side-by-side runs: a JSON line per request
+# written in batches (nginx's buffer/flush, as Handoff's log writer) to $work/$1, and
+# X-Forwarded-For/-Proto/-Host sent upstream. `nginx_json_log FILE` goes in `http { }`;
+# $NGINX_PROXY in each proxying location (proxy_set_header is not inherited by a location that
+# sets its own).
+nginx_json_log() {
+  printf '%s' 'log_format json escape=json '"'"'{"time":"$time_iso8601","method":"$request_method","path":"$uri","status":$status,"upstream":"$upstream_addr","duration_ms":$request_time}'"'"'; access_log '"$work/$1"' json buffer=64k flush=200ms;'
+}
+NGINX_PROXY='proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $host;'
+
+# The [log] table of a gateway config: the access log on (true) or off, to $work/handoff-$2.log.
+handoff_log() { printf '[log]\naccess = %s\nfile = "%s/handoff-%s.log"\n' "$1" "$work" "$2"; }
+
 # A gateway config at $work/$1.toml: one thread listening on $2, in front of the origin, with
 # an HS256 session (secret.txt) required on /jwt. $3: extra lines after [server]'s own.
 handoff_config() {

@@ -26,6 +26,10 @@ SLOW_CONNS=${SLOW_CONNS:-2000}
 # One proxy thread: on a 2-core machine shared with wrk and the origin, a second Pingora thread
 # costs ~30 µs of CPU per request in cross-thread wake-ups (BENCHMARKS.md, "Tuning").
 HANDOFF_THREADS=${HANDOFF_THREADS:-1}
+# nginx gets as many workers as Handoff has threads, and does the same work: a JSON access
+# line per request written in batches, X-Forwarded-For/-Proto/-Host (lib.sh). Handoff runs
+# with its defaults (access log on), both logs to files in the work folder.
+NGINX_WORKERS=${NGINX_WORKERS:-$HANDOFF_THREADS}
 # Idle upstream connections kept per process (server.upstream_keepalive_pool_size).
 HANDOFF_POOL=${HANDOFF_POOL:-1024}
 if [ -n "$QUICK" ]; then DUR=2; LONG_DUR=2; BIG=200; SLOW_CONNS=200; fi
@@ -54,19 +58,18 @@ trap cleanup EXIT
 
 ORIGIN=$(free_port); NGINX=$(free_port); HANDOFF=$(free_port); YOURGPT=$(free_port); SLOW=$(free_port)
 
-nginx_conf() { # name, server block
+nginx_conf() { # name, workers, server block
   cat > "$work/nginx-$1.conf" <<EOF
-worker_processes 2;
+worker_processes $2;
 worker_rlimit_nofile 65536;
 pid $work/nginx-$1.pid;
 error_log $work/nginx-$1.err warn;
 events { worker_connections 16384; }
 http {
-  access_log off;
   types { text/html html; }
   upstream origin { server 127.0.0.1:$ORIGIN; keepalive 128; }
   upstream slow { server 127.0.0.1:$SLOW; keepalive 128; }
-  $2
+  $3
 }
 EOF
   nginx -p "$work" -c "$work/nginx-$1.conf"
@@ -83,17 +86,18 @@ while len(html) < 16384:
     html += row
 open(sys.argv[1], "w").write(html + "</body></html>")
 EOF
-nginx_conf origin "server { listen 127.0.0.1:$ORIGIN backlog=4096; keepalive_requests 100000;
+nginx_conf origin 2 "access_log off;
+server { listen 127.0.0.1:$ORIGIN backlog=4096; keepalive_requests 100000;
   location / { root $work; }
   location = /status { stub_status; }
   location = /auth { return 204; }
   location = /userinfo { default_type application/json;
     return 200 '{\"sub\":\"u-1\",\"email\":\"ada@corp.example\",\"name\":\"Ada Lovelace\",\"groups\":[\"eng\"]}'; } }"
-nginx_conf proxy "server { listen 127.0.0.1:$NGINX backlog=4096; keepalive_requests 100000;
-  location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
-  location /slow { proxy_pass http://slow; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
-  location /auth-page { auth_request /_auth; proxy_pass http://origin; proxy_http_version 1.1;
-    proxy_set_header Connection \"\"; }
+nginx_conf proxy "$NGINX_WORKERS" "$(nginx_json_log nginx-access.log)
+server { listen 127.0.0.1:$NGINX backlog=4096; keepalive_requests 100000;
+  location / { proxy_pass http://origin; $NGINX_PROXY }
+  location /slow { proxy_pass http://slow; $NGINX_PROXY }
+  location /auth-page { auth_request /_auth; proxy_pass http://origin; $NGINX_PROXY }
   location = /_auth { internal; proxy_pass http://origin/auth; proxy_http_version 1.1;
     proxy_set_header Connection \"\"; proxy_pass_request_body off;
     proxy_set_header Content-Length \"\"; } }"
@@ -111,6 +115,7 @@ threads = $HANDOFF_THREADS
 upstream_keepalive_pool_size = $HANDOFF_POOL
 pid_file = "$work/handoff.pid"
 upgrade_sock = "$work/handoff.sock"
+$(handoff_log true access)
 [session]
 cookie = "intranet_session"
 algorithms = ["HS256"]
@@ -159,7 +164,7 @@ app = "yourgpt"
 path = "/ai/chat"
 app = "chat"
 EOF
-RUST_LOG=warn "$bin" run --config "$work/handoff.toml" 2>"$work/handoff.err" &
+RUST_LOG=info "$bin" run --config "$work/handoff.toml" 2>"$work/handoff.err" &
 pids+=($!)
 HANDOFF_PID=$!
 
@@ -172,7 +177,7 @@ YG_TOKEN=$(hs256 "$work/yourgpt-secret.txt" \
 for port in $ORIGIN $NGINX $HANDOFF $YOURGPT $SLOW; do wait_port "$port"; done
 check() { # what, curl args…
   local what=$1; shift
-  curl -fsS -o /dev/null "$@" || { echo "setup check failed: $what"; cat "$work/handoff.err"; exit 1; }
+  curl -fsS -o /dev/null "$@" || { echo "setup check failed: $what"; tail -5 "$work/handoff.err" "$work/handoff-access.log"; exit 1; }
 }
 check "pass-through" "http://127.0.0.1:$HANDOFF/"
 check "JWT session" -H "Cookie: intranet_session=$TOKEN" "http://127.0.0.1:$HANDOFF/jwt"
@@ -182,7 +187,7 @@ check "slow upstream" "http://127.0.0.1:$HANDOFF/slow"
 page=$(curl -fsS -H "Cookie: intranet_session=$TOKEN" -H "Accept: text/html" "http://127.0.0.1:$HANDOFF/page.html")
 [[ $page == *data-external-auth-code=* ]] || { echo "setup check failed: widget sign-in"; exit 1; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: intranet_session=$TOKEN" "http://127.0.0.1:$HANDOFF/ai/yourgpt")" = 302 ] \
-  || { echo "setup check failed: YourGPT handoff"; cat "$work/handoff.err"; exit 1; }
+  || { echo "setup check failed: YourGPT handoff"; tail -5 "$work/handoff-access.log"; exit 1; }
 [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: intranet_session=$TOKEN" "http://127.0.0.1:$HANDOFF/ai/chat")" = 302 ] \
   || { echo "setup check failed: TypingMind handoff"; exit 1; }
 
