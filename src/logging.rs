@@ -210,6 +210,7 @@ impl Visit for JsonFields<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
     use std::sync::{Arc, Mutex};
 
     /// Lines written by a subscriber with [`JsonLines`], kept in memory.
@@ -283,13 +284,22 @@ mod tests {
 
     #[test]
     fn access_lines_are_written_as_the_formatter_writes_their_event() {
+        let v4 = PeerAddr::Inet("127.0.0.1:8081".parse().unwrap());
+        let v6 = PeerAddr::Inet("[fe80::1%2]:65535".parse().unwrap());
+        for upstream in [Some(&v4), Some(&v6), None] {
+            same_bytes(upstream);
+        }
+    }
+
+    /// One access line, written directly and through the formatter.
+    fn same_bytes(upstream: Option<&PeerAddr>) {
         let line = crate::plugin::AccessLine {
             method: "GET",
             path: "/a \"b\"\\c\u{1}é?q=1",
             status: 502,
             route: "intranet",
             outcome: "proxy_error",
-            upstream: "127.0.0.1:8081",
+            upstream,
             session: "valid",
             source: "cookie",
             person: "alice@example.com",

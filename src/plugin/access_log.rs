@@ -15,20 +15,23 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 use tracing::Level;
 
-use super::{Handoff, HandoffCtx};
+use super::{Handoff, HandoffCtx, PeerAddr};
 
 /// The access log's tracing target.
 pub const TARGET: &str = "handoff::access";
 
+/// Takes one whole JSON line.
+pub(crate) type LineSink = Box<dyn Fn(&[u8]) + Send + Sync>;
+
 /// Where JSON access lines go when the process's own JSON log writer is installed.
-static JSON_SINK: OnceLock<Box<dyn Fn(&[u8]) + Send + Sync>> = OnceLock::new();
+static JSON_SINK: OnceLock<LineSink> = OnceLock::new();
 
 /// Sends every later access line, as one JSON line, to `sink` instead of the tracing
 /// dispatcher (which still decides whether `handoff::access` at INFO is on: `RUST_LOG`).
 /// Call it only when the installed subscriber writes [`crate::logging::JsonLines`] to the
 /// same place, so the log reads the same either way. The first call wins.
 #[cfg(feature = "cli")]
-pub(crate) fn write_json_lines_to(sink: Box<dyn Fn(&[u8]) + Send + Sync>) {
+pub(crate) fn write_json_lines_to(sink: LineSink) {
     let _ = JSON_SINK.set(sink);
 }
 
@@ -59,7 +62,6 @@ impl Handoff {
             .identity
             .as_ref()
             .map_or(Cow::Borrowed("-"), |i| gateway.person_for_log(i));
-        let upstream = ctx.upstream.as_ref().map(|a| a.to_string());
         let error = e.map(|e| e.to_string());
         AccessLine {
             method: req.method.as_str(),
@@ -67,7 +69,7 @@ impl Handoff {
             status,
             route: route_label.as_str(),
             outcome: ctx.outcome.label(e.is_some()),
-            upstream: upstream.as_deref().unwrap_or("-"),
+            upstream: ctx.upstream.as_ref(),
             session: ctx.session.label(),
             source: ctx.session.source(),
             person: &person,
@@ -85,7 +87,8 @@ pub(crate) struct AccessLine<'a> {
     pub status: u16,
     pub route: &'a str,
     pub outcome: &'a str,
-    pub upstream: &'a str,
+    /// Shown as `-` when none.
+    pub upstream: Option<&'a PeerAddr>,
     pub session: &'a str,
     pub source: &'a str,
     pub person: &'a str,
@@ -120,6 +123,9 @@ impl AccessLine<'_> {
 
     /// The line as a tracing event.
     pub(crate) fn trace(&self) {
+        let upstream = self
+            .upstream
+            .map_or(Cow::Borrowed("-"), |a| Cow::Owned(a.to_string()));
         tracing::info!(
             target: TARGET,
             method = %self.method,
@@ -127,7 +133,7 @@ impl AccessLine<'_> {
             status = self.status,
             route = self.route,
             outcome = self.outcome,
-            upstream = self.upstream,
+            upstream = &*upstream,
             session = self.session,
             source = self.source,
             person = self.person,
@@ -152,7 +158,7 @@ impl AccessLine<'_> {
         out.extend_from_slice(b",\"outcome\":");
         json(out, self.outcome);
         out.extend_from_slice(b",\"upstream\":");
-        json(out, self.upstream);
+        write_upstream(out, self.upstream);
         out.extend_from_slice(b",\"session\":");
         json(out, self.session);
         out.extend_from_slice(b",\"source\":");
@@ -164,6 +170,30 @@ impl AccessLine<'_> {
         out.extend_from_slice(b",\"error\":");
         json(out, self.error);
         out.extend_from_slice(b",\"target\":\"handoff::access\"}\n");
+    }
+}
+
+/// The upstream's address as a JSON string, as its `Display` writes it: an IPv4 address and
+/// port digit by digit (the usual case, without the formatting machinery), any other through
+/// `Display` and escaping.
+fn write_upstream(out: &mut Vec<u8>, upstream: Option<&PeerAddr>) {
+    match upstream.and_then(PeerAddr::as_inet) {
+        Some(std::net::SocketAddr::V4(v4)) => {
+            out.push(b'"');
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                json(out, octet);
+            }
+            out.push(b':');
+            json(out, v4.port());
+            out.push(b'"');
+        }
+        _ => json(
+            out,
+            upstream.map_or(Cow::Borrowed("-"), |a| Cow::Owned(a.to_string())),
+        ),
     }
 }
 
