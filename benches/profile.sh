@@ -6,6 +6,7 @@
 #   ROUTE=/jwt benches/profile.sh         # with a JWT session verified (remembered) per request
 #   N=5000 benches/profile.sh
 #   RUST_LOG=info benches/profile.sh      # with the access log on (default: warn, off)
+#   ACCESS_LOG=false RUST_LOG=info benches/profile.sh   # [log] access = false
 #   BIN=/tmp/base/handoff SKIP_PERF=1 benches/profile.sh   # another build (before/after), callgrind only
 #
 # Needs nginx, wrk, python3, valgrind, perf (apt-get install nginx wrk valgrind linux-perf).
@@ -27,7 +28,8 @@ mkdir -p "$out"
 setup_work
 start_origin
 HANDOFF=$(free_port)
-handoff_config handoff "$HANDOFF"
+# ACCESS_LOG=false: [log] access = false (the line is neither prepared nor written).
+handoff_config handoff "$HANDOFF" "$( [ -z "${ACCESS_LOG:-}" ] || handoff_log "$ACCESS_LOG" profile)"
 TOKEN=$(session_token)
 
 # 1. Instructions per request, under callgrind: counters zeroed after warm-up, dumped after N.
