@@ -227,15 +227,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_panic_is_one_json_line_and_log_fields_are_left_out() {
+    /// What `emit` logs, as [`JsonLines`] writes it.
+    fn json_lines_of(emit: impl FnOnce()) -> String {
         let lines = Lines::default();
         let writer = lines.clone();
         let subscriber = tracing_subscriber::fmt()
             .event_format(JsonLines)
             .with_writer(move || writer.clone())
             .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = lines.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn a_panic_is_one_json_line_and_log_fields_are_left_out() {
+        let text = json_lines_of(|| {
             // A `log` record as Pingora writes one, through tracing-log as in the binary.
             tracing_log::format_trace(
                 &log::Record::builder()
@@ -256,7 +263,6 @@ mod tests {
             let _ = std::panic::take_hook();
             assert!(caught.is_err());
         });
-        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -306,14 +312,7 @@ mod tests {
             duration_ms: 12.34,
             error: "Upstream ConnectRefused\ncontext: x",
         };
-        let lines = Lines::default();
-        let writer = lines.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .event_format(JsonLines)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || line.trace());
-        let traced = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let traced = json_lines_of(|| line.trace());
         let mut direct = Vec::new();
         line.write_json(&mut direct, std::time::SystemTime::now());
         let direct = String::from_utf8(direct).unwrap();

@@ -147,28 +147,19 @@ impl AccessLine<'_> {
     pub(crate) fn write_json(&self, out: &mut Vec<u8>, now: SystemTime) {
         out.extend_from_slice(b"{\"timestamp\":\"");
         write_timestamp(out, now);
-        out.extend_from_slice(b"\",\"level\":\"INFO\",\"method\":");
-        json(out, self.method);
-        out.extend_from_slice(b",\"path\":");
-        json(out, self.path);
-        out.extend_from_slice(b",\"status\":");
-        json(out, u64::from(self.status));
-        out.extend_from_slice(b",\"route\":");
-        json(out, self.route);
-        out.extend_from_slice(b",\"outcome\":");
-        json(out, self.outcome);
+        out.extend_from_slice(b"\",\"level\":\"INFO\"");
+        field(out, "method", self.method);
+        field(out, "path", self.path);
+        field(out, "status", u64::from(self.status));
+        field(out, "route", self.route);
+        field(out, "outcome", self.outcome);
         out.extend_from_slice(b",\"upstream\":");
         write_upstream(out, self.upstream);
-        out.extend_from_slice(b",\"session\":");
-        json(out, self.session);
-        out.extend_from_slice(b",\"source\":");
-        json(out, self.source);
-        out.extend_from_slice(b",\"person\":");
-        json(out, self.person);
-        out.extend_from_slice(b",\"duration_ms\":");
-        json(out, self.duration_ms);
-        out.extend_from_slice(b",\"error\":");
-        json(out, self.error);
+        field(out, "session", self.session);
+        field(out, "source", self.source);
+        field(out, "person", self.person);
+        field(out, "duration_ms", self.duration_ms);
+        field(out, "error", self.error);
         out.extend_from_slice(b",\"target\":\"handoff::access\"}\n");
     }
 }
@@ -195,6 +186,14 @@ fn write_upstream(out: &mut Vec<u8>, upstream: Option<&PeerAddr>) {
             upstream.map_or(Cow::Borrowed("-"), |a| Cow::Owned(a.to_string())),
         ),
     }
+}
+
+/// Appends `,"name":value` (`name` needs no escaping: the line's own field names).
+fn field(out: &mut Vec<u8>, name: &str, value: impl serde::Serialize) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    json(out, value);
 }
 
 /// Appends one JSON value (serde_json: escapes, integers and floats as the formatter does).
