@@ -41,6 +41,9 @@ upstream="u"
 """)
 g=subprocess.Popen([bin_,"run","--config",f"{d}/h.toml"],stderr=subprocess.DEVNULL)
 time.sleep(1.5)
+def rss_kb():
+    return int([l for l in open(f"/proc/{g.pid}/status").read().splitlines() if l.startswith("VmRSS")][0].split()[1])
+idle=rss_kb()
 socks=[]
 for i in range(1000):
     s=socket.create_connection(("127.0.0.1",gw))
@@ -53,6 +56,7 @@ for s in socks:
 time.sleep(0.5)
 st=open(f"/proc/{g.pid}/status").read()
 hwm=[l for l in st.splitlines() if l.startswith(("VmHWM","VmRSS"))]
-print(os.path.basename(bin_), hwm)
+print(os.path.basename(bin_), hwm, f"idle before the connections: {idle} kB;",
+      f"per connection: {(rss_kb()-idle)/len(socks):.1f} kB")
 for s in socks: s.close()
 g.terminate(); upsrv.terminate(); g.wait()

@@ -12,6 +12,8 @@ use http::header::HOST;
 use pingora::apps::{ConnectionLimit, HttpServerOptions};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession as HttpSession;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
@@ -95,8 +97,12 @@ pub fn build_with_config(
     if let Some(app) = proxy.app_logic_mut() {
         app.server_options = Some(options);
     }
+    // Client connections are read without Pingora's 64 KiB read buffer: the HTTP session reads
+    // into its own buffers anyway, so the extra buffer only copied bytes once more and held
+    // memory per idle connection (BENCHMARKS.md, issue 18). Writes keep Pingora's buffer.
+    let l4_buffer = L4BufferSettings::default().read(0);
     for addr in &settings.listen {
-        proxy.add_tcp(addr);
+        proxy.add_listener(ListenerConfig::tcp(addr.as_str()).l4_buffer(l4_buffer));
     }
     if let Some(tls) = &settings.tls {
         for addr in &tls.listen {
@@ -107,7 +113,11 @@ pub fn build_with_config(
                     ))
                 })?;
             tls_settings.enable_h2();
-            proxy.add_tls_with_settings(addr, None, tls_settings);
+            proxy.add_listener(
+                ListenerConfig::tcp(addr.as_str())
+                    .tls(tls_settings)
+                    .l4_buffer(l4_buffer),
+            );
         }
         // Plain HTTP on these ports gets a plain 400 that says so (runs on TLS listeners only).
         proxy
