@@ -29,7 +29,9 @@ setup_work
 start_origin
 HANDOFF=$(free_port)
 # ACCESS_LOG=false: [log] access = false (the line is neither prepared nor written).
-handoff_config handoff "$HANDOFF" "$( [ -z "${ACCESS_LOG:-}" ] || handoff_log "$ACCESS_LOG" profile)"
+# SERVER_EXTRA: more [server] lines, e.g. SERVER_EXTRA='work_stealing = false'.
+handoff_config handoff "$HANDOFF" "${SERVER_EXTRA:-}
+$( [ -z "${ACCESS_LOG:-}" ] || handoff_log "$ACCESS_LOG" profile)"
 TOKEN=$(session_token)
 
 # 1. Instructions per request, under callgrind: counters zeroed after warm-up, dumped after N.

@@ -440,9 +440,17 @@ where
                         (server_reused, error)
                     }
                     ClientSession::H2(mut h2) => {
-                        let (server_reused, mut error) = self
-                            .proxy_to_h2_upstream(session, &mut h2, client_reused, &peer, ctx)
-                            .await;
+                        // HANDOFF PATCH: the h2 and custom-protocol branches are boxed, so the
+                        // request future (copied whole into its box on every request) is sized
+                        // for the h1 branch.
+                        let (server_reused, mut error) = Box::pin(self.proxy_to_h2_upstream(
+                            session,
+                            &mut h2,
+                            client_reused,
+                            &peer,
+                            ctx,
+                        ))
+                        .await;
                         let session = ClientSession::H2(h2);
                         self.client_upstream
                             .release_http_session(session, &*peer, peer.idle_timeout())
@@ -469,9 +477,15 @@ where
                         (server_reused, error)
                     }
                     ClientSession::Custom(mut c) => {
-                        let (server_reused, error) = self
-                            .proxy_to_custom_upstream(session, &mut c, client_reused, &peer, ctx)
-                            .await;
+                        // HANDOFF PATCH: boxed (see the h2 branch).
+                        let (server_reused, error) = Box::pin(self.proxy_to_custom_upstream(
+                            session,
+                            &mut c,
+                            client_reused,
+                            &peer,
+                            ctx,
+                        ))
+                        .await;
                         let session = ClientSession::Custom(c);
                         self.client_upstream
                             .release_http_session(session, &*peer, peer.idle_timeout())
@@ -1170,8 +1184,10 @@ where
             .early_request_filter(&mut session, &mut ctx)
             .await
         {
-            return self
-                .handle_error(session, &mut ctx, e, "Fail to early filter request:")
+            // HANDOFF PATCH: every `handle_error` here is boxed (an error path): the request
+            // future, copied whole into its box on every request, is not sized for it.
+            return Box::pin(self
+                .handle_error(session, &mut ctx, e, "Fail to early filter request:"))
                 .await;
         }
 
@@ -1187,13 +1203,13 @@ where
             .request_header_filter(req)
             .await
         {
-            return self
+            return Box::pin(self
                 .handle_error(
                     session,
                     &mut ctx,
                     e,
                     "Failed in downstream modules request filter:",
-                )
+                ))
                 .await;
         }
 
@@ -1218,8 +1234,8 @@ where
                 /* else continue */
             }
             Err(e) => {
-                return self
-                    .handle_error(session, &mut ctx, e, "Fail to filter request:")
+                return Box::pin(self
+                    .handle_error(session, &mut ctx, e, "Fail to filter request:"))
                     .await;
             }
         }
@@ -1251,13 +1267,13 @@ where
                         match session.write_response_header_ref(&BAD_GATEWAY, true).await {
                             Ok(()) => {}
                             Err(e) => {
-                                return self
+                                return Box::pin(self
                                     .handle_error(
                                         session,
                                         &mut ctx,
                                         e,
                                         "Error responding with Bad Gateway:",
-                                    )
+                                    ))
                                     .await;
                             }
                         }
@@ -1272,13 +1288,13 @@ where
                     session.cache.disable(NoCacheReason::InternalError);
                 }
 
-                return self
+                return Box::pin(self
                     .handle_error(
                         session,
                         &mut ctx,
                         e,
                         "Error deciding if we should proxy to upstream:",
-                    )
+                    ))
                     .await;
             }
         }
