@@ -13,10 +13,10 @@ use pingora::apps::{ConnectionLimit, HttpServerOptions};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::ListenerConfig;
-use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession as HttpSession;
 use pingora::protocols::l4::socket::SocketAddr as PingoraAddr;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{
