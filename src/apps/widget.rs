@@ -36,8 +36,11 @@ impl WidgetTarget {
     }
 
     /// Whether a script `src` is this instance's widget. Only absolute and protocol-relative
-    /// URLs can point at another origin; a relative `src` never matches.
+    /// URLs can point at another origin; a relative `src` never matches. `src` is the raw
+    /// attribute text: its character references are decoded first, as the browser does
+    /// (`widget&#46;js` loads `widget.js`), so an encoded tag cannot slip past the rewriter.
     fn matches(&self, src: &str) -> bool {
+        let src = htmlize::unescape_attribute(src);
         let src = src.trim();
         let absolute = if src.starts_with("//") {
             match &self.origin {
@@ -244,6 +247,26 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("theirs"));
+    }
+
+    #[test]
+    fn character_references_in_src_do_not_hide_a_widget() {
+        for src in [
+            "https://chat.example.com/widget&#46;js",
+            "https://chat.example.com/widget&period;js",
+            "https&colon;//chat&#x2E;example&#46;com/widget.js",
+            "&#x68;ttps://chat.example.com/widget.js",
+            "&NewLine;https://chat.example.com/widget.js",
+        ] {
+            let page = format!(r#"<script src="{src}" data-external-auth-code="stale"></script>"#);
+            let stripped = rewrite(&page, None, 4);
+            assert!(!stripped.contains("stale"), "{src}: {stripped}");
+            let signed = rewrite(&page, Some("NEW"), 4);
+            assert!(
+                !signed.contains("stale") && signed.contains(r#"data-external-auth-code="NEW""#),
+                "{src}: {signed}"
+            );
+        }
     }
 
     #[test]

@@ -349,6 +349,10 @@ pub fn page_body(name: &str) -> Option<String> {
         "two" => format!(
             "{head}{WIDGET_TAG}\n<script src=\"https://chat.example.test/agents/b2/widget.js\" data-external-auth-code=\"stale-code\"></script>\n{body}"
         ),
+        // The widget's address written with character references, as a browser decodes them.
+        "encoded" => format!(
+            "{head}<script src=\"https&colon;//chat.example.test/widget&#46;js\" data-external-auth-code=\"stale-code\"></script>\n{body}"
+        ),
         "foreign" => format!(
             "{head}<script src=\"https://other.example.test/widget.js\" data-external-auth-code=\"theirs\"></script>\n{body}"
         ),

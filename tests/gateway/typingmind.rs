@@ -250,6 +250,23 @@ async fn upper_case_two_tags_foreign_instances_and_stale_codes() {
         assert_eq!(decode_code(c)["user"]["email"], "ada@corp.example");
     }
 
+    // A tag whose address is written with character references is the widget all the same:
+    // signed in for Ada, stripped without a session.
+    let html = get(&gw, "/pages/encoded", Some(&ada))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("stale-code"), "{html}");
+    let codes = codes_in(&html);
+    assert_eq!(codes.len(), 1, "{html}");
+    assert_eq!(decode_code(&codes[0])["user"]["email"], "ada@corp.example");
+    let html = get(&gw, "/pages/encoded", None).await.text().await.unwrap();
+    assert!(
+        !html.contains("stale-code") && codes_in(&html).is_empty(),
+        "{html}"
+    );
+
     let resp = get(&gw, "/pages/foreign", Some(&ada)).await;
     let html = resp.text().await.unwrap();
     assert_eq!(
