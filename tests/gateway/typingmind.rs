@@ -46,6 +46,13 @@ async fn get(gw: &TestGateway, path: &str, claims: Option<&Value>) -> reqwest::R
     req.send().await.unwrap()
 }
 
+/// The widget codes in `page` as `who` gets it, once no stale code is left in it.
+async fn fresh_codes(gw: &TestGateway, page: &str, who: Option<&Value>) -> Vec<String> {
+    let html = get(gw, page, who).await.text().await.unwrap();
+    assert!(!html.contains("stale-code"), "{html}");
+    codes_in(&html)
+}
+
 fn code_in_location(resp: &reqwest::Response) -> (String, String) {
     let location = resp.headers()["location"].to_str().unwrap().to_string();
     let (before, code) = location
@@ -228,44 +235,23 @@ async fn upper_case_two_tags_foreign_instances_and_stale_codes() {
     let (gw, _i) = gateway("widget = true").await;
     let ada = person("ada@corp.example", &[]);
 
-    let html = get(&gw, "/pages/upper", Some(&ada))
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(!html.contains("stale-code"), "{html}");
-    let codes = codes_in(&html);
-    assert_eq!(codes.len(), 1, "{html}");
+    let codes = fresh_codes(&gw, "/pages/upper", Some(&ada)).await;
+    assert_eq!(codes.len(), 1, "{codes:?}");
     decode_code(&codes[0]);
 
-    let html = get(&gw, "/pages/two", Some(&ada))
-        .await
-        .text()
-        .await
-        .unwrap();
-    let codes = codes_in(&html);
-    assert_eq!(codes.len(), 2, "{html}");
-    assert!(!html.contains("stale-code"));
+    let codes = fresh_codes(&gw, "/pages/two", Some(&ada)).await;
+    assert_eq!(codes.len(), 2, "{codes:?}");
     for c in &codes {
         assert_eq!(decode_code(c)["user"]["email"], "ada@corp.example");
     }
 
     // A tag whose address is written with character references is the widget all the same:
     // signed in for Ada, stripped without a session.
-    let html = get(&gw, "/pages/encoded", Some(&ada))
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(!html.contains("stale-code"), "{html}");
-    let codes = codes_in(&html);
-    assert_eq!(codes.len(), 1, "{html}");
+    let codes = fresh_codes(&gw, "/pages/encoded", Some(&ada)).await;
+    assert_eq!(codes.len(), 1, "{codes:?}");
     assert_eq!(decode_code(&codes[0])["user"]["email"], "ada@corp.example");
-    let html = get(&gw, "/pages/encoded", None).await.text().await.unwrap();
-    assert!(
-        !html.contains("stale-code") && codes_in(&html).is_empty(),
-        "{html}"
-    );
+    let codes = fresh_codes(&gw, "/pages/encoded", None).await;
+    assert!(codes.is_empty(), "{codes:?}");
 
     let resp = get(&gw, "/pages/foreign", Some(&ada)).await;
     let html = resp.text().await.unwrap();
