@@ -1,20 +1,30 @@
 #!/usr/bin/env python3
-"""Peak RSS of a handoff binary holding 1,000 client connections.
+"""Peak RSS of a proxy holding 1,000 client connections.
 
     python3 benches/rss.py target/release/handoff
+    python3 benches/rss.py nginx          # nginx as the proxy, for comparison
 
-Starts a 100-byte upstream (Python), the gateway (2 threads, access log off) in front of it,
-opens 1,000 connections that each make one keep-alive request and stay open, then prints the
-gateway's VmHWM and VmRSS from /proc. Loopback only; everything is stopped at the end.
+Starts a 100-byte upstream (Python), the proxy in front of it — the gateway (2 threads, access
+log off) or nginx (2 workers, upstream keep-alive, no log) —, opens 1,000 connections that
+each make one keep-alive request and stay open, then prints the proxy's VmHWM and VmRSS from
+/proc (nginx: master and workers summed), its RSS before the connections and the growth per
+connection. Loopback only; everything is stopped at the end.
 """
-import socket, subprocess, sys, time, os, tempfile
-bin_=sys.argv[1]
-d=tempfile.mkdtemp()
+import os, shutil, socket, subprocess, sys, tempfile, time
+
+bin_ = sys.argv[1]
+nginx = os.path.basename(bin_) == "nginx"
+d = tempfile.mkdtemp()
+os.chmod(d, 0o755)
+
+
 def free():
-    s=socket.socket(); s.bind(("127.0.0.1",0)); p=s.getsockname()[1]; s.close(); return p
-up=free(); gw=free()
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+
+up = free(); gw = free()
 # a tiny upstream: python http server returning 100 bytes, keep-alive
-upsrv=subprocess.Popen([sys.executable,"-c",f"""
+upsrv = subprocess.Popen([sys.executable, "-c", f"""
 import http.server,socketserver
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version='HTTP/1.1'
@@ -25,7 +35,19 @@ class H(http.server.BaseHTTPRequestHandler):
 class S(socketserver.ThreadingMixIn,http.server.HTTPServer):daemon_threads=True
 S(('127.0.0.1',{up}),H).serve_forever()
 """])
-open(f"{d}/h.toml","w").write(f"""[server]
+if nginx:
+    open(f"{d}/n.conf", "w").write(f"""worker_processes 2; pid {d}/n.pid; error_log {d}/n.err warn;
+worker_rlimit_nofile 8192;
+events {{ worker_connections 4096; }}
+http {{ access_log off;
+  upstream u {{ server 127.0.0.1:{up}; keepalive 128; }}
+  server {{ listen 127.0.0.1:{gw}; keepalive_timeout 300s; keepalive_requests 100000;
+    location / {{ proxy_pass http://u; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
+""")
+    g = subprocess.Popen([shutil.which("nginx") or bin_, "-p", d, "-c", f"{d}/n.conf", "-g", "daemon off;"],
+                         stderr=subprocess.DEVNULL)
+else:
+    open(f"{d}/h.toml", "w").write(f"""[server]
 listen=["127.0.0.1:{gw}"]
 threads=2
 pid_file="{d}/pid"
@@ -39,24 +61,42 @@ health_check={{type="none"}}
 path="/"
 upstream="u"
 """)
-g=subprocess.Popen([bin_,"run","--config",f"{d}/h.toml"],stderr=subprocess.DEVNULL)
+    g = subprocess.Popen([bin_, "run", "--config", f"{d}/h.toml"], stderr=subprocess.DEVNULL)
 time.sleep(1.5)
-def rss_kb():
-    return int([l for l in open(f"/proc/{g.pid}/status").read().splitlines() if l.startswith("VmRSS")][0].split()[1])
-idle=rss_kb()
-socks=[]
+
+
+def procs():
+    kids = subprocess.run(["pgrep", "-P", str(g.pid)], capture_output=True, text=True).stdout.split()
+    return [g.pid] + [int(k) for k in kids]
+
+
+def status_kb(field):
+    total = 0
+    for p in procs():
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith(field):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+idle = status_kb("VmRSS")
+socks = []
 for i in range(1000):
-    s=socket.create_connection(("127.0.0.1",gw))
+    s = socket.create_connection(("127.0.0.1", gw))
     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     socks.append(s)
 for s in socks:
-    data=b""
-    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n",1)[1])<100:
-        data+=s.recv(4096)
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < 100:
+        data += s.recv(4096)
 time.sleep(0.5)
-st=open(f"/proc/{g.pid}/status").read()
-hwm=[l for l in st.splitlines() if l.startswith(("VmHWM","VmRSS"))]
-print(os.path.basename(bin_), hwm, f"idle before the connections: {idle} kB;",
-      f"per connection: {(rss_kb()-idle)/len(socks):.1f} kB")
+now = status_kb("VmRSS")
+print(os.path.basename(bin_), [f"VmHWM:\t{status_kb('VmHWM'):>8} kB", f"VmRSS:\t{now:>8} kB"],
+      f"idle before the connections: {idle} kB;",
+      f"per connection: {(now - idle) / len(socks):.1f} kB")
 for s in socks: s.close()
 g.terminate(); upsrv.terminate(); g.wait()
+shutil.rmtree(d, ignore_errors=True)
