@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Relative key and secret files resolve under a folder that does not exist.
-    match handoff::internals::config::from_toml_str(text, std::path::Path::new("/nonexistent/handoff-fuzz")) {
+    match handoff::internals::config::from_toml_str(
+        text,
+        std::path::Path::new("/nonexistent/handoff-fuzz"),
+    ) {
         Ok(_) => {}
         Err(errors) => {
             let shown = errors.to_string();

@@ -30,5 +30,9 @@ fuzz_target!(|data: &[u8]| {
         .query_pairs()
         .find(|(k, _)| k == "next")
         .map(|(_, v)| v.into_owned());
-    assert_eq!(next.as_deref(), Some(s), "the return-to did not survive encoding");
+    assert_eq!(
+        next.as_deref(),
+        Some(s),
+        "the return-to did not survive encoding"
+    );
 });

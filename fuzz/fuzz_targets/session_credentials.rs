@@ -41,7 +41,8 @@ fn fixture() -> &'static Fixture {
             .expect("a runtime");
         let settings = config.session.expect("[session] is set");
         let verifier =
-            handoff::internals::intranet_session::SessionVerifier::build(&settings, None).expect("a verifier");
+            handoff::internals::intranet_session::SessionVerifier::build(&settings, None)
+                .expect("a verifier");
         Fixture { runtime, verifier }
     })
 }
