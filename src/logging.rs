@@ -18,7 +18,6 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
@@ -129,9 +128,11 @@ where
     ) -> fmt::Result {
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        // The timestamp (RFC 3339) holds nothing JSON must escape.
+        // The timestamp (RFC 3339, the access line's own) holds nothing JSON must escape.
+        let mut stamp = Vec::with_capacity(32);
+        crate::plugin::write_timestamp(&mut stamp, std::time::SystemTime::now());
         writer.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
+        writer.write_str(std::str::from_utf8(&stamp).map_err(|_| fmt::Error)?)?;
         writer.write_str("\",\"level\":")?;
         let mut fields = JsonFields {
             out: Json(&mut writer),

@@ -320,7 +320,7 @@ fn pingora_conf(s: &ServerSettings) -> ServerConf {
         upgrade_sock: s.upgrade_sock.clone(),
         daemon: s.daemon,
         error_log: s.error_log.clone(),
-        ca_file: s.ca_file.clone(),
+        ca_file: s.ca.as_ref().map(|ca| ca.path.clone()),
         upstream_keepalive_pool_size: s.upstream_keepalive_pool_size,
         ..ServerConf::default()
     }

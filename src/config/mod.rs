@@ -158,8 +158,8 @@ pub struct ServerSettings {
     pub upgrade_sock: String,
     pub daemon: bool,
     pub error_log: Option<String>,
-    pub ca_file: Option<String>,
-    /// `ca_file`'s certificates: the roots TLS upstreams trust unless they name their own.
+    /// `ca_file`'s certificates (and path): the roots TLS upstreams trust unless they name
+    /// their own.
     pub ca: Option<CaCertificates>,
     pub upstream_keepalive_pool_size: usize,
     /// The gateway's own endpoints live under this prefix (`/_handoff`).

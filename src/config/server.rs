@@ -66,13 +66,9 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
     if let Some(addr) = &raw.metrics_listen {
         check_listen("server.metrics_listen", addr, p);
     }
-    let (ca_file, ca) = match &raw.ca_file {
-        Some(f) => {
-            let (path, ca) = ca_file_setting("server.ca_file", f, base_dir, p);
-            (Some(path), ca)
-        }
-        None => (None, None),
-    };
+    let ca = raw
+        .ca_file
+        .and_then(|f| ca_file_setting("server.ca_file", &f, base_dir, p));
     ServerSettings {
         listen,
         tls,
@@ -90,7 +86,6 @@ pub(super) fn server_settings(raw: RawServer, base_dir: &Path, p: &mut Problems)
             .unwrap_or_else(|| super::DEFAULT_UPGRADE_SOCK.to_string()),
         daemon: raw.daemon.unwrap_or(false),
         error_log: raw.error_log,
-        ca_file,
         ca,
         upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size.unwrap_or(1024),
         endpoints_prefix,
@@ -142,19 +137,18 @@ fn check_listen(key: &str, addr: &str, p: &mut Problems) {
 }
 
 /// Checks that a file can be read, and returns its path resolved against the config's folder.
-/// A CA file (`file`, relative to `base_dir`): its full path and its certificates, read once;
-/// a file that cannot be read or holds no usable certificate is a problem at `key`.
+/// A CA file (`file`, relative to `base_dir`): its certificates (and full path), read once; a
+/// file that cannot be read or holds no usable certificate is a problem at `key`.
 pub(super) fn ca_file_setting(
     key: &str,
     file: &str,
     base_dir: &Path,
     p: &mut Problems,
-) -> (String, Option<CaCertificates>) {
+) -> Option<CaCertificates> {
     let path = base_dir.join(file).display().to_string();
-    let ca = super::tls::ca_certificates(&path)
+    super::tls::ca_certificates(&path)
         .map_err(|e| p.add(key, e))
-        .ok();
-    (path, ca)
+        .ok()
 }
 
 pub(super) fn readable_file(key: &str, path: &str, base_dir: &Path, p: &mut Problems) -> String {

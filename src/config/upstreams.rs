@@ -122,7 +122,7 @@ pub(super) fn upstream_settings(
     let ca = match &raw.ca_file {
         Some(file) => {
             let ca_key = format!("{key}.ca_file");
-            super::server::ca_file_setting(&ca_key, file, base_dir, p).1
+            super::server::ca_file_setting(&ca_key, file, base_dir, p)
         }
         None => server_ca.cloned(),
     };

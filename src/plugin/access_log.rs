@@ -202,9 +202,10 @@ fn json(out: &mut Vec<u8>, value: impl serde::Serialize) {
     let _ = serde_json::to_writer(out, &value);
 }
 
-/// `2026-11-30T19:42:56.123456Z` (UTC, microseconds), as tracing-subscriber's `SystemTime`
-/// writes it. The date and time of day are formatted once per second per thread.
-fn write_timestamp(out: &mut Vec<u8>, now: SystemTime) {
+/// `2026-11-30T19:42:56.123456Z` (UTC, microseconds): the timestamp of every JSON log line
+/// (the access line's and [`crate::logging::JsonLines`]'). The date and time of day are
+/// formatted once per second per thread.
+pub(crate) fn write_timestamp(out: &mut Vec<u8>, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     SECOND.with_borrow_mut(|(second, text)| {

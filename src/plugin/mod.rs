@@ -1,10 +1,10 @@
 //! [`Handoff`]: the library's face — what a Pingora proxy calls from its own phases.
 
 mod access_log;
-#[cfg(feature = "cli")]
-pub(crate) use access_log::write_json_lines_to;
 #[cfg(all(test, feature = "cli"))]
 pub(crate) use access_log::AccessLine;
+#[cfg(feature = "cli")]
+pub(crate) use access_log::{write_json_lines_to, write_timestamp};
 mod failures;
 mod hop_by_hop;
 mod live;
