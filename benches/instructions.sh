@@ -45,22 +45,8 @@ EOF
 declare -A result
 measure() { # NAME PORT ROUTE COMMAND...
   local name=$1 port=$2 route=$3; shift 3
-  valgrind --tool=callgrind --callgrind-out-file="$work/$name.cg" "$@" 2>"$work/$name.vg" &
-  local vg=$!; pids+=("$vg")
-  wait_port "$port"
-  requests "$port" "$route" 200
-  callgrind_control -z "$vg" >/dev/null 2>&1
-  requests "$port" "$route" "$N"
-  callgrind_control -d "$vg" >/dev/null 2>&1
-  sleep 1
-  kill -INT "$vg" 2>/dev/null || true  # a fast stop (Pingora waits out a grace period on TERM)
-  wait "$vg" 2>/dev/null || true
-  local dump
-  dump=$(ls -t "$work/$name.cg"* | grep -v '\.cg$' | head -1 || true)
-  [ -n "$dump" ] || dump="$work/$name.cg"
-  local total
-  total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
-  result[$name]=$(( total / N ))
+  callgrind_run "$name" "$port" "$route" "$N" "$@"
+  result[$name]=$(( CALLGRIND_TOTAL / N ))
   printf "%-34s %9d instructions/request\n" "$name" "${result[$name]}"
 }
 

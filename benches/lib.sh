@@ -115,3 +115,25 @@ for _ in range(n):
     assert r.status == 200, r.status
 PY
 }
+
+# Runs COMMAND… under callgrind: 200 warm-up requests to ROUTE on 127.0.0.1:PORT, then N
+# counted ones (counters zeroed in between), then a dump and a fast stop (SIGINT: Pingora waits
+# out a grace period on TERM). Sets $CALLGRIND_DUMP (the dump's path) and $CALLGRIND_TOTAL
+# (instructions of the N requests).   callgrind_run NAME PORT ROUTE N COMMAND...
+callgrind_run() {
+  local name=$1 port=$2 route=$3 n=$4; shift 4
+  valgrind --tool=callgrind --callgrind-out-file="$work/$name.cg" "$@" 2>"$work/$name.vg" &
+  local vg=$!; pids+=("$vg")
+  wait_port "$port"
+  requests "$port" "$route" 200
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  requests "$port" "$route" "$n"
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  sleep 1
+  kill -INT "$vg" 2>/dev/null || true
+  wait "$vg" 2>/dev/null || true
+  CALLGRIND_DUMP=$(ls -t "$work/$name.cg"* | grep -v '\.cg$' | head -1 || true)
+  [ -n "$CALLGRIND_DUMP" ] || CALLGRIND_DUMP="$work/$name.cg"
+  CALLGRIND_TOTAL=$(callgrind_annotate "$CALLGRIND_DUMP" 2>/dev/null \
+    | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+}

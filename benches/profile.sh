@@ -36,24 +36,13 @@ TOKEN=$(session_token)
 
 # 1. Instructions per request, under callgrind: counters zeroed after warm-up, dumped after N.
 if [ -z "${SKIP_CALLGRIND:-}" ]; then
-RUST_LOG=${RUST_LOG:-warn} valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$bin" run \
-  --config "$work/handoff.toml" 2>"$work/valgrind.err" &
-pids+=($!)
-VG=$!
-wait_port "$HANDOFF"
-requests "$HANDOFF" "$ROUTE" 200
-callgrind_control -z "$VG" >/dev/null
-requests "$HANDOFF" "$ROUTE" "$N"
-callgrind_control -d "$VG" >/dev/null
-sleep 1
-kill "$VG" 2>/dev/null || true
-wait "$VG" 2>/dev/null || true
-dump=$(ls -t "$work"/cg.out* | grep -v '\.out$' | head -1 || true)
-[ -n "$dump" ] || dump="$work/cg.out"
+RUST_LOG=${RUST_LOG:-warn} callgrind_run handoff "$HANDOFF" "$ROUTE" "$N" \
+  "$bin" run --config "$work/handoff.toml"
+dump=$CALLGRIND_DUMP
 cp "$dump" "$out/callgrind.out"
 callgrind_annotate --threshold=100 "$dump" > "$out/callgrind.txt" 2>/dev/null || true
 callgrind_annotate --inclusive=yes --threshold=100 "$dump" > "$out/callgrind-inclusive.txt" 2>/dev/null || true
-total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$out/callgrind.txt")
+total=$CALLGRIND_TOTAL
 echo "callgrind: ${total:-?} instructions for $N requests to $ROUTE → $(python3 -c "print(round(${total:-0}/$N))") per request"
 echo "  top functions (self): $out/callgrind.txt, (inclusive): $out/callgrind-inclusive.txt"
 fi
