@@ -11,10 +11,16 @@
 # connection, counters zeroed after 200 warm-up requests, then N requests (default 2000).
 # "nginx + log" adds what Handoff does by default: a JSON access line per request (buffered)
 # and X-Forwarded-For/-Proto/-Host. Needs nginx, valgrind, python3.
+#
+# Then HTML pages with widget sign-in (N_PAGE requests each, default 500): the 16 KB page of
+# write_page through a gateway without widget apps (the pass-through reference), the same page
+# with a widget app (stripped: no `Accept: text/html`; signed in: a navigation with the
+# session), and the 100-byte page (served as text/html) with a widget app.
 set -euo pipefail
 [ -z "${TRACE:-}" ] || set -x
 
 N=${N:-2000}
+N_PAGE=${N_PAGE:-500}
 # Handoff logs at info: its access lines (when [log] access is on) are written.
 export RUST_LOG=info
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,10 +49,10 @@ EOF
 }
 
 declare -A result
-measure() { # NAME PORT ROUTE COMMAND...
-  local name=$1 port=$2 route=$3; shift 3
-  callgrind_run "$name" "$port" "$route" "$N" "$@"
-  result[$name]=$(( CALLGRIND_TOTAL / N ))
+measure() { # NAME PORT ROUTE COMMAND...   ($COUNT requests, default $N)
+  local name=$1 port=$2 route=$3 n=${COUNT:-$N}; shift 3
+  callgrind_run "$name" "$port" "$route" "$n" "$@"
+  result[$name]=$(( CALLGRIND_TOTAL / n ))
   printf "%-34s %9d instructions/request\n" "$name" "${result[$name]}"
 }
 
@@ -67,9 +73,25 @@ measure "Handoff (default: log on)" "$P" / "$bin" run --config "$work/handoff-$P
 P=$(free_port); handoff_config "handoff-$P" "$P" "$(handoff_log true "$P")"
 measure "Handoff, remembered JWT, log on" "$P" /jwt "$bin" run --config "$work/handoff-$P.toml"
 
+echo
+export COUNT=$N_PAGE
+P=$(free_port); handoff_config "handoff-$P" "$P" "$(handoff_log true "$P")"
+measure "16 KB page, no widget app" "$P" /page.html "$bin" run --config "$work/handoff-$P.toml"
+P=$(free_port); handoff_config "handoff-$P" "$P" "$(handoff_log true "$P"; handoff_widget_app)"
+measure "16 KB page, widget app, stripped" "$P" /page.html "$bin" run --config "$work/handoff-$P.toml"
+P=$(free_port); handoff_config "handoff-$P" "$P" "$(handoff_log true "$P"; handoff_widget_app)"
+# Every answer must carry a code in its widget tag (the sign-in really happened).
+ACCEPT=text/html EXPECT=data-external-auth-code= \
+  measure "16 KB page, widget signed in" "$P" /page.html "$bin" run --config "$work/handoff-$P.toml"
+P=$(free_port); handoff_config "handoff-$P" "$P" "$(handoff_log true "$P"; handoff_widget_app)"
+measure "100 B HTML page, widget app" "$P" / "$bin" run --config "$work/handoff-$P.toml"
+unset COUNT
+
 ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
 echo
 echo "Handoff (log on) / nginx + log:    $(ratio "${result["Handoff (default: log on)"]}" "${result["nginx + JSON log + X-Forwarded"]}")"
 echo "Handoff (log off) / nginx:         $(ratio "${result["Handoff, access log off"]}" "${result["nginx proxy_pass"]}")"
 echo "Handoff (log off) / minimal Pingora: $(ratio "${result["Handoff, access log off"]}" "${result["minimal Pingora"]}")"
 echo "minimal Pingora / nginx:           $(ratio "${result["minimal Pingora"]}" "${result["nginx proxy_pass"]}")"
+echo "widget signed in / 16 KB page without widget app: $(ratio "${result["16 KB page, widget signed in"]}" "${result["16 KB page, no widget app"]}")"
+echo "widget stripped / 16 KB page without widget app:  $(ratio "${result["16 KB page, widget app, stripped"]}" "${result["16 KB page, no widget app"]}")"

@@ -41,11 +41,28 @@ cleanup_work() {
   rm -rf "$work"
 }
 
-# The origin: nginx serving a 100-byte page at / and /jwt on $ORIGIN (keep-alive, no log).
+# A 16 KB intranet page at $1: the TypingMind widget tag in its head, then rows of ordinary
+# markup (about 1,100 tags in all).
+write_page() {
+  python3 - "$1" <<'EOF'
+import sys
+head = ('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Intranet</title>'
+        '<script defer src="https://chat.example.test/widget.js"></script></head><body>')
+row = '<div class="item"><h2>News</h2><p>Lorem <b>ipsum</b> <a href="/x?y=1&amp;z=2">link</a>.</p></div>\n'
+html = head
+while len(html) < 16384:
+    html += row
+open(sys.argv[1], "w").write(html + "</body></html>")
+EOF
+}
+
+# The origin: nginx serving a 100-byte page at / and /jwt, and write_page's page at /page.html,
+# on $ORIGIN (keep-alive, no log).
 start_origin() {
   ORIGIN=$(free_port)
   head -c 100 /dev/zero | tr '\0' 'x' > "$work/index.html"
   cp "$work/index.html" "$work/jwt"
+  write_page "$work/page.html"
   cat > "$work/origin.conf" <<EOF
 worker_processes 1; pid $work/origin.pid; error_log $work/origin.err warn;
 events { worker_connections 1024; }
@@ -97,22 +114,35 @@ identity_headers = true
 EOF
 }
 
+# A TypingMind app whose widget tags get signed in (chat.example.test, as in write_page's
+# page): goes in handoff_config's extra lines.
+handoff_widget_app() {
+  [ -f "$work/tm-secret.txt" ] || head -c 32 /dev/urandom | base64 > "$work/tm-secret.txt"
+  printf '[apps.chat]\nkind = "typingmind"\ninstance_url = "https://chat.example.test"\nsecret = { file = "tm-secret.txt" }\nwidget = true\n'
+}
+
 # A session cookie's token for the gateway configs above (after handoff_config).
 session_token() {
   hs256 "$work/secret.txt" '{"sub":"u-1","email":"ada@corp.example","name":"Ada Lovelace","groups":["eng"]}'
 }
 
 # N requests to ROUTE on one keep-alive connection to 127.0.0.1:PORT, each with the session
-# cookie $TOKEN; every answer must be a 200.   requests PORT ROUTE N
+# cookie $TOKEN (and `Accept: $ACCEPT` when set); every answer must be a 200 (and hold $EXPECT
+# when set).   requests PORT ROUTE N
 requests() {
-  python3 - "$1" "$2" "${TOKEN:-}" "$3" <<'PY'
+  python3 - "$1" "$2" "${TOKEN:-}" "$3" "${ACCEPT:-}" "${EXPECT:-}" <<'PY'
 import http.client, sys
 port, route, token, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+expect = sys.argv[6].encode()
+headers = {"Cookie": "intranet_session=" + token}
+if sys.argv[5]:
+    headers["Accept"] = sys.argv[5]
 c = http.client.HTTPConnection("127.0.0.1", port)
 for _ in range(n):
-    c.request("GET", route, headers={"Cookie": "intranet_session=" + token})
-    r = c.getresponse(); r.read()
+    c.request("GET", route, headers=headers)
+    r = c.getresponse(); body = r.read()
     assert r.status == 200, r.status
+    assert expect in body, f"answer without {expect!r}"
 PY
 }
 

@@ -76,16 +76,7 @@ EOF
 }
 head -c 100 /dev/zero | tr '\0' 'x' > "$work/index.html"
 for f in jwt opaque auth-page; do cp "$work/index.html" "$work/$f"; done
-python3 - "$work/page.html" <<'EOF'
-import sys
-head = ('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Intranet</title>'
-        '<script defer src="https://chat.example.test/widget.js"></script></head><body>')
-row = '<div class="item"><h2>News</h2><p>Lorem <b>ipsum</b> <a href="/x?y=1&amp;z=2">link</a>.</p></div>\n'
-html = head
-while len(html) < 16384:
-    html += row
-open(sys.argv[1], "w").write(html + "</body></html>")
-EOF
+write_page "$work/page.html"
 nginx_conf origin 2 "access_log off;
 server { listen 127.0.0.1:$ORIGIN backlog=4096; keepalive_requests 100000;
   location / { root $work; }

@@ -357,6 +357,13 @@ pub fn page_body(name: &str) -> Option<String> {
             "{head}<script src=\"https://other.example.test/widget.js\" data-external-auth-code=\"theirs\"></script>\n{body}"
         ),
         "plain" => format!("{head}{body}"),
+        // A stale code far down a page, past what the rewriter keeps while watching.
+        "late" => {
+            let filler = "<p>lorem ipsum</p>\n".repeat(6_000);
+            format!(
+                "{head}</head><body>{filler}<script src=\"https://chat.example.test/widget.js\" data-external-auth-code=\"stale-code\"></script></body></html>\n"
+            )
+        }
         "big" => {
             let filler = "<p>lorem ipsum dolor sit amet, consectetur adipiscing elit</p>\n".repeat(85_000);
             format!("{head}{WIDGET_TAG}\n</head><body>{filler}</body></html>\n")

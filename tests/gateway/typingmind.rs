@@ -253,6 +253,19 @@ async fn upper_case_two_tags_foreign_instances_and_stale_codes() {
     let codes = fresh_codes(&gw, "/pages/encoded", None).await;
     assert!(codes.is_empty(), "{codes:?}");
 
+    // Far down a page (past what is kept while watching for a script tag), chunked or not.
+    for path in ["/pages/late", "/pages/two.chunked"] {
+        let codes = fresh_codes(&gw, path, Some(&ada)).await;
+        assert!(!codes.is_empty(), "{path}");
+        for c in &codes {
+            assert_eq!(
+                decode_code(c)["user"]["email"],
+                "ada@corp.example",
+                "{path}"
+            );
+        }
+    }
+
     let resp = get(&gw, "/pages/foreign", Some(&ada)).await;
     let html = resp.text().await.unwrap();
     assert_eq!(
@@ -305,7 +318,17 @@ async fn pages_without_a_widget_come_back_byte_for_byte() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_a_session_codes_are_removed_never_left_stale() {
     let (gw, _i) = gateway("widget = true").await;
-    for path in ["/pages/upper", "/pages/two", "/pages/widget"] {
+    // In 7-byte chunks too: the attribute's name arrives cut in pieces.
+    for path in [
+        "/pages/upper",
+        "/pages/two",
+        "/pages/widget",
+        "/pages/encoded",
+        "/pages/late",
+        "/pages/upper.chunked",
+        "/pages/two.chunked",
+        "/pages/encoded.chunked",
+    ] {
         let resp = get(&gw, path, None).await;
         assert_eq!(resp.status(), 200);
         let html = resp.text().await.unwrap();
