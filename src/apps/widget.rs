@@ -5,17 +5,22 @@
 //! Nothing is buffered beyond what lol_html needs to finish a tag; a page without a widget tag
 //! comes out byte for byte as it went in. Free of Pingora types.
 //!
-//! lol_html reads every tag of a page it is given (~1,300 instructions a tag), so it is only
-//! started once the page shows a tag it may have to change: `<script` when a code is to be
-//! written (tag names cannot be written with character references), the attribute's own name
-//! when codes are only removed (nor can attribute names). Until then the page passes as it
-//! comes — exactly what lol_html would write, since it changes nothing before such a tag — and
-//! is kept; when the tag turns up, lol_html reads the page from its first byte, and what it
-//! writes for the part already sent is checked against what was sent (a tag that needed
-//! changing and began there — only a page built to hide one — ends the answer, unsent).
+//! lol_html reads every tag of a page it is given (~1,300 instructions a tag), so it only reads
+//! as far as a tag it may have to change: `<script` when a code is to be written (tag names
+//! cannot be written with character references), the attribute's own name when codes are only
+//! removed (nor can attribute names). Between such tags the page passes as it comes — exactly
+//! what lol_html would write, since it changes nothing there — and is kept (up to
+//! [`KEPT_BYTES`]). When one turns up, a fresh lol_html reads the page from its first byte to the
+//! end of that tag and stops there; its output must begin with what went out so far (checked:
+//! a tag that needed changing and began in what was sent — only a page built to hide one — ends
+//! the answer before the tag completes). A page that outgrows what is kept, shows such a tag
+//! more than [`REPLAYS`] times, or shows one that is not a complete script tag (text in a
+//! comment, a tag cut by the chunk's end) is read by lol_html from its first byte to its last.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 
+use aho_corasick::packed;
 use bytes::Bytes;
 use lol_html::send::HtmlRewriter;
 use lol_html::{element, MemorySettings, Settings};
@@ -24,8 +29,16 @@ use lol_html::{element, MemorySettings, Settings};
 pub const CODE_ATTRIBUTE: &str = "data-external-auth-code";
 
 /// How much of a page is kept for lol_html to read from the start; a page that grows past it
-/// without showing a tag that may need changing goes to lol_html there and then.
+/// goes to lol_html there and then, for the rest of the page.
 const KEPT_BYTES: usize = 64 * 1024;
+
+/// How many times lol_html reads a page from its start to a tag; the next such tag has it read
+/// the whole page.
+const REPLAYS: u8 = 4;
+
+/// Looking for the end of the tag a trigger belongs to, lol_html is given the page up to one
+/// `>` at a time, this many times at most.
+const STEPS: usize = 8;
 
 /// One instance whose widget tags are rewritten.
 #[derive(Debug, Clone)]
@@ -86,32 +99,53 @@ type Sink = Box<dyn FnMut(&[u8]) + Send>;
 #[derive(Clone, Copy)]
 struct Trigger {
     needle: &'static [u8],
-    /// A byte of `needle` that has no case (`<`, `-`): the one searched for with memchr.
+    /// A byte of `needle` that has no case (`<`, `-`): the one searched for with memchr when
+    /// there is no `prefilter`.
     anchor: usize,
+    /// Finds where `needle` may begin faster than memchr on a byte as common as `<`.
+    prefilter: Option<&'static packed::Searcher>,
 }
 
 impl Trigger {
     fn for_targets(writes_a_code: bool) -> Self {
         if writes_a_code {
+            // `<sc` in its four spellings (SIMD; `None` on a CPU without it).
+            static SCRIPT: LazyLock<Option<packed::Searcher>> = LazyLock::new(|| {
+                packed::Config::new()
+                    .builder()
+                    .extend(["<sc", "<sC", "<Sc", "<SC"])
+                    .build()
+            });
             Trigger {
                 needle: b"<script",
                 anchor: 0,
+                prefilter: SCRIPT.as_ref(),
             }
         } else {
             Trigger {
                 needle: CODE_ATTRIBUTE.as_bytes(),
                 anchor: 4,
+                prefilter: None,
             }
         }
     }
 
     /// Where the trigger begins in `hay`, each occurrence in order.
     fn find_iter<'h>(&self, hay: &'h [u8]) -> impl Iterator<Item = usize> + 'h {
-        let Trigger { needle, anchor } = *self;
-        memchr::memchr_iter(needle[anchor], hay).filter_map(move |i| {
-            let start = i.checked_sub(anchor)?;
-            let candidate = hay.get(start..start + needle.len())?;
-            candidate.eq_ignore_ascii_case(needle).then_some(start)
+        let Trigger {
+            needle,
+            anchor,
+            prefilter,
+        } = *self;
+        let candidates: Box<dyn Iterator<Item = usize> + 'h> = match prefilter {
+            Some(searcher) => Box::new(searcher.find_iter(hay).map(|m| m.start())),
+            None => Box::new(
+                memchr::memchr_iter(needle[anchor], hay).filter_map(move |i| i.checked_sub(anchor)),
+            ),
+        };
+        candidates.filter(move |&start| {
+            hay.get(start..start + needle.len())
+                .is_some_and(|c| c.eq_ignore_ascii_case(needle))
         })
     }
 
@@ -120,11 +154,23 @@ impl Trigger {
     }
 }
 
+/// A page between the tags lol_html may change. What went out is `head` (lol_html's output for
+/// `input[..cut]`, from the last replay) then `input[cut..done]` as it came.
+struct Watch {
+    /// The page so far.
+    input: Vec<u8>,
+    head: Vec<u8>,
+    cut: usize,
+    done: usize,
+    /// Triggers beginning before this were handled.
+    from: usize,
+    replays: u8,
+}
+
 enum State {
-    /// lol_html not started: no tag it may change has turned up, so the page so far is what it
-    /// would write. `kept` is the page so far; its first `sent` bytes went out.
-    Watching { kept: Vec<u8>, sent: usize },
-    /// lol_html reads the page. `kept` is the part sent while watching, which lol_html's
+    /// lol_html not reading (see the module's documentation).
+    Watching(Watch),
+    /// lol_html reads the rest of the page. `kept` is what went out before, which lol_html's
     /// output must repeat: its first `checked` bytes were compared and dropped (never sent
     /// twice); the rest is compared as the output comes.
     Rewriting {
@@ -139,8 +185,7 @@ enum State {
 /// Rewrites one response body, chunk by chunk.
 pub struct WidgetRewriter {
     state: State,
-    /// Moved into lol_html's handler when it starts.
-    targets: Vec<WidgetTarget>,
+    targets: Arc<[WidgetTarget]>,
     trigger: Trigger,
     output: Output,
     memory: usize,
@@ -159,7 +204,7 @@ impl WidgetRewriter {
     #[doc(hidden)]
     pub fn reading_every_byte(targets: Vec<WidgetTarget>, max_bytes: usize) -> Self {
         let mut rewriter = Self::new(targets, max_bytes);
-        let nothing = rewriter.start(&[], 0);
+        let nothing = rewriter.read_all(Watch::new());
         debug_assert!(nothing.is_ok_and(|out| out.is_empty()));
         rewriter
     }
@@ -168,11 +213,8 @@ impl WidgetRewriter {
     fn with_memory_limit(targets: Vec<WidgetTarget>, max_bytes: usize, memory: usize) -> Self {
         let writes_a_code = targets.iter().any(|t| t.code.is_some());
         WidgetRewriter {
-            state: State::Watching {
-                kept: Vec::new(),
-                sent: 0,
-            },
-            targets,
+            state: State::Watching(Watch::new()),
+            targets: targets.into(),
             trigger: Trigger::for_targets(writes_a_code),
             output: Output::default(),
             memory,
@@ -191,26 +233,16 @@ impl WidgetRewriter {
             out.extend_from_slice(chunk);
             return Ok(Bytes::from(out));
         }
-        match &mut self.state {
+        match std::mem::replace(&mut self.state, State::Passing) {
             State::Passing => Ok(Bytes::copy_from_slice(chunk)),
-            State::Watching { kept, sent } => {
-                if kept.is_empty() && self.trigger.is_in(chunk) {
-                    // The usual page: such a tag in its first chunk, nothing to keep.
-                    return self.start(chunk, 0).map(Bytes::from);
-                }
-                // A needle cut by the chunk's start is found too.
-                let from = kept.len().saturating_sub(CODE_ATTRIBUTE.len());
-                kept.extend_from_slice(chunk);
-                if kept.len() > KEPT_BYTES || self.trigger.is_in(&kept[from..]) {
-                    let (page, sent) = (std::mem::take(kept), *sent);
-                    return self.start(&page, sent).map(Bytes::from);
-                }
-                let ready = ready(kept, *sent);
-                let out = Bytes::copy_from_slice(&kept[*sent..ready]);
-                *sent = ready;
-                Ok(out)
+            State::Watching(mut watch) => {
+                watch.input.extend_from_slice(chunk);
+                self.watch(watch).map(Bytes::from)
             }
-            State::Rewriting { .. } => self.feed(Some(chunk)).map(Bytes::from),
+            state @ State::Rewriting { .. } => {
+                self.state = state;
+                self.feed(Some(chunk)).map(Bytes::from)
+            }
         }
     }
 
@@ -219,21 +251,98 @@ impl WidgetRewriter {
         self.end().map(Bytes::from)
     }
 
-    /// Starts lol_html on the page so far (`page`, of which `sent` bytes went out).
-    fn start(&mut self, page: &[u8], sent: usize) -> Result<Vec<u8>, RewriteFailed> {
-        let mut rewriter = Box::new(self.lol_html());
-        let fed = rewriter.write(page);
+    /// The page grew (`watch.input`): sends what is ready, reading up to the last trigger in
+    /// it with lol_html first.
+    fn watch(&mut self, mut watch: Watch) -> Result<Vec<u8>, RewriteFailed> {
+        if watch.input.len() > KEPT_BYTES {
+            return self.read_all(watch);
+        }
+        let ready = ready(&watch.input, watch.done);
+        let from = watch.from;
+        let last = self
+            .trigger
+            .find_iter(&watch.input[from..])
+            .map(|i| from + i)
+            .take_while(|&at| at < ready)
+            .last();
+        let mut out = match last {
+            None => Vec::new(),
+            Some(_) if watch.replays == REPLAYS => return self.read_all(watch),
+            Some(at) => match self.replay(&mut watch, at, ready)? {
+                Some(out) => out,
+                None => return self.read_all(watch),
+            },
+        };
+        out.extend_from_slice(&watch.input[watch.done..ready]);
+        watch.done = ready;
+        let unfinished = (watch.input.len() + 1).saturating_sub(self.trigger.needle.len());
+        watch.from = watch.from.max(ready.min(unfinished));
+        self.state = State::Watching(watch);
+        Ok(out)
+    }
+
+    /// A fresh lol_html reads the page from its first byte to the end of the script tag the
+    /// trigger at `at` belongs to, and ends there: returns its output past what went out, and
+    /// moves `watch` past the tag. `None` when no script tag ends past `at` before `ready`
+    /// (the trigger is text, or its tag is cut by the chunk's end).
+    fn replay(
+        &mut self,
+        watch: &mut Watch,
+        at: usize,
+        ready: usize,
+    ) -> Result<Option<Vec<u8>>, RewriteFailed> {
+        let tag_end = Arc::new(AtomicUsize::new(0));
+        let mut rewriter = self.lol_html(Some(tag_end.clone()));
+        let input = &watch.input;
+        let failed = |e: lol_html::errors::RewritingError| RewriteFailed(e.to_string());
+        let mut fed = at;
+        rewriter.write(&input[..at]).map_err(failed)?;
+        for _ in 0..STEPS {
+            if tag_end.load(Ordering::Relaxed) > at || fed >= ready {
+                break;
+            }
+            let next = memchr::memchr(b'>', &input[fed..ready]).map_or(ready, |i| fed + i + 1);
+            rewriter.write(&input[fed..next]).map_err(failed)?;
+            fed = next;
+        }
+        if tag_end.load(Ordering::Relaxed) != fed || fed <= at {
+            self.take();
+            return Ok(None);
+        }
+        rewriter.end().map_err(failed)?;
+        let out = self.take();
+        let raw = &input[watch.cut..watch.done];
+        let sent = watch.head.len() + raw.len();
+        if !(out.starts_with(&watch.head) && out[watch.head.len()..].starts_with(raw)) {
+            return Err(tag_in_what_was_sent());
+        }
+        let new = out[sent..].to_vec();
+        watch.head = out;
+        watch.cut = fed;
+        watch.done = fed;
+        watch.from = fed;
+        watch.replays += 1;
+        Ok(Some(new))
+    }
+
+    /// lol_html reads the page from its first byte and goes on to its end.
+    fn read_all(&mut self, watch: Watch) -> Result<Vec<u8>, RewriteFailed> {
+        let mut rewriter = Box::new(self.lol_html(None));
+        let fed = rewriter.write(&watch.input);
+        let mut kept = watch.head;
+        kept.extend_from_slice(&watch.input[watch.cut..watch.done]);
         self.state = State::Rewriting {
             rewriter,
-            kept: page[..sent].to_vec(),
+            kept,
             checked: 0,
         };
         self.settle(fed, false)
     }
 
-    /// lol_html with the handler that rewrites the targets' widget tags.
-    fn lol_html(&mut self) -> HtmlRewriter<'static, Sink> {
-        let targets = std::mem::take(&mut self.targets);
+    /// lol_html with the handler that rewrites the targets' widget tags; `tag_end` is told
+    /// where each script start tag it reads ends.
+    fn lol_html(&self, tag_end: Option<Arc<AtomicUsize>>) -> HtmlRewriter<'static, Sink> {
+        let targets = self.targets.clone();
         let sink_output = self.output.clone();
         let sink: Sink = Box::new(move |chunk: &[u8]| {
             sink_output
@@ -243,7 +352,10 @@ impl WidgetRewriter {
         });
         let settings = Settings::new_send()
             .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(self.memory))
-            .append_element_content_handler(element!("script[src]", move |el| {
+            .append_element_content_handler(element!("script", move |el| {
+                if let Some(tag_end) = &tag_end {
+                    tag_end.fetch_max(el.source_location().bytes().end, Ordering::Relaxed);
+                }
                 let Some(src) = el.get_attribute("src") else {
                     return Ok(());
                 };
@@ -274,7 +386,7 @@ impl WidgetRewriter {
     }
 
     /// After lol_html was given a chunk (`fed`): ends the page when `last`, then returns its
-    /// output past what was sent while watching — that part is checked and dropped.
+    /// output past what was sent before it read the page — that part is checked and dropped.
     fn settle(
         &mut self,
         fed: Result<(), lol_html::errors::RewritingError>,
@@ -299,9 +411,7 @@ impl WidgetRewriter {
             let n = out.len().min(kept.len() - checked);
             let short = rewriter.is_none() && checked + n < kept.len();
             if short || out[..n] != kept[checked..checked + n] {
-                return Err(RewriteFailed(
-                    "a widget tag began in the part of the page already sent".into(),
-                ));
+                return Err(tag_in_what_was_sent());
             }
             checked += n;
             out.drain(..n);
@@ -323,9 +433,15 @@ impl WidgetRewriter {
     fn end(&mut self) -> Result<Vec<u8>, RewriteFailed> {
         match std::mem::replace(&mut self.state, State::Passing) {
             State::Passing => Ok(Vec::new()),
-            State::Watching { mut kept, sent } => {
-                kept.drain(..sent);
-                Ok(kept)
+            State::Watching(watch) if self.trigger.is_in(&watch.input[watch.from..]) => {
+                // A trigger in the part held back: lol_html decides what becomes of it.
+                let mut out = self.read_all(watch)?;
+                out.extend(self.feed(None)?);
+                Ok(out)
+            }
+            State::Watching(mut watch) => {
+                watch.input.drain(..watch.done);
+                Ok(watch.input)
             }
             state @ State::Rewriting { .. } => {
                 self.state = state;
@@ -339,8 +455,25 @@ impl WidgetRewriter {
     }
 }
 
+impl Watch {
+    fn new() -> Self {
+        Watch {
+            input: Vec::new(),
+            head: Vec::new(),
+            cut: 0,
+            done: 0,
+            from: 0,
+            replays: 0,
+        }
+    }
+}
+
+fn tag_in_what_was_sent() -> RewriteFailed {
+    RewriteFailed("a widget tag began in the part of the page already sent".into())
+}
+
 /// How much of `kept` past `sent` can go out while watching: all of it, but for a tag that may
-/// still be open at the end (from the last `<` with no `>` after it), which a needle found in
+/// still be open at the end (from the last `<` with no `>` after it), which a trigger found in
 /// the next chunk could belong to.
 fn ready(kept: &[u8], sent: usize) -> usize {
     let unsent = &kept[sent..];
@@ -390,8 +523,9 @@ mod tests {
         // A start tag split over chunks, larger than lol_html may buffer: it fails mid-page.
         let mut r = WidgetRewriter::with_memory_limit(vec![target(Some("C"))], usize::MAX, 4096);
         let a = "a".repeat(32 * 1024);
+        // (`<script` in a comment: lol_html reads the page from there on.)
         let chunks = [
-            "<html><body><p>before</p>".to_string(),
+            "<html><body><!-- <script --><p>before</p>".to_string(),
             format!("<script src=\"{a}"),
             format!("{a}\"></script><p>after</p>"),
         ];
@@ -509,6 +643,7 @@ mod tests {
         r#"<style>p > a { color: red }</style>"#,
         r#"<script src="/app.js" data-external-auth-code="other"></script>"#,
         "<img alt='a > b' src=x.png>",
+        r#"<script data-x=">" src="https://chat.example.com/widget.js" data-external-auth-code="q"></script>"#,
         "<!doctype html><html><head>",
     ];
 
@@ -532,12 +667,17 @@ mod tests {
                 let expected = run(every, page.as_bytes(), 4096).unwrap();
                 for chunk in (1..=9).chain([4096]) {
                     let r = WidgetRewriter::new(vec![target(code)], usize::MAX);
-                    let out = run(r, page.as_bytes(), chunk);
-                    assert_eq!(
-                        out.as_deref(),
-                        Ok(&expected[..]),
-                        "{code:?}, chunks of {chunk}: {page}"
-                    );
+                    match run(r, page.as_bytes(), chunk) {
+                        Ok(out) => assert_eq!(out, expected, "{code:?}, chunks of {chunk}: {page}"),
+                        // Removing codes, a tag with a `>` in a value before the code's name
+                        // may look closed while watching: if a chunk ends between the two, the
+                        // answer ends before the tag does (never a different page).
+                        Err(sent) => {
+                            assert!(code.is_none() && page.contains(r#"data-x=">""#), "{page}");
+                            let sent = String::from_utf8_lossy(&sent);
+                            assert!(!sent.contains(r#"auth-code="q">"#), "{sent}");
+                        }
+                    }
                 }
             }
         }
@@ -656,5 +796,52 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn lol_html_reads_a_page_only_to_its_last_script_tag() {
+        let body = "<p>row <b>x</b></p>".repeat(1500);
+        let page = format!(
+            r#"<html><head><script src="https://chat.example.com/widget.js"></script></head><body>{body}</body></html>"#
+        );
+        let mut r = WidgetRewriter::new(vec![target(Some("NEW"))], usize::MAX);
+        let mut out = r.write(page.as_bytes()).unwrap().to_vec();
+        let State::Watching(watch) = &r.state else {
+            panic!("lol_html went on reading past the widget tag");
+        };
+        assert_eq!(watch.replays, 1);
+        out.extend_from_slice(&r.finish().unwrap());
+        let every = WidgetRewriter::reading_every_byte(vec![target(Some("NEW"))], usize::MAX);
+        assert_eq!(out, run(every, page.as_bytes(), 4096).unwrap());
+        // A script tag in every chunk: after REPLAYS reads from the start, lol_html reads on.
+        let chunk = format!("<script src=/app.js></script>{}", "<p>row</p>".repeat(50));
+        let mut r = WidgetRewriter::new(vec![target(Some("NEW"))], usize::MAX);
+        for i in 0..=REPLAYS {
+            r.write(chunk.as_bytes()).unwrap();
+            assert_eq!(
+                matches!(r.state, State::Watching(_)),
+                i < REPLAYS,
+                "chunk {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn triggers_are_found_in_any_case_with_or_without_simd() {
+        let hay = b"<p><sc <ScRiPt src=x><SCRIPT><script <scrip</p>data-External-auth-CODE=<script";
+        let simd = Trigger::for_targets(true);
+        assert!(
+            simd.prefilter.is_some(),
+            "this machine has the SIMD prefilter"
+        );
+        let plain = Trigger {
+            prefilter: None,
+            ..simd
+        };
+        let expected = vec![7, 21, 29, 71];
+        assert_eq!(simd.find_iter(hay).collect::<Vec<_>>(), expected);
+        assert_eq!(plain.find_iter(hay).collect::<Vec<_>>(), expected);
+        let attribute = Trigger::for_targets(false);
+        assert_eq!(attribute.find_iter(hay).collect::<Vec<_>>(), vec![47]);
     }
 }
