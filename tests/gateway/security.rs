@@ -17,6 +17,7 @@
 //! | a host that skips `upstream_request_filter` | `differential::a_host_that_skips_upstream_request_filter_forwards_nothing_forged` |
 //! | absolute-form targets, malformed `Host` | `differential::hosts_route_on_the_authority_the_upstream_serves` |
 //! | widget codes for refused people, `fetch()`, POST, stale codes | `typingmind::widget_codes_only_for_admitted_navigations_and_stale_codes_never_leak`, `typingmind::the_apps_own_allow_holds_on_every_way_in` |
+//! | widget tags encoded, cut across chunks, far down a page, hidden in comments/values/script text | `typingmind::upper_case_two_tags_foreign_instances_and_stale_codes`, `typingmind::without_a_session_codes_are_removed_never_left_stale`, `apps::widget::tests` (unit: equal to lol_html reading every byte) |
 //! | `aud` unexpected, `crit`, `iss` arrays | `tokens_are_refused_exactly_as_documented`, `jwks::published_keys_refuse_aud_crit_and_issuer_arrays` |
 //! | return-to through `//evil/%2e%2e`, `/\\evil/..` | `return_to_never_leaves_the_site` |
 //! | group names with `,` or spaces | `group_names_are_exact_and_never_split_the_groups_header` |
