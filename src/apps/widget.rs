@@ -10,11 +10,11 @@
 //! cannot be written with character references), the attribute's own name when codes are only
 //! removed (nor can attribute names). Between such tags the page passes as it comes — exactly
 //! what lol_html would write, since it changes nothing there — and is kept (up to
-//! [`KEPT_BYTES`]). When one turns up, a fresh lol_html reads the page from its first byte to the
+//! 64 KiB). When one turns up, a fresh lol_html reads the page from its first byte to the
 //! end of that tag and stops there; its output must begin with what went out so far (checked:
 //! a tag that needed changing and began in what was sent — only a page built to hide one — ends
 //! the answer before the tag completes). A page that outgrows what is kept, shows such a tag
-//! more than [`REPLAYS`] times, or shows one that is not a complete script tag (text in a
+//! more than four times, or shows one that is not a complete script tag (text in a
 //! comment, a tag cut by the chunk's end) is read by lol_html from its first byte to its last.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
