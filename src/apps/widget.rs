@@ -2,8 +2,8 @@
 //! `data-external-auth-code` into the TypingMind widget's `<script>` tag as an intranet page
 //! passes through, or removes the attribute when there is no one to sign in.
 //!
-//! Nothing is buffered beyond what lol_html needs to finish a tag; a page without a widget tag
-//! comes out byte for byte as it went in. Free of Pingora types.
+//! Output waits for nothing but a tag left unfinished at a chunk's end; a page without a widget
+//! tag comes out byte for byte as it went in. Free of Pingora types.
 //!
 //! lol_html reads every tag of a page it is given (~1,300 instructions a tag), so it only reads
 //! as far as a tag it may have to change: `<script` when a code is to be written (tag names
@@ -12,8 +12,8 @@
 //! what lol_html would write, since it changes nothing there — and is kept (up to
 //! 64 KiB). When one turns up, a fresh lol_html reads the page from its first byte to the
 //! end of that tag and stops there; its output must begin with what went out so far (checked:
-//! a tag that needed changing and began in what was sent — only a page built to hide one — ends
-//! the answer before the tag completes). A page that outgrows what is kept, shows such a tag
+//! a tag that needed changing and began in what was sent — one with a `>` inside a value, cut
+//! by a chunk after it — ends the answer before the tag completes). A page that outgrows what is kept, shows such a tag
 //! more than four times, or shows one that is not a complete script tag (text in a
 //! comment, a tag cut by the chunk's end) is read by lol_html from its first byte to its last.
 
