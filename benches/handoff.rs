@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use handoff::internals::apps::limits::EmailLimits;
 use handoff::internals::apps::mint::mint_hs256;
@@ -226,7 +227,9 @@ fn widget(c: &mut Criterion) {
                 let mut rewriter = WidgetRewriter::new(vec![target], usize::MAX);
                 let mut out = 0;
                 for chunk in html.chunks(16 * 1024) {
-                    out += rewriter.write(chunk).map_or(0, |b| b.len());
+                    out += rewriter
+                        .write(Bytes::copy_from_slice(chunk))
+                        .map_or(0, |b| b.len());
                 }
                 out + rewriter.finish().map_or(0, |b| b.len())
             })

@@ -4,6 +4,7 @@
 //! writes reading every byte.
 #![no_main]
 
+use bytes::Bytes;
 use handoff::internals::apps::widget::{WidgetRewriter, WidgetTarget};
 use libfuzzer_sys::fuzz_target;
 
@@ -32,10 +33,10 @@ fn rewrite(
     for &cut in cuts {
         let n = usize::from(cut).min(rest.len());
         let (chunk, tail) = rest.split_at(n);
-        out.extend_from_slice(&rewriter.write(chunk).ok()?);
+        out.extend_from_slice(&rewriter.write(Bytes::copy_from_slice(chunk)).ok()?);
         rest = tail;
     }
-    out.extend_from_slice(&rewriter.write(rest).ok()?);
+    out.extend_from_slice(&rewriter.write(Bytes::copy_from_slice(rest)).ok()?);
     out.extend_from_slice(&rewriter.finish().ok()?);
     Some(out)
 }

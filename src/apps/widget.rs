@@ -223,25 +223,36 @@ impl WidgetRewriter {
         }
     }
 
+    /// The page is about `bytes` long (its `Content-Length`): room to keep it is made once.
+    pub fn expect_bytes(&mut self, bytes: usize) {
+        if let State::Watching(watch) = &mut self.state {
+            watch.input.reserve(bytes.min(KEPT_BYTES));
+        }
+    }
+
     /// Feeds one chunk; returns what is ready to send.
-    pub fn write(&mut self, chunk: &[u8]) -> Result<Bytes, RewriteFailed> {
+    pub fn write(&mut self, chunk: Bytes) -> Result<Bytes, RewriteFailed> {
         self.seen = self.seen.saturating_add(chunk.len());
         if self.seen > self.max_bytes && !matches!(self.state, State::Passing) {
             // Too big to keep rewriting: flush what is held (all of the earlier chunks), then
             // pass this chunk and the rest as they come.
             let mut out = self.end()?;
-            out.extend_from_slice(chunk);
+            if out.is_empty() {
+                return Ok(chunk);
+            }
+            out.extend_from_slice(&chunk);
             return Ok(Bytes::from(out));
         }
         match std::mem::replace(&mut self.state, State::Passing) {
-            State::Passing => Ok(Bytes::copy_from_slice(chunk)),
+            State::Passing => Ok(chunk),
             State::Watching(mut watch) => {
-                watch.input.extend_from_slice(chunk);
-                self.watch(watch).map(Bytes::from)
+                let held = watch.done < watch.input.len();
+                watch.input.extend_from_slice(&chunk);
+                self.watch(watch, (!held).then_some(chunk))
             }
             state @ State::Rewriting { .. } => {
                 self.state = state;
-                self.feed(Some(chunk)).map(Bytes::from)
+                self.feed(Some(&chunk)).map(Bytes::from)
             }
         }
     }
@@ -251,11 +262,11 @@ impl WidgetRewriter {
         self.end().map(Bytes::from)
     }
 
-    /// The page grew (`watch.input`): sends what is ready, reading up to the last trigger in
-    /// it with lol_html first.
-    fn watch(&mut self, mut watch: Watch) -> Result<Vec<u8>, RewriteFailed> {
+    /// The page grew (`watch.input`) by `chunk` (given when nothing was held back before it):
+    /// sends what is ready, reading up to the last trigger in it with lol_html first.
+    fn watch(&mut self, mut watch: Watch, chunk: Option<Bytes>) -> Result<Bytes, RewriteFailed> {
         if watch.input.len() > KEPT_BYTES {
-            return self.read_all(watch);
+            return self.read_all(watch).map(Bytes::from);
         }
         let ready = ready(&watch.input, watch.done);
         let from = watch.from;
@@ -265,15 +276,21 @@ impl WidgetRewriter {
             .map(|i| from + i)
             .take_while(|&at| at < ready)
             .last();
-        let mut out = match last {
-            None => Vec::new(),
-            Some(_) if watch.replays == REPLAYS => return self.read_all(watch),
+        let out = match last {
+            // The usual chunk: it goes out as it came, or the part before an unfinished tag.
+            None => match chunk {
+                Some(chunk) => chunk.slice(..ready - watch.done),
+                None => Bytes::copy_from_slice(&watch.input[watch.done..ready]),
+            },
+            Some(_) if watch.replays == REPLAYS => return self.read_all(watch).map(Bytes::from),
             Some(at) => match self.replay(&mut watch, at, ready)? {
-                Some(out) => out,
-                None => return self.read_all(watch),
+                Some(mut out) => {
+                    out.extend_from_slice(&watch.input[watch.done..ready]);
+                    Bytes::from(out)
+                }
+                None => return self.read_all(watch).map(Bytes::from),
             },
         };
-        out.extend_from_slice(&watch.input[watch.done..ready]);
         watch.done = ready;
         let unfinished = (watch.input.len() + 1).saturating_sub(self.trigger.needle.len());
         watch.from = watch.from.max(ready.min(unfinished));
@@ -501,7 +518,7 @@ mod tests {
     fn run(mut r: WidgetRewriter, page: &[u8], chunk: usize) -> Result<Vec<u8>, Vec<u8>> {
         let mut out = Vec::new();
         for piece in page.chunks(chunk) {
-            match r.write(piece) {
+            match r.write(Bytes::copy_from_slice(piece)) {
                 Ok(bytes) => out.extend_from_slice(&bytes),
                 Err(_) => return Err(out),
             }
@@ -533,7 +550,7 @@ mod tests {
         let mut out = Vec::new();
         let mut failed = false;
         for chunk in &chunks {
-            match r.write(chunk.as_bytes()) {
+            match r.write(Bytes::from(chunk.clone())) {
                 Ok(bytes) => out.extend_from_slice(&bytes),
                 Err(_) => {
                     failed = true;
@@ -554,7 +571,7 @@ mod tests {
         let mut r = WidgetRewriter::new(vec![target], 10);
         let mut out = Vec::new();
         for piece in ["<p>one</p>", "<p>two</p>", "<p>three</p>"] {
-            out.extend_from_slice(&r.write(piece.as_bytes()).unwrap());
+            out.extend_from_slice(&r.write(Bytes::from_static(piece.as_bytes())).unwrap());
         }
         out.extend_from_slice(&r.finish().unwrap());
         assert_eq!(
@@ -693,9 +710,11 @@ mod tests {
             r#"<p>a</p><script src="https://chat.example.com/widget.js" title="<>" data-external-"#;
         let page = format!(r#"{first}auth-code="planted"></script><p>b</p>"#);
         let mut r = WidgetRewriter::new(vec![target(None)], usize::MAX);
-        let sent = r.write(first.as_bytes()).unwrap();
+        let sent = r.write(Bytes::from_static(first.as_bytes())).unwrap();
         assert_eq!(sent, first.as_bytes());
-        assert!(r.write(&page.as_bytes()[first.len()..]).is_err());
+        assert!(r
+            .write(Bytes::from(page[first.len()..].to_string()))
+            .is_err());
         // The same tag with a `<` and no `>` in its value: held back, so nothing is lost.
         let page = page.replace("<>", "<");
         let every = WidgetRewriter::reading_every_byte(vec![target(None)], usize::MAX);
@@ -715,7 +734,7 @@ mod tests {
         let mut r = WidgetRewriter::new(vec![target(None)], usize::MAX);
         let mut out = Vec::new();
         for piece in page.as_bytes().chunks(1000) {
-            out.extend_from_slice(&r.write(piece).unwrap());
+            out.extend_from_slice(&r.write(Bytes::copy_from_slice(piece)).unwrap());
             if out.len() + 2000 < KEPT_BYTES {
                 assert!(matches!(r.state, State::Watching { .. }));
             }
@@ -726,7 +745,7 @@ mod tests {
         // A code to write: a page without `<script` is never read by lol_html.
         let page = "<p>only</p>".repeat(100);
         let mut r = WidgetRewriter::new(vec![target(Some("C"))], usize::MAX);
-        let out = r.write(page.as_bytes()).unwrap();
+        let out = r.write(Bytes::from(page.clone())).unwrap();
         assert!(matches!(r.state, State::Watching { .. }));
         assert_eq!([&out[..], &r.finish().unwrap()].concat(), page.as_bytes());
     }
@@ -805,7 +824,7 @@ mod tests {
             r#"<html><head><script src="https://chat.example.com/widget.js"></script></head><body>{body}</body></html>"#
         );
         let mut r = WidgetRewriter::new(vec![target(Some("NEW"))], usize::MAX);
-        let mut out = r.write(page.as_bytes()).unwrap().to_vec();
+        let mut out = r.write(Bytes::from(page.clone())).unwrap().to_vec();
         let State::Watching(watch) = &r.state else {
             panic!("lol_html went on reading past the widget tag");
         };
@@ -817,7 +836,7 @@ mod tests {
         let chunk = format!("<script src=/app.js></script>{}", "<p>row</p>".repeat(50));
         let mut r = WidgetRewriter::new(vec![target(Some("NEW"))], usize::MAX);
         for i in 0..=REPLAYS {
-            r.write(chunk.as_bytes()).unwrap();
+            r.write(Bytes::from(chunk.clone())).unwrap();
             assert_eq!(
                 matches!(r.state, State::Watching(_)),
                 i < REPLAYS,

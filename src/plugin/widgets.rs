@@ -68,9 +68,12 @@ impl Handoff {
             Widgets::SignIn => ctx.identity.as_deref(),
             _ => None,
         };
-        let Some(rewriter) = self.gateway_of(ctx).widget_rewriter(person) else {
+        let Some(mut rewriter) = self.gateway_of(ctx).widget_rewriter(person) else {
             return Ok(());
         };
+        if let Some(length) = length {
+            rewriter.expect_bytes(length);
+        }
         if inflater.is_some() {
             response.remove_header(&http::header::CONTENT_ENCODING);
             // Another representation now: a strong validator would be a lie.
@@ -186,7 +189,7 @@ impl Handoff {
         }
         let rewriter = rewriter.get_mut().unwrap_or_else(|e| e.into_inner());
         let rewritten = match body.take() {
-            Some(chunk) => rewriter.write(&chunk),
+            Some(chunk) => rewriter.write(chunk),
             None => Ok(Bytes::new()),
         };
         let finished = match rewritten {
@@ -201,6 +204,8 @@ impl Handoff {
         *body = Some(if end_of_stream {
             if out.is_empty() {
                 last
+            } else if last.is_empty() {
+                out
             } else {
                 let mut both = Vec::with_capacity(out.len() + last.len());
                 both.extend_from_slice(&out);
