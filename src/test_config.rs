@@ -3,16 +3,32 @@
 //! a handoff route — with its secret files written to a folder of its own.
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// The HS256 key the test sessions are signed with.
 pub(crate) const SESSION_SECRET: &str = "unit-test-session-secret-0123456789abcdef";
 
 /// The config text and the folder its relative paths resolve from.
 pub(crate) fn config() -> (String, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("handoff-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("session.txt"), SESSION_SECRET).unwrap();
-    std::fs::write(dir.join("tm.txt"), "unit-test-typingmind-secret").unwrap();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR
+        .get_or_init(|| {
+            // One folder for every run, not one left behind per process: the files are the same
+            // each time, written whole under a name of this process's and renamed into place,
+            // so a test reading them (here or in a run alongside) never sees half of one.
+            let dir = std::env::temp_dir().join("handoff-unit-tests");
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, secret) in [
+                ("session.txt", SESSION_SECRET),
+                ("tm.txt", "unit-test-typingmind-secret"),
+            ] {
+                let part = dir.join(format!("{name}.{}", std::process::id()));
+                std::fs::write(&part, secret).unwrap();
+                std::fs::rename(&part, dir.join(name)).unwrap();
+            }
+            dir
+        })
+        .clone();
     let text = r#"
 [session]
 cookie = "sid"
