@@ -230,13 +230,14 @@ impl App {
         if !s.widget {
             return None;
         }
+        let site = c.widget_site()?;
         let code = identity
             .filter(|who| {
                 self.admits(who, None).is_ok()
                     && self.route_rules.iter().all(|r| r.check(who).is_ok())
             })
             .and_then(|who| c.mint_code(who).ok());
-        WidgetTarget::new(&s.instance_url, &s.widget_script_suffix, code)
+        Some(WidgetTarget::for_site(site, code))
     }
 
     /// With `widget = true`, the largest page whose widget tags are rewritten

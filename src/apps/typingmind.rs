@@ -2,9 +2,12 @@
 //! secret, delivered in a link (`?externalAuthCode=`) or in the chat widget's script tag
 //! (`data-external-auth-code`, see [`super::widget`]).
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::mint::mint_hs256;
+use super::widget::WidgetSite;
 use super::{HandoffOutcome, IdentityField};
 use crate::config::{IdentifyBy, TypingMindSettings};
 use crate::identity::Identity;
@@ -15,11 +18,23 @@ pub const CODE_PARAM: &str = "externalAuthCode";
 /// One TypingMind instance.
 pub struct TypingMind {
     settings: TypingMindSettings,
+    /// Where its widget script lives (`None` when `instance_url` is not a URL, which the
+    /// config check refuses).
+    widget_site: Option<Arc<WidgetSite>>,
 }
 
 impl TypingMind {
     pub fn new(settings: TypingMindSettings) -> Self {
-        TypingMind { settings }
+        let widget_site =
+            WidgetSite::new(&settings.instance_url, &settings.widget_script_suffix).map(Arc::new);
+        TypingMind {
+            settings,
+            widget_site,
+        }
+    }
+
+    pub fn widget_site(&self) -> Option<&Arc<WidgetSite>> {
+        self.widget_site.as_ref()
     }
 
     pub fn settings(&self) -> &TypingMindSettings {

@@ -40,25 +40,45 @@ const REPLAYS: u8 = 4;
 /// `>` at a time, this many times at most.
 const STEPS: usize = 8;
 
-/// One instance whose widget tags are rewritten.
-#[derive(Debug, Clone)]
-pub struct WidgetTarget {
+/// Where an instance's widget script lives: built once per app, shared by every page's target.
+#[derive(Debug)]
+pub struct WidgetSite {
     /// `https://chat.example.com` (scheme, host and port are compared).
     origin: url::Origin,
     /// The path must end with this (`widget.js`).
     path_suffix: String,
+}
+
+impl WidgetSite {
+    /// `None` when `instance_url` is not a URL.
+    pub fn new(instance_url: &str, path_suffix: &str) -> Option<Self> {
+        Some(WidgetSite {
+            origin: url::Url::parse(instance_url).ok()?.origin(),
+            path_suffix: path_suffix.to_string(),
+        })
+    }
+}
+
+/// One instance whose widget tags are rewritten.
+#[derive(Debug, Clone)]
+pub struct WidgetTarget {
+    site: Arc<WidgetSite>,
     /// The code to write, or `None` to remove any code found.
     code: Option<String>,
 }
 
 impl WidgetTarget {
     pub fn new(instance_url: &str, path_suffix: &str, code: Option<String>) -> Option<Self> {
-        let origin = url::Url::parse(instance_url).ok()?.origin();
-        Some(WidgetTarget {
-            origin,
-            path_suffix: path_suffix.to_string(),
+        let site = WidgetSite::new(instance_url, path_suffix)?;
+        Some(Self::for_site(&Arc::new(site), code))
+    }
+
+    /// A target on a site built beforehand (no URL parsed per page).
+    pub fn for_site(site: &Arc<WidgetSite>, code: Option<String>) -> Self {
+        WidgetTarget {
+            site: site.clone(),
             code,
-        })
+        }
     }
 
     /// Whether a script `src` is this instance's widget. Only absolute and protocol-relative
@@ -68,8 +88,9 @@ impl WidgetTarget {
     fn matches(&self, src: &str) -> bool {
         let src = htmlize::unescape_attribute(src);
         let src = src.trim();
+        let site = &self.site;
         let absolute = if src.starts_with("//") {
-            match &self.origin {
+            match &site.origin {
                 url::Origin::Tuple(scheme, ..) => format!("{scheme}:{src}"),
                 url::Origin::Opaque(_) => return false,
             }
@@ -77,7 +98,7 @@ impl WidgetTarget {
             src.to_string()
         };
         match url::Url::parse(&absolute) {
-            Ok(u) => u.origin() == self.origin && u.path().ends_with(&self.path_suffix),
+            Ok(u) => u.origin() == site.origin && u.path().ends_with(&site.path_suffix),
             Err(_) => false,
         }
     }
