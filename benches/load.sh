@@ -95,7 +95,6 @@ server { listen 127.0.0.1:$NGINX backlog=4096; keepalive_requests 100000;
 
 head -c 32 /dev/urandom | base64 > "$work/secret.txt"
 head -c 32 /dev/urandom | base64 > "$work/yourgpt-secret.txt"
-head -c 32 /dev/urandom | base64 > "$work/tm-secret.txt"
 "$upstreams_bin" "127.0.0.1:$YOURGPT" "$work/yourgpt-secret.txt" "127.0.0.1:$SLOW" 100 \
   >"$work/upstreams.out" 2>&1 &
 pids+=($!)
@@ -127,11 +126,7 @@ secret = { file = "yourgpt-secret.txt" }
 api_url = "http://127.0.0.1:$YOURGPT"
 login_url = "https://chatbot.yourgpt.test"
 emails_per_minute = 5
-[apps.chat]
-kind = "typingmind"
-instance_url = "https://chat.example.test"
-secret = { file = "tm-secret.txt" }
-widget = true
+$(handoff_widget_app)
 [[routes]]
 path = "/"
 upstream = "intranet"

@@ -343,7 +343,8 @@ impl WidgetRewriter {
             rewriter.write(&input[fed..next]).map_err(failed)?;
             fed = next;
         }
-        if tag_end.load(Ordering::Relaxed) != fed || fed <= at {
+        // A step past `at` is always taken, so a tag that ended at `fed` ended past `at`.
+        if tag_end.load(Ordering::Relaxed) != fed {
             self.take();
             return Ok(None);
         }

@@ -136,7 +136,6 @@ fn check_listen(key: &str, addr: &str, p: &mut Problems) {
     }
 }
 
-/// Checks that a file can be read, and returns its path resolved against the config's folder.
 /// A CA file (`file`, relative to `base_dir`): its certificates (and full path), read once; a
 /// file that cannot be read or holds no usable certificate is a problem at `key`.
 pub(super) fn ca_file_setting(
@@ -151,6 +150,7 @@ pub(super) fn ca_file_setting(
         .ok()
 }
 
+/// Checks that a file can be read, and returns its path resolved against the config's folder.
 pub(super) fn readable_file(key: &str, path: &str, base_dir: &Path, p: &mut Problems) -> String {
     let full = base_dir.join(path);
     if let Err(e) = std::fs::File::open(&full) {
