@@ -60,7 +60,7 @@ impl WidgetSite {
 }
 
 /// One instance whose widget tags are rewritten.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WidgetTarget {
     site: Arc<WidgetSite>,
     /// The code to write, or `None` to remove any code found.
@@ -101,6 +101,16 @@ impl WidgetTarget {
             Ok(u) => u.origin() == site.origin && u.path().ends_with(&site.path_suffix),
             Err(_) => false,
         }
+    }
+}
+
+/// The code is a sign-in credential: never in Debug output.
+impl std::fmt::Debug for WidgetTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WidgetTarget")
+            .field("site", &self.site)
+            .field("code", &self.code.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -884,5 +894,14 @@ mod tests {
         assert_eq!(plain.find_iter(hay).collect::<Vec<_>>(), expected);
         let attribute = Trigger::for_targets(false);
         assert_eq!(attribute.find_iter(hay).collect::<Vec<_>>(), vec![47]);
+    }
+
+    #[test]
+    fn a_target_never_shows_its_code() {
+        let shown = format!("{:?}", target(Some("SECRET-CODE")));
+        assert!(
+            !shown.contains("SECRET-CODE") && shown.contains("redacted"),
+            "{shown}"
+        );
     }
 }
