@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,6 +24,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
+
+pub use crate::spawned::Spawned;
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -571,28 +573,28 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Stri
 
 /// A `handoff run` process, killed if still running when dropped.
 pub struct GatewayProcess {
-    child: Child,
+    process: Spawned,
     log: PathBuf,
 }
 
 impl GatewayProcess {
     pub fn start(config: &Path, extra_args: &[&str]) -> GatewayProcess {
         let log = config.with_extension(format!("{}.log", free_port()));
-        let child = Command::new(env!("CARGO_BIN_EXE_handoff"))
-            .arg("run")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_handoff"));
+        cmd.arg("run")
             .arg("--config")
             .arg(config)
             .args(extra_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("the handoff binary starts");
-        GatewayProcess { child, log }
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        // SIGINT: Pingora's fast shutdown (a test that wants the graceful one signals itself).
+        let process = Spawned::start(&mut cmd, libc::SIGINT, "the handoff binary");
+        GatewayProcess { process, log }
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.process.pid()
     }
 
     pub fn signal(&self, signal: i32) {
@@ -621,19 +623,12 @@ impl GatewayProcess {
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let start = Instant::now();
         while start.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().expect("wait") {
+            if let Some(status) = self.process.child().try_wait().expect("wait") {
                 return status.code();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         None
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -672,14 +667,14 @@ pub async fn metric(port: u16, series: &str) -> Option<f64> {
 /// A `redis-server` of the test's own on a free loopback port (no persistence), stopped when
 /// dropped. `.ci/run` installs Debian's `redis-server`.
 pub struct RedisServer {
-    child: Option<Child>,
+    process: Option<Spawned>,
     pub port: u16,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
         let mut redis = RedisServer {
-            child: None,
+            process: None,
             port: free_port(),
         };
         redis.restart();
@@ -693,29 +688,24 @@ impl RedisServer {
 
     /// Kills it (as a crash would: no goodbye to its clients).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.stop();
         }
     }
 
     /// Starts it (again) on the same port, empty.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server starts (Debian package redis-server; .ci/run installs it)");
-        self.child = Some(child);
+            .stdout(Stdio::null());
+        self.process = Some(Spawned::start(
+            &mut cmd,
+            libc::SIGKILL,
+            "redis-server (Debian package redis-server; .ci/run installs it)",
+        ));
         wait_until_connectable(SocketAddr::from(([127, 0, 0, 1], self.port)));
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -731,7 +721,8 @@ pub fn nginx_binary() -> &'static str {
 /// An nginx of the test's own whose `http` block holds `servers`, on `ports` (waited for);
 /// stopped when dropped.
 pub struct Nginx {
-    child: Child,
+    // Declared first: stopped before its folder is removed.
+    _process: Spawned,
     _dir: tempfile::TempDir,
 }
 
@@ -747,23 +738,23 @@ impl Nginx {
              uwsgi_temp_path {d}; scgi_temp_path {d};\n{servers}\n}}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).expect("nginx.conf");
-        let child = Command::new(nginx_binary())
-            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
+        let mut cmd = Command::new(nginx_binary());
+        cmd.args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf")])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx starts (install it: apt-get install nginx-light)");
+            .stderr(Stdio::null());
+        // SIGTERM: the master stops its workers, then exits.
+        let process = Spawned::start(
+            &mut cmd,
+            libc::SIGTERM,
+            "nginx (install it: apt-get install nginx-light)",
+        );
         for &port in ports {
             wait_until_connectable(SocketAddr::from(([127, 0, 0, 1], port)));
         }
-        Nginx { child, _dir: dir }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Nginx {
+            _process: process,
+            _dir: dir,
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -15,21 +15,11 @@ use serde_json::json;
 
 use crate::common::*;
 
-/// Kills a child process when dropped (the demo, chromedriver).
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Demo {
     gateway: String,
     yourgpt: u16,
     typingmind: u16,
-    _process: Killed,
+    _process: Spawned,
     _dir: tempfile::TempDir,
 }
 
@@ -73,12 +63,13 @@ fn start_demo() -> Demo {
     let [gateway, _, yourgpt, typingmind] = ports;
     let dir = tempfile::tempdir().expect("temp dir");
     let config = demo_config(dir.path(), ports, |t| t);
-    let process = demo_command(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("handoff demo starts");
-    let process = Killed(process);
+    let process = Spawned::start(
+        demo_command(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        libc::SIGINT,
+        "handoff demo",
+    );
     wait_until_connectable(SocketAddr::from(([127, 0, 0, 1], gateway)));
     Demo {
         gateway: format!("http://127.0.0.1:{gateway}"),
@@ -94,7 +85,7 @@ fn manifest() -> PathBuf {
 }
 
 /// Headless Chromium through a chromedriver of its own.
-async fn browser() -> (Client, Killed) {
+async fn browser() -> (Client, Spawned) {
     for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
         assert!(
             std::path::Path::new(tool).exists(),
@@ -102,13 +93,15 @@ async fn browser() -> (Client, Killed) {
         );
     }
     let port = free_port();
-    let driver = Command::new("/usr/bin/chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let driver = Killed(driver);
+    // Its group holds the Chromium it launches: stopping the driver stops the browser too.
+    let driver = Spawned::start(
+        Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        libc::SIGTERM,
+        "chromedriver",
+    );
     wait_until_connectable(SocketAddr::from(([127, 0, 0, 1], port)));
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -299,18 +292,18 @@ async fn the_demo_clicked_through_in_chromium() {
 
 /// Runs `handoff demo` that is expected to fail at start: (exit code, stderr).
 fn failing_demo(config: &std::path::Path) -> (Option<i32>, String) {
-    let mut child = Killed(
+    let mut child = Spawned::start(
         demo_command(config)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("handoff demo starts"),
+            .stderr(Stdio::piped()),
+        libc::SIGINT,
+        "handoff demo",
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
+        if let Some(status) = child.child().try_wait().expect("wait") {
             let mut err = String::new();
-            if let Some(mut e) = child.0.stderr.take() {
+            if let Some(mut e) = child.child().stderr.take() {
                 let _ = std::io::Read::read_to_string(&mut e, &mut err);
             }
             return (status.code(), err);

@@ -12,7 +12,7 @@
 //! `upstream_request_filter` forwards none either.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,14 +33,10 @@ struct RealUpstream {
     ports: Vec<u16>,
 }
 
-/// A process killed when dropped, with the folder it runs from (removed after it).
-struct Killed(Child, #[allow(dead_code)] tempfile::TempDir);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A process stopped when dropped, with the folder it runs from (removed after it).
+struct InFolder {
+    _process: Spawned,
+    _dir: tempfile::TempDir,
 }
 
 impl RealUpstream {
@@ -77,16 +73,19 @@ impl RealUpstream {
         for p in &ports {
             cmd.arg(p.to_string());
         }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 starts");
+        let child = Spawned::start(
+            cmd.stdout(Stdio::null()).stderr(Stdio::null()),
+            libc::SIGTERM,
+            "python3",
+        );
         for &port in &ports {
             wait_until_connectable(SocketAddr::from(([127, 0, 0, 1], port)));
         }
         RealUpstream {
-            _process: Box::new(Killed(child, dir)),
+            _process: Box::new(InFolder {
+                _process: child,
+                _dir: dir,
+            }),
             ports,
         }
     }

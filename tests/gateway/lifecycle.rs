@@ -430,21 +430,20 @@ async fn handoff_reload_says_why_it_cannot_signal() {
     );
     // A stale pid file whose id now belongs to another program: it must not get a SIGHUP
     // (which would end it).
-    let mut other = std::process::Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .unwrap();
-    std::fs::write(dir.path().join("handoff.pid"), format!("{}\n", other.id())).unwrap();
+    let mut other = Spawned::start(
+        std::process::Command::new("sleep").arg("30"),
+        libc::SIGTERM,
+        "sleep",
+    );
+    std::fs::write(dir.path().join("handoff.pid"), format!("{}\n", other.pid())).unwrap();
     let (code, out) = handoff_reload(&config);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("it is \"sleep\", not \"handoff\""), "{out}");
     std::thread::sleep(Duration::from_millis(200));
     assert!(
-        other.try_wait().unwrap().is_none(),
+        other.child().try_wait().unwrap().is_none(),
         "the other program was not signalled"
     );
-    other.kill().unwrap();
-    other.wait().unwrap();
 }
 
 #[test]

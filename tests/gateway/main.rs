@@ -22,6 +22,7 @@ mod process;
 mod routing;
 mod security;
 mod sessions;
+mod spawned;
 mod spoofing;
 mod tls;
 mod typingmind;
