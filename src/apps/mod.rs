@@ -45,6 +45,9 @@ pub enum HandoffOutcome {
     RetryLater { seconds: u64 },
     /// The app's API failed or refused.
     Vendor(VendorFailure),
+    /// The deep link, built on the app's URL, would not be on the app's own origin (a crafted
+    /// link): a 400 page, and nothing was minted.
+    OffSite,
     /// Something on our side (e.g. signing) failed.
     Internal(String),
 }
@@ -53,12 +56,13 @@ impl HandoffOutcome {
     /// `(outcome, code)`: the one name of how a handoff ended, used alike by the metrics
     /// (`handoff_handoffs_total`), the access log, the operator's log line and the page's error
     /// code — `redirected`, `email_sent`, `email_already_sent`, `rate_limited`,
-    /// `identity_incomplete`, `vendor_error` (code: the vendor's error code, or `garbled`),
+    /// `identity_incomplete`, `off_site_link`, `vendor_error` (code: the vendor's error code, or `garbled`),
     /// `vendor_unreachable` (code: `timeout`, `connect`), `internal_error`.
     pub fn labels(&self) -> (&'static str, String) {
         match self {
             HandoffOutcome::Redirect(_) => ("redirected", String::new()),
             HandoffOutcome::MissingIdentity(_) => ("identity_incomplete", String::new()),
+            HandoffOutcome::OffSite => ("off_site_link", String::new()),
             HandoffOutcome::EmailSent(_) => ("email_sent", String::new()),
             HandoffOutcome::EmailAlreadySent => ("email_already_sent", String::new()),
             HandoffOutcome::RetryLater { .. } => ("rate_limited", String::new()),
@@ -363,6 +367,21 @@ impl App {
                 };
                 log_vendor_failure(app, user, &reference, label, &failure);
                 page(status, &heading, message)
+            }
+            HandoffOutcome::OffSite => {
+                tracing::warn!(
+                    target: "handoff::handoff", app, user, reference, outcome = label,
+                    "the link's path would lead off the app's own site; nothing was minted"
+                );
+                page(
+                    400,
+                    &format!("This link does not lead to {title}"),
+                    format!(
+                        "The address you opened would send your {title} sign-in somewhere \
+                         other than {title}, so the gateway stopped here. If someone sent you \
+                         this link, do not use it; open {title} from the intranet instead."
+                    ),
+                )
             }
             HandoffOutcome::Internal(detail) => {
                 tracing::error!(target: "handoff::handoff", app, user, reference, outcome = label, detail);

@@ -18,8 +18,10 @@ pub const CODE_PARAM: &str = "externalAuthCode";
 /// One TypingMind instance.
 pub struct TypingMind {
     settings: TypingMindSettings,
-    /// Where its widget script lives (`None` when `instance_url` is not a URL, which the
-    /// config check refuses).
+    /// `instance_url`, parsed once: deep links are built on it (`None` when it is not a URL,
+    /// which the config check refuses).
+    instance: Option<url::Url>,
+    /// Where its widget script lives (`None` when `instance_url` is not a URL).
     widget_site: Option<Arc<WidgetSite>>,
 }
 
@@ -27,8 +29,10 @@ impl TypingMind {
     pub fn new(settings: TypingMindSettings) -> Self {
         let widget_site =
             WidgetSite::new(&settings.instance_url, &settings.widget_script_suffix).map(Arc::new);
+        let instance = url::Url::parse(&settings.instance_url).ok();
         TypingMind {
             settings,
+            instance,
             widget_site,
         }
     }
@@ -95,35 +99,47 @@ impl TypingMind {
         .map_err(HandoffOutcome::Internal)
     }
 
-    /// The link handoff: `{instance_url}{tail}?{query without any old code}&externalAuthCode=…`.
+    /// The link handoff: the instance's URL with the deep link's path joined on and the query
+    /// kept (any old code dropped), checked to stay on the instance, then a fresh code added.
+    /// Nothing is minted for a link that would leave the instance.
     pub fn link(&self, identity: &Identity, tail: &str, query: Option<&str>) -> HandoffOutcome {
+        let Some(instance) = &self.instance else {
+            return HandoffOutcome::Internal("instance_url is not a URL".to_string());
+        };
+        let Some(mut url) = deep_link(instance, tail, query) else {
+            return HandoffOutcome::OffSite;
+        };
         match self.mint_code(identity) {
             Ok(code) => {
-                HandoffOutcome::Redirect(link_url(&self.settings.instance_url, tail, query, &code))
+                url.query_pairs_mut().append_pair(CODE_PARAM, &code);
+                HandoffOutcome::Redirect(url.into())
             }
             Err(outcome) => outcome,
         }
     }
 }
 
-/// Builds the link. The client's query is kept byte for byte, except that any existing
-/// `externalAuthCode` parameter is dropped so the fresh one is the only one.
-pub fn link_url(instance_url: &str, tail: &str, query: Option<&str>, code: &str) -> String {
-    let mut url = String::with_capacity(instance_url.len() + tail.len() + code.len() + 64);
-    url.push_str(instance_url);
-    url.push_str(if tail.is_empty() { "/" } else { tail });
-    url.push('?');
-    for pair in query.into_iter().flat_map(|q| q.split('&')) {
-        if pair.is_empty() || is_code_param(pair) {
-            continue;
-        }
-        url.push_str(pair);
-        url.push('&');
-    }
-    url.push_str(CODE_PARAM);
-    url.push('=');
-    url.push_str(code);
-    url
+/// The deep link on `instance` (without a code): `tail`, what followed the route's prefix, is
+/// joined to the instance's path; a tail that does not begin with `/` (`;x`, `@host`) is no
+/// deep link, and the instance's own page is opened. The client's query is kept byte for byte,
+/// except that any `externalAuthCode` parameter is dropped so the fresh one is the only one.
+/// `None` when the URL would not be on the instance's origin (scheme, host and port), as a
+/// WHATWG parser reads it.
+pub fn deep_link(instance: &url::Url, tail: &str, query: Option<&str>) -> Option<url::Url> {
+    let mut url = instance.clone();
+    let tail = if tail.starts_with('/') { tail } else { "/" };
+    let base = instance.path().trim_end_matches('/');
+    url.set_path(&format!("{base}{tail}"));
+    let kept: Vec<&str> = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|pair| !pair.is_empty() && !is_code_param(pair))
+        .collect();
+    url.set_query((!kept.is_empty()).then(|| kept.join("&")).as_deref());
+    url.set_fragment(None);
+    // Read back as the browser will: the origin must still be the instance's.
+    let reparsed = url::Url::parse(url.as_str()).ok()?;
+    (reparsed.origin() == instance.origin() && reparsed == url).then_some(url)
 }
 
 fn is_code_param(pair: &str) -> bool {
@@ -135,29 +151,123 @@ fn is_code_param(pair: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn link(tail: &str, query: Option<&str>) -> Option<String> {
+        let base = url::Url::parse("https://chat.example.com").unwrap();
+        deep_link(&base, tail, query).map(|mut u| {
+            u.query_pairs_mut().append_pair(CODE_PARAM, "C");
+            u.to_string()
+        })
+    }
+
     #[test]
     fn deep_links_keep_their_tail_and_replace_an_old_code() {
-        let base = "https://chat.example.com";
         assert_eq!(
-            link_url(base, "", None, "C"),
+            link("", None).unwrap(),
             "https://chat.example.com/?externalAuthCode=C"
         );
         assert_eq!(
-            link_url(base, "/agents/x", Some("y=1"), "C"),
+            link("/agents/x", Some("y=1")).unwrap(),
             "https://chat.example.com/agents/x?y=1&externalAuthCode=C"
         );
         assert_eq!(
-            link_url(
-                base,
+            link(
                 "/a%20b/",
-                Some("externalAuthCode=old&q=%26x&&externalAuth%43ode=old2&z"),
-                "C"
-            ),
+                Some("externalAuthCode=old&q=%26x&&externalAuth%43ode=old2&z")
+            )
+            .unwrap(),
             "https://chat.example.com/a%20b/?q=%26x&z&externalAuthCode=C"
         );
         assert_eq!(
-            link_url(base, "/", Some("externalAuthCodeX=1"), "C"),
+            link("/", Some("externalAuthCodeX=1")).unwrap(),
             "https://chat.example.com/?externalAuthCodeX=1&externalAuthCode=C"
         );
+    }
+
+    #[test]
+    fn an_instance_path_is_kept_before_the_tail() {
+        let base = url::Url::parse("https://tools.example.com/chat/").unwrap();
+        assert_eq!(
+            deep_link(&base, "/agents", None).unwrap().as_str(),
+            "https://tools.example.com/chat/agents"
+        );
+        assert_eq!(
+            deep_link(&base, "", None).unwrap().as_str(),
+            "https://tools.example.com/chat/"
+        );
+    }
+
+    /// Every hostile tail, read back by the `url` crate (a WHATWG parser, as browsers read a
+    /// `Location`): the host is always the instance's.
+    #[test]
+    fn no_tail_or_query_leads_off_the_instance() {
+        let pieces = [
+            ";",
+            "@",
+            ":",
+            "\\",
+            "%2F",
+            "%2f",
+            "%40",
+            "%3B",
+            "%3A",
+            "%5C",
+            "\t",
+            "\n",
+            "\r",
+            "/",
+            "//",
+            "?",
+            "#",
+            "%23",
+            "%3F",
+            "é",
+            "\u{FF0F}",
+            "\u{2044}",
+            "..",
+            "%2e%2e",
+            " ",
+            "evil.example",
+            "x:y",
+            "[::1]",
+            "%00",
+        ];
+        let mut tails = vec![
+            ";@evil.example/steal".to_string(),
+            ";x:y@evil.example".to_string(),
+            "@evil.example".to_string(),
+            "%40evil.example/x".to_string(),
+            "/\\evil.example".to_string(),
+            "//evil.example/x".to_string(),
+            "/..//evil.example".to_string(),
+        ];
+        for a in pieces {
+            for b in pieces {
+                tails.push(format!("{a}{b}evil.example/x"));
+                tails.push(format!("/{a}@evil.example{b}"));
+            }
+        }
+        for tail in &tails {
+            for query in [
+                None,
+                Some("a=1"),
+                Some("@evil.example"),
+                Some("x#@evil.example/"),
+            ] {
+                let Some(location) = link(tail, query) else {
+                    continue;
+                };
+                let read = url::Url::parse(&location).unwrap();
+                assert_eq!(
+                    read.host_str(),
+                    Some("chat.example.com"),
+                    "{tail:?} {query:?} -> {location}"
+                );
+                assert_eq!(read.scheme(), "https", "{location}");
+                assert_eq!(read.port_or_known_default(), Some(443), "{location}");
+                assert!(read.username().is_empty() && read.password().is_none());
+                let codes = read.query_pairs().filter(|(k, _)| k == CODE_PARAM).count();
+                assert_eq!(codes, 1, "{location}");
+            }
+        }
     }
 }
