@@ -24,8 +24,11 @@ use jwt::{JwtVerifier, VerifyingKeys};
 use token_cache::TokenCache;
 use userinfo::{Answer, LookupError, Userinfo};
 
-/// How many cookies of the session's name are tried, in the order the client sent them.
-const MAX_CANDIDATES: usize = 4;
+/// How many cookies of the session's name are tried, in the order the client sent them. A
+/// browser keeps at least 50 cookies per domain (RFC 6265 §6.1) and sends every one whose
+/// path and domain match — stale ones for other paths or parent domains first when their path
+/// is longer — so all of them are tried; a token that fails costs one signature check.
+const MAX_CANDIDATES: usize = 50;
 
 /// Why a request carries no usable session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -361,14 +364,16 @@ pub fn session_cookies<'a>(
         .map(|c| c.value_trimmed().to_string())
 }
 
-/// Every well-formed cookie of the request, across all `Cookie` headers, in order.
+/// Every well-formed cookie of the request, across all `Cookie` headers, in order. A header
+/// is split into `name=value` pairs as bytes (RFC 6265 values are bytes): a pair that is not
+/// UTF-8 (`city=Z\xfcrich`) is skipped alone and never hides the others.
 pub fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = cookie::Cookie<'_>> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| std::str::from_utf8(pair).ok())
+        .filter_map(|pair| cookie::Cookie::parse(pair.trim_start()).ok())
 }
 
 #[cfg(test)]
@@ -389,6 +394,21 @@ mod tests {
         let h = headers(&["a=1; s=first", "b=2; s=second; s=third"]);
         let found: Vec<String> = session_cookies(&h, "s").collect();
         assert_eq!(found, vec!["first", "second", "third"]);
+    }
+
+    #[test]
+    fn a_non_ascii_cookie_hides_no_other() {
+        let mut h = HeaderMap::new();
+        for value in [
+            &b"a=1; city=Z\xc3\xbcrich; s=one"[..],
+            &b"latin=Z\xfcrich; s=two;x=\xff\xfe; s=three"[..],
+        ] {
+            h.append(COOKIE, HeaderValue::from_bytes(value).unwrap());
+        }
+        let found: Vec<String> = session_cookies(&h, "s").collect();
+        assert_eq!(found, vec!["one", "two", "three"]);
+        let city: Vec<String> = session_cookies(&h, "city").collect();
+        assert_eq!(city, vec!["Zürich"]);
     }
 
     #[test]
