@@ -57,11 +57,39 @@ impl Gateway {
     }
 }
 
-/// Only a top-level navigation may start a handoff: `GET` or `HEAD`, and no `Sec-Fetch-Dest`
+/// Whether a request is a browser's speculative load — a prefetch or prerender of a page the
+/// person may never open (speculation rules, `<link rel=prefetch>`, a hover): `Sec-Purpose`
+/// naming `prefetch` or `prerender`, or the older `Purpose: prefetch` and `X-Moz: prefetch`.
+pub(super) fn is_speculative(headers: &http::HeaderMap) -> bool {
+    let names = |name: &str, words: &[&[u8]]| {
+        headers.get_all(name).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b';' || b == b',' || b == b' ')
+                .any(|w| words.iter().any(|word| w.eq_ignore_ascii_case(word)))
+        })
+    };
+    names("sec-purpose", &[b"prefetch", b"prerender"])
+        || names("purpose", &[b"prefetch", b"prerender"])
+        || names("x-moz", &[b"prefetch"])
+}
+
+/// Only a top-level navigation may start a handoff: `GET` or `HEAD`, no `Sec-Fetch-Dest`
 /// other than `document` (an `<img src>` on another site or a `fetch` must not trigger a vendor
-/// call or an email).
+/// call or an email), and no speculative load (a 503 that no cache keeps: the browser then
+/// navigates for real when the person clicks).
 pub(super) fn handoff_guard(req: &Parts) -> Option<Reply> {
     let html = wants_html(&req.headers);
+    if is_speculative(&req.headers) {
+        // Gateway answers are `no-store` already: the real navigation asks again.
+        return Some(Reply::error(
+            html,
+            503,
+            "speculative_load",
+            "Open this page from a link",
+            "Signing in to an app only happens when you open this address yourself, not \
+             when your browser loads it ahead of time.",
+        ));
+    }
     if req.method != http::Method::GET && req.method != http::Method::HEAD {
         return Some(
             Reply::error(

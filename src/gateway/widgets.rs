@@ -13,8 +13,8 @@ impl Gateway {
     /// What a request's answer does with widget tags: nothing without widget apps; a fresh code
     /// only for a browser's top-level `GET` navigation for an HTML page (`Sec-Fetch-Mode`
     /// absent or `navigate`, `Sec-Fetch-Dest` absent or `document`) — never for a `fetch()`, a
-    /// frame or a sub-resource, whose answer another page's script could read; otherwise any
-    /// code is stripped.
+    /// frame or a sub-resource, whose answer another page's script could read, nor for a
+    /// prefetch or prerender nobody may ever look at; otherwise any code is stripped.
     pub fn widgets_for(&self, req: &Parts) -> Widgets {
         if self.widget_apps.is_empty() {
             return Widgets::Off;
@@ -22,7 +22,11 @@ impl Gateway {
         let header = |name| req.headers.get(name).map(|v: &HeaderValue| v.as_bytes());
         let navigation = matches!(header("sec-fetch-mode"), None | Some(b"navigate"))
             && matches!(header("sec-fetch-dest"), None | Some(b"document"));
-        if navigation && req.method == http::Method::GET && wants_html(&req.headers) {
+        if navigation
+            && req.method == http::Method::GET
+            && wants_html(&req.headers)
+            && !super::guards::is_speculative(&req.headers)
+        {
             Widgets::SignIn
         } else {
             Widgets::Strip
