@@ -26,6 +26,8 @@ impl Reply {
             headers: vec![
                 ("Content-Type", content_type.to_string()),
                 ("Cache-Control", "no-store".to_string()),
+                // Every answer of the gateway's: no browser reads JSON or text as a script.
+                ("X-Content-Type-Options", "nosniff".to_string()),
             ],
             body: body.into(),
             outcome: "answered",
@@ -43,8 +45,6 @@ impl Reply {
         let mut r = Reply::new(status, "text/html; charset=utf-8", body);
         r.headers
             .push(("Content-Security-Policy", pages::CSP.to_string()));
-        r.headers
-            .push(("X-Content-Type-Options", "nosniff".to_string()));
         r
     }
 
@@ -64,6 +64,7 @@ impl Reply {
             headers: vec![
                 ("Location", location),
                 ("Cache-Control", "no-store".to_string()),
+                ("X-Content-Type-Options", "nosniff".to_string()),
             ],
             body: Bytes::new(),
             outcome: "redirect",
