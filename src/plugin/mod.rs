@@ -362,6 +362,12 @@ impl Handoff {
             // compressed anyway is inflated up to the page cap, see response_filter).
             upstream.remove_header(&http::header::ACCEPT_ENCODING);
         }
+        if ctx.widgets == Widgets::SignIn && ctx.identity.is_some() {
+            // The answer may carry a code minted now: a 304 would keep an old page (another
+            // person's, from a cache) and its code; ask for the page itself.
+            upstream.remove_header(&http::header::IF_NONE_MATCH);
+            upstream.remove_header(&http::header::IF_MODIFIED_SINCE);
+        }
         Ok(())
     }
 }

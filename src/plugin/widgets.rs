@@ -91,8 +91,7 @@ impl Handoff {
             response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
         if person.is_some() {
-            // The page may now carry a per-person code: no shared cache may keep it.
-            response.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+            uncacheable(response)?;
         }
         ctx.page = Some(Box::new(PageRewrite {
             rewriter: Mutex::new(rewriter),
@@ -225,6 +224,47 @@ fn cut_short(ctx: &mut HandoffCtx, outcome: &'static str, e: &dyn std::fmt::Disp
     ctx.outcome = Outcome::Answered(outcome);
     tracing::warn!(target: "handoff::widget", "an HTML page was cut short ({outcome}): {e}");
     Error::e_explain(HTTPStatus(502), format!("HTML page not rewritten: {e}"))
+}
+
+/// The page may now carry something minted for the person: no cache anywhere may keep it or
+/// answer for it. A CDN obeys its own fields over `Cache-Control` (RFC 9213), and a validator
+/// would let a cache answer the next visitor's conditional request with this page — so they
+/// go, with `Expires` and `Age`; `Vary: Cookie` tells any cache that ignores `no-store` that
+/// the page is one person's.
+fn uncacheable(response: &mut ResponseHeader) -> Result<()> {
+    let cdn: Vec<http::header::HeaderName> = response
+        .headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            n.starts_with("surrogate-")
+                || n == "cdn-cache-control"
+                || n.ends_with("-cdn-cache-control")
+        })
+        .cloned()
+        .collect();
+    for name in cdn.iter().chain(&[
+        http::header::EXPIRES,
+        http::header::ETAG,
+        http::header::LAST_MODIFIED,
+        http::header::AGE,
+    ]) {
+        response.remove_header(name);
+    }
+    response.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+    let vary = response
+        .headers
+        .get_all(http::header::VARY)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|v| {
+            let v = v.trim_ascii();
+            v == b"*" || v.eq_ignore_ascii_case(b"cookie")
+        });
+    if !vary {
+        response.append_header(http::header::VARY, "Cookie")?;
+    }
+    Ok(())
 }
 
 /// A header's value, trimmed and lower-cased.
