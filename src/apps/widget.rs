@@ -81,27 +81,76 @@ impl WidgetTarget {
         }
     }
 
-    /// Whether a script `src` is this instance's widget. Only absolute and protocol-relative
-    /// URLs can point at another origin; a relative `src` never matches. `src` is the raw
-    /// attribute text: its character references are decoded first, as the browser does
-    /// (`widget&#46;js` loads `widget.js`), so an encoded tag cannot slip past the rewriter.
-    fn matches(&self, src: &str) -> bool {
-        let src = htmlize::unescape_attribute(src);
-        let src = src.trim();
+    /// What a script tag whose sources are `sources` (`src`, SVG's `href` and `xlink:href`,
+    /// raw attribute text) is to this instance, resolved against the page's first
+    /// `<base href>` as the browser resolves them. Character references are decoded first
+    /// (`widget&#46;js` loads `widget.js`). A relative source with no absolute base stays on
+    /// the intranet's own origin and is nothing to the instance.
+    fn fit<'a>(&self, sources: impl IntoIterator<Item = &'a str>, base: Option<&url::Url>) -> Fit {
         let site = &self.site;
-        let absolute = if src.starts_with("//") {
-            match &site.origin {
-                url::Origin::Tuple(scheme, ..) => format!("{scheme}:{src}"),
-                url::Origin::Opaque(_) => return false,
+        let mut fit = Fit::Other;
+        for raw in sources {
+            let Some(url) = resolve(raw, base, &site.origin) else {
+                continue;
+            };
+            if url.origin() != site.origin {
+                continue;
             }
-        } else {
-            src.to_string()
-        };
-        match url::Url::parse(&absolute) {
-            Ok(u) => u.origin() == site.origin && u.path().ends_with(&site.path_suffix),
-            Err(_) => false,
+            if site.serves_widget(url.path()) {
+                return Fit::Widget;
+            }
+            fit = Fit::SameOrigin;
         }
+        fit
     }
+}
+
+/// What a script tag is to an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    /// It may load the instance's widget: it gets the person's code, or none.
+    Widget,
+    /// Another script of the instance's origin: any code on it is removed.
+    SameOrigin,
+    /// Not the instance's: left alone.
+    Other,
+}
+
+impl WidgetSite {
+    /// Whether the instance serves its widget at `path` (a URL's path, percent-encoded): the
+    /// path ends with the script's suffix once unreserved escapes are decoded, compared without
+    /// regard to case and to trailing slashes — as a static host on a case-insensitive disk,
+    /// or one that maps `widget.js/` to `widget.js`, would serve it.
+    fn serves_widget(&self, path: &str) -> bool {
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        let path = decoded.trim_end_matches('/').as_bytes();
+        let suffix = self.path_suffix.as_bytes();
+        path.len() >= suffix.len() && path[path.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    }
+}
+
+/// A tag's URL attribute (raw text) as the browser reads it: references decoded, trimmed,
+/// resolved against `base`; a protocol-relative one takes the instance's scheme (the page's
+/// own scheme is not known here, and the strict reading is the one that matches).
+fn resolve(raw: &str, base: Option<&url::Url>, origin: &url::Origin) -> Option<url::Url> {
+    let text = htmlize::unescape_attribute(raw);
+    let text = text.trim();
+    if let Some(base) = base {
+        return base.join(text).ok();
+    }
+    if text.starts_with("//") {
+        let url::Origin::Tuple(scheme, ..) = origin else {
+            return None;
+        };
+        return url::Url::parse(&format!("{scheme}:{text}")).ok();
+    }
+    url::Url::parse(text).ok()
+}
+
+/// The page's base URL from its first `<base href>` (raw text): `None` when it is relative
+/// (the page's own origin, never an instance's) or not a URL.
+fn base_url(raw: &str, origin: &url::Origin) -> Option<url::Url> {
+    resolve(raw, None, origin).filter(|u| !u.cannot_be_a_base())
 }
 
 /// The code is a sign-in credential: never in Debug output.
@@ -392,6 +441,9 @@ impl WidgetRewriter {
     /// where each script start tag it reads ends.
     fn lol_html(&self, tag_end: Option<Arc<AtomicUsize>>) -> HtmlRewriter<'static, Sink> {
         let targets = self.targets.clone();
+        // The raw `href` of the page's first `<base href>`, once lol_html has read it.
+        let base_seen: Arc<Mutex<Option<String>>> = Arc::default();
+        let base_read = base_seen.clone();
         let sink_output = self.output.clone();
         let sink: Sink = Box::new(move |chunk: &[u8]| {
             sink_output
@@ -401,19 +453,48 @@ impl WidgetRewriter {
         });
         let settings = Settings::new_send()
             .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(self.memory))
+            .append_element_content_handler(element!("base[href]", move |el| {
+                // The first `<base href>` is the page's base URL, for every tag after it.
+                let mut base = base_seen.lock().unwrap_or_else(|e| e.into_inner());
+                if base.is_none() {
+                    *base = Some(el.get_attribute("href").unwrap_or_default());
+                }
+                Ok(())
+            }))
             .append_element_content_handler(element!("script", move |el| {
                 if let Some(tag_end) = &tag_end {
                     tag_end.fetch_max(el.source_location().bytes().end, Ordering::Relaxed);
                 }
-                let Some(src) = el.get_attribute("src") else {
+                // An HTML script loads `src`; an SVG one `href`, or `xlink:href`.
+                let sources: Vec<String> = ["src", "href", "xlink:href"]
+                    .iter()
+                    .filter_map(|name| el.get_attribute(name))
+                    .collect();
+                if sources.is_empty() {
                     return Ok(());
-                };
-                if let Some(target) = targets.iter().find(|t| t.matches(&src)) {
+                }
+                let base_raw = base_read.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let mut write = None;
+                let mut strip = false;
+                for target in targets.iter() {
+                    let base = base_raw
+                        .as_deref()
+                        .and_then(|raw| base_url(raw, &target.site.origin));
+                    match target.fit(sources.iter().map(String::as_str), base.as_ref()) {
+                        Fit::Widget => {
+                            strip = true;
+                            write = write.or(target.code.as_ref());
+                        }
+                        Fit::SameOrigin => strip = true,
+                        Fit::Other => {}
+                    }
+                }
+                if strip {
                     // Removing first also drops a stale copy whose name differs in case.
                     el.remove_attribute(CODE_ATTRIBUTE);
-                    if let Some(code) = &target.code {
-                        el.set_attribute(CODE_ATTRIBUTE, code)?;
-                    }
+                }
+                if let Some(code) = write {
+                    el.set_attribute(CODE_ATTRIBUTE, code)?;
                 }
                 Ok(())
             }));
@@ -668,14 +749,86 @@ mod tests {
     #[test]
     fn matching_needs_the_instance_origin_and_the_suffix() {
         let t = WidgetTarget::new("https://chat.example.com", "widget.js", None).unwrap();
-        assert!(t.matches("https://chat.example.com/widget.js"));
-        assert!(t.matches("https://CHAT.example.com/agents/a1/widget.js?v=2"));
-        assert!(t.matches("//chat.example.com/widget.js"));
-        assert!(!t.matches("http://chat.example.com/widget.js"));
-        assert!(!t.matches("https://chat.example.com.evil/widget.js"));
-        assert!(!t.matches("/widget.js"));
-        assert!(!t.matches("https://chat.example.com/widget.jsx"));
-        assert!(!t.matches("::garbage::"));
+        let fit = |src: &str| t.fit([src], None);
+        assert_eq!(fit("https://chat.example.com/widget.js"), Fit::Widget);
+        assert_eq!(
+            fit("https://CHAT.example.com/agents/a1/widget.js?v=2"),
+            Fit::Widget
+        );
+        assert_eq!(fit("//chat.example.com/widget.js"), Fit::Widget);
+        // As the instance would serve it: case and a trailing slash do not matter, nor an
+        // escaped dot.
+        assert_eq!(fit("https://chat.example.com/WIDGET.JS"), Fit::Widget);
+        assert_eq!(fit("https://chat.example.com/widget.js/"), Fit::Widget);
+        assert_eq!(fit("https://chat.example.com/widget%2Ejs"), Fit::Widget);
+        assert_eq!(fit("https://chat.example.com/widget.jsx"), Fit::SameOrigin);
+        assert_eq!(fit("https://chat.example.com/app.js"), Fit::SameOrigin);
+        assert_eq!(fit("http://chat.example.com/widget.js"), Fit::Other);
+        assert_eq!(fit("https://chat.example.com.evil/widget.js"), Fit::Other);
+        assert_eq!(fit("/widget.js"), Fit::Other);
+        assert_eq!(fit("::garbage::"), Fit::Other);
+    }
+
+    #[test]
+    fn a_base_href_resolves_relative_sources_as_the_browser_does() {
+        let t = WidgetTarget::new("https://chat.example.com", "widget.js", None).unwrap();
+        let origin = &t.site.origin;
+        let base = base_url("https://chat.example.com/x/", origin);
+        assert_eq!(t.fit(["widget.js"], base.as_ref()), Fit::Widget);
+        assert_eq!(t.fit(["../widget.js"], base.as_ref()), Fit::Widget);
+        assert_eq!(t.fit(["/other.js"], base.as_ref()), Fit::SameOrigin);
+        let proto = base_url("//chat.example.com/", origin);
+        assert_eq!(t.fit(["widget.js"], proto.as_ref()), Fit::Widget);
+        // A relative base stays on the page's own origin.
+        assert_eq!(base_url("/static/", origin), None);
+        assert_eq!(t.fit(["widget.js"], None), Fit::Other);
+        // An absolute source ignores the base.
+        let elsewhere = base_url("https://cdn.example/", origin);
+        assert_eq!(
+            t.fit(["https://chat.example.com/widget.js"], elsewhere.as_ref()),
+            Fit::Widget
+        );
+        assert_eq!(t.fit(["widget.js"], elsewhere.as_ref()), Fit::Other);
+    }
+
+    #[test]
+    fn planted_codes_go_whatever_shape_the_tag_takes() {
+        let planted = [
+            // A relative src under a <base> pointing at the instance.
+            "<base href=\"https://chat.example.com/\"><script src=\"widget.js\" data-external-auth-code=\"PLANTED\"></script>",
+            // Only the first <base> counts.
+            "<base href=\"https://chat.example.com/\"><base href=\"/local/\"><script src=\"widget.js\" data-external-auth-code=\"PLANTED\"></script>",
+            // SVG scripts load href and xlink:href.
+            "<svg><script href=\"https://chat.example.com/widget.js\" data-external-auth-code=\"PLANTED\"></script></svg>",
+            "<svg><script xlink:href=\"https://chat.example.com/widget.js\" data-external-auth-code=\"PLANTED\"></script></svg>",
+            // Spellings the instance serves as its widget.
+            "<script src=\"https://chat.example.com/widget.js/\" data-external-auth-code=\"PLANTED\"></script>",
+            "<script src=\"https://chat.example.com/WIDGET.JS\" data-external-auth-code=\"PLANTED\"></script>",
+            // Another script of the instance's origin.
+            "<script src=\"https://chat.example.com/loader.js\" data-external-auth-code=\"PLANTED\"></script>",
+        ];
+        for page in planted {
+            for code in [None, Some("FRESH")] {
+                for chunk in [1, 7, 4096] {
+                    let out = rewrite(page, code, chunk);
+                    assert!(
+                        !out.contains("PLANTED"),
+                        "{page} ({code:?}, {chunk}): {out}"
+                    );
+                }
+            }
+        }
+        // The widget's own shapes get the person's code; another instance script gets none.
+        for page in &planted[..6] {
+            assert!(
+                rewrite(page, Some("FRESH"), 5).contains("data-external-auth-code=\"FRESH\""),
+                "{page}"
+            );
+        }
+        assert!(!rewrite(planted[6], Some("FRESH"), 5).contains("FRESH"));
+        // A base after the script does not change it (the browser resolved it already).
+        let late = "<script src=\"widget.js\" data-external-auth-code=\"KEEP\"></script><base href=\"https://chat.example.com/\">";
+        assert_eq!(rewrite(late, Some("FRESH"), 3), late);
     }
 
     /// Pieces of pages: widget tags plain, encoded, cased and with codes; the places a tag is
