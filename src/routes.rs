@@ -2,7 +2,9 @@
 //!
 //! A request first looks at routes for its host, most specific first (an exact host, then the
 //! longest `*.suffix`, then routes without a host); among those, the longest path prefix wins.
-//! Prefixes match whole segments: `/ai` matches `/ai`, `/ai/` and `/ai/x`, never `/aix`.
+//! Prefixes match whole segments: `/ai` matches `/ai`, `/ai/` and `/ai/x`, never `/aix`. Common
+//! upstreams read further ([`Reading`]); the gateway holds a protected route's rules for every
+//! path such a reading lands on it (`Gateway::decide`, `path_readings`).
 //!
 //! Paths are compared in a normal form, so that `/%61i`, `//ai` and `/x/../ai` cannot slip past
 //! a route meant for `/ai`: unreserved percent-escapes are decoded, repeated slashes are merged
@@ -117,6 +119,65 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     )))
 }
 
+/// The readings of a path, besides whole segments, that common upstreams apply when they pick
+/// what to serve. A gateway that matches whole segments must hold a route's rules for every
+/// path any of these lands on that route (see `Gateway::decide`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// A plain string prefix: nginx `location /admin`, Envoy `prefix: "/admin"` serve
+    /// `/adminx`, `/admin.json` and `/admin%20/x` from `/admin`.
+    StringPrefix,
+    /// A `.format` suffix on the last segment removed: Rails and Spring serve `/admin.json`
+    /// (and `/admin.`) as `/admin`.
+    Format,
+    /// Windows/IIS: trailing dots and spaces of every segment dropped (`/admin./x`,
+    /// `/admin%20/x` are `/admin/x`), and case folded.
+    Windows,
+}
+
+/// The path with its last segment's `.format` suffix removed (from its first dot on), when it
+/// has one after at least one other character: `/admin.json` → `/admin`.
+pub fn without_format(path: &str) -> Option<&str> {
+    let last = path.rfind('/').map_or(0, |i| i + 1);
+    let dot = path[last..].find('.')?;
+    (dot > 0).then(|| &path[..last + dot])
+}
+
+/// The path as Windows reads it (see [`Reading::Windows`]), lower-cased; `None` when that is
+/// the path itself.
+pub fn windows_form(path: &str) -> Option<String> {
+    let trimmed = |seg: &str| -> usize {
+        let mut s = seg;
+        loop {
+            if let Some(rest) = s.strip_suffix(['.', ' ']) {
+                s = rest;
+            } else if let Some(rest) = s.strip_suffix("%20") {
+                s = rest;
+            } else {
+                return s.len();
+            }
+        }
+    };
+    let changes = path.bytes().any(|b| b.is_ascii_uppercase())
+        || path
+            .split('/')
+            .any(|seg| !matches!(seg, "." | "..") && trimmed(seg) != seg.len());
+    if !changes {
+        return None;
+    }
+    let folded: Vec<&str> = path
+        .split('/')
+        .map(|seg| {
+            if matches!(seg, "." | "..") {
+                seg
+            } else {
+                &seg[..trimmed(seg)]
+            }
+        })
+        .collect();
+    Some(normalize_path(&folded.join("/")).to_ascii_lowercase())
+}
+
 /// A path on this site: starts with `/`, and is not `//host` or `/\\host` (which browsers
 /// read as another site). Control characters are refused anywhere: browsers drop tabs and
 /// newlines before reading a URL, so `/<TAB>/host` is `//host` to them.
@@ -139,6 +200,15 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
     prefix == "/"
         || (path.starts_with(prefix)
             && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/' | b';')))
+}
+
+/// Whether a route's host pattern admits a request's (normalised) host.
+fn host_matches(pattern: Option<&HostPattern>, host: Option<&str>) -> bool {
+    match (pattern, host) {
+        (None, _) => true,
+        (Some(p), Some(h)) => p.matches(h),
+        (Some(_), None) => false,
+    }
 }
 
 struct Entry<T> {
@@ -197,6 +267,18 @@ impl<T> RouteTable<T> {
         }
     }
 
+    /// The route a plain string prefix lands `path` on (nginx's `location /prefix`): the
+    /// first route in match order whose host matches and whose prefix begins the path. Reads
+    /// every route: for the rare path that a string prefix may take elsewhere.
+    pub fn find_string_prefix(&self, host: Option<&str>, path: &str) -> Option<&T> {
+        let host = host.map(normalize_host);
+        let path = normalize_path(path);
+        self.entries
+            .iter()
+            .find(|e| host_matches(e.host.as_ref(), host.as_deref()) && path.starts_with(&e.prefix))
+            .map(|e| &e.value)
+    }
+
     /// Finds the route for a request. `host` is the raw `Host` (or `:authority`) value.
     pub fn find(&self, host: Option<&str>, path: &str) -> Option<&T> {
         let host = host.map(normalize_host);
@@ -207,12 +289,7 @@ impl<T> RouteTable<T> {
             .map_or(&[][..], Vec::as_slice);
         let matches = |i: usize| {
             let e = &self.entries[i];
-            let host_ok = match (&e.host, &host) {
-                (None, _) => true,
-                (Some(p), Some(h)) => p.matches(h),
-                (Some(_), None) => false,
-            };
-            host_ok && prefix_matches(&e.prefix, &path)
+            host_matches(e.host.as_ref(), host.as_deref()) && prefix_matches(&e.prefix, &path)
         };
         // Both lists ascend in match order: walk them merged.
         let (mut a, mut b) = (
@@ -356,6 +433,31 @@ mod tests {
         assert_eq!(t.find(None, "/admin%2Fx"), Some(&1));
         assert_eq!(t.find(None, "/admin;jsessionid=1/x"), Some(&2));
         assert_eq!(t.find(None, "/../../admin"), Some(&2));
+    }
+
+    #[test]
+    fn the_readings_of_common_upstreams() {
+        assert_eq!(without_format("/admin.json"), Some("/admin"));
+        assert_eq!(without_format("/admin."), Some("/admin"));
+        assert_eq!(without_format("/x/admin.tar.gz"), Some("/x/admin"));
+        assert_eq!(without_format("/.well-known"), None);
+        assert_eq!(without_format("/admin"), None);
+        assert_eq!(without_format("/a.b/c"), None);
+        assert_eq!(windows_form("/admin/x"), None);
+        assert_eq!(windows_form("/admin./x").as_deref(), Some("/admin/x"));
+        assert_eq!(windows_form("/admin../x").as_deref(), Some("/admin/x"));
+        assert_eq!(windows_form("/admin%20/x").as_deref(), Some("/admin/x"));
+        assert_eq!(windows_form("/admin .%20").as_deref(), Some("/admin"));
+        assert_eq!(windows_form("/ADMIN/X").as_deref(), Some("/admin/x"));
+        let t = table(&[
+            (None, "/", 1),
+            (None, "/admin", 2),
+            (None, "/adminpublic", 3),
+        ]);
+        assert_eq!(t.find_string_prefix(None, "/adminx"), Some(&2));
+        assert_eq!(t.find_string_prefix(None, "/admin%20/x"), Some(&2));
+        assert_eq!(t.find_string_prefix(None, "/adminpublic/x"), Some(&3));
+        assert_eq!(t.find_string_prefix(None, "/other"), Some(&1));
     }
 
     #[test]

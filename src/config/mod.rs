@@ -332,6 +332,21 @@ pub struct RouteSettings {
     pub identity_headers: bool,
     /// `%2F`, `%5C` and `\` in this route's paths (`server.escaped_slashes` when unset).
     pub escaped_slashes: EscapedSlashes,
+    /// Whether this route's rules also hold for paths a common upstream reads as under it
+    /// (`path_readings`, see [`crate::routes::Reading`]).
+    pub path_readings: PathReadings,
+}
+
+/// `path_readings`: which readings of a path bring it under a route's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathReadings {
+    /// Every reading a common upstream applies (the default): whole segments, a plain string
+    /// prefix (nginx `location /admin`), a `.format` suffix removed (Rails, Spring), trailing
+    /// dots and spaces dropped and case folded (IIS).
+    #[default]
+    All,
+    /// Whole segments only, for an upstream known to read paths that way.
+    Segments,
 }
 
 /// Where a route's requests go.
@@ -344,6 +359,15 @@ pub enum RouteTarget {
 }
 
 impl RouteSettings {
+    /// Whether other readings of a path bring it under this route's rules: a proxy route that
+    /// requires a session (with `allow` or not), unless `path_readings = "segments"`. A handoff
+    /// route is the gateway's own (no upstream serves it), so no reading lands there.
+    pub fn guards_other_readings(&self) -> bool {
+        matches!(self.target, RouteTarget::Upstream(_))
+            && self.require_session
+            && self.path_readings == PathReadings::All
+    }
+
     /// How metrics and the access log name the route: its path, after its host if it has one
     /// (`/ai/chat`, `*.example.com/ai`).
     pub fn label(&self) -> String {

@@ -171,6 +171,7 @@ pub struct RawRoute {
     pub allow: Option<RawAllow>,
     pub identity_headers: Option<bool>,
     pub escaped_slashes: Option<String>,
+    pub path_readings: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -93,6 +93,17 @@ pub(super) fn route_settings(
         } else {
             ctx.escaped_slashes
         });
+    let path_readings = match raw.path_readings.as_deref() {
+        None | Some("all") => PathReadings::All,
+        Some("segments") => PathReadings::Segments,
+        Some(other) => {
+            p.add(
+                format!("{key}.path_readings"),
+                format!("unknown value {other:?}; use \"all\" or \"segments\""),
+            );
+            PathReadings::All
+        }
+    };
     let require_session = raw.require_session.unwrap_or(false) || allow.is_some() || is_app;
     let identity_headers = raw.identity_headers.unwrap_or(false);
     if (require_session || identity_headers) && !ctx.has_session {
@@ -121,6 +132,7 @@ pub(super) fn route_settings(
         allow,
         identity_headers,
         escaped_slashes,
+        path_readings,
     })
 }
 

@@ -18,7 +18,7 @@ use crate::intranet_session::jwks::Jwks;
 use crate::intranet_session::{BuildError, SessionError, SessionVerifier, Source};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::reply::{wants_html, Reply};
-use crate::routes::RouteTable;
+use crate::routes::{windows_form, without_format, RouteTable};
 use crate::shared_state::SharedState;
 use crate::upstream::UpstreamGroup;
 
@@ -45,6 +45,14 @@ pub struct Gateway {
     /// Per route (by index), then one for requests no route matches; with each route's label.
     route_metrics: Vec<(String, RouteMetrics)>,
     table: RouteTable<usize>,
+    /// The same routes with their prefixes lower-cased: Windows' reading of a path.
+    folded: RouteTable<usize>,
+    /// Prefixes of the routes whose rules other readings of a path must also meet (proxy
+    /// routes requiring a session, `path_readings = "all"`); empty: no reading is computed.
+    guarded: Vec<String>,
+    /// Whether a guarded prefix has upper-case letters (then every path is case-folded for
+    /// Windows' reading, not only those with upper-case letters).
+    guarded_uppercase: bool,
     routes: Vec<RouteSettings>,
     /// `[session]`, built: who the person is (and, in its settings, where a browser signs in).
     session: Option<SessionVerifier>,
@@ -165,6 +173,22 @@ impl Gateway {
                 .enumerate()
                 .map(|(i, r)| (r.host.clone(), r.path.clone(), i)),
         );
+        let folded = RouteTable::new(
+            config
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.host.clone(), r.path.to_ascii_lowercase(), i)),
+        );
+        let guarded: Vec<String> = config
+            .routes
+            .iter()
+            .filter(|r| r.guards_other_readings())
+            .map(|r| r.path.clone())
+            .collect();
+        let guarded_uppercase = guarded
+            .iter()
+            .any(|p| p.bytes().any(|b| b.is_ascii_uppercase()));
         let shared = match (&config.state, previous.and_then(|p| p.shared.as_ref())) {
             (Some(settings), Some(old)) if old.settings() == settings => Some(old.clone()),
             (Some(settings), _) => Some(Arc::new(
@@ -216,6 +240,9 @@ impl Gateway {
             log: config.log,
             metrics,
             table,
+            folded,
+            guarded,
+            guarded_uppercase,
             routes: config.routes,
             session,
             identity_headers: config.identity_headers,
@@ -342,9 +369,16 @@ impl Gateway {
         let widgets = self.widgets_for(req);
         let sign_in =
             matches!(route.target, RouteTarget::Upstream(_)) && widgets == Widgets::SignIn;
+        // Routes another reading of the path lands on, whose rules must admit the person too.
+        let stricter = match route.target {
+            RouteTarget::Upstream(_) => self.other_readings(request_host(req), path, index),
+            RouteTarget::App(_) => [None; 3],
+        };
+        let stricter = stricter.iter().flatten().map(|&i| &self.routes[i]);
+        let require_session = route.require_session || stricter.clone().any(|r| r.require_session);
         let (Some(session), true) = (
             &self.session,
-            route.require_session || route.identity_headers || sign_in,
+            require_session || route.identity_headers || sign_in,
         ) else {
             return (
                 Decision::Proxy {
@@ -360,10 +394,10 @@ impl Gateway {
             Ok((identity, source)) => {
                 let admitted = match route.target {
                     RouteTarget::App(app) => self.apps[app].admits(&identity, route.allow.as_ref()),
-                    RouteTarget::Upstream(_) => route
-                        .allow
-                        .as_ref()
-                        .map_or(Ok(()), |rules| rules.check(&identity)),
+                    RouteTarget::Upstream(_) => std::iter::once(route)
+                        .chain(stricter)
+                        .filter_map(|r| r.allow.as_ref())
+                        .try_for_each(|rules| rules.check(&identity)),
                 };
                 if let Err(denial) = admitted {
                     let who = if identity.email.is_empty() {
@@ -398,7 +432,7 @@ impl Gateway {
                 };
                 (decision, SessionNote::Valid(source))
             }
-            Err(e) if route.require_session => (
+            Err(e) if require_session => (
                 Decision::Reply {
                     reply: self.unauthenticated(session, req, html(), e),
                     route: Some(index),
@@ -414,6 +448,31 @@ impl Gateway {
                 SessionNote::Invalid(e),
             ),
         }
+    }
+
+    /// The guarded routes other than `index` that a common upstream's reading of `path` lands
+    /// on (see [`crate::routes::Reading`]): a string prefix, a `.format` suffix removed, the Windows reading.
+    /// Nothing is computed unless a guarded prefix begins the path (the string and format
+    /// readings can land on it only then) or the path has something Windows reads away.
+    fn other_readings(&self, host: Option<&str>, path: &str, index: usize) -> [Option<usize>; 3] {
+        if self.guarded.is_empty() {
+            return [None; 3];
+        }
+        let path = crate::routes::normalize_path(path);
+        let near = self.guarded.iter().any(|g| path.starts_with(g.as_str()));
+        let string = near
+            .then(|| self.table.find_string_prefix(host, &path))
+            .flatten();
+        let format = near
+            .then(|| without_format(&path).and_then(|p| self.table.find(host, p)))
+            .flatten();
+        let windows = windows_form(&path)
+            .or_else(|| self.guarded_uppercase.then(|| path.to_ascii_lowercase()))
+            .and_then(|p| self.folded.find(host, &p));
+        [string, format, windows].map(|r| {
+            r.copied()
+                .filter(|&r| r != index && self.routes[r].guards_other_readings())
+        })
     }
 
     /// A request none of the routes matches: the host's to serve (the standalone gateway answers

@@ -232,6 +232,7 @@ impl Intranet {
             .route("/ws", get(websocket))
             .route("/status/{code}", any(status))
             .route("/pages/{name}", any(page))
+            .route("/cached/{name}", get(cached_page))
             .fallback(echo)
             .layer(axum::middleware::map_response(
                 move |mut r: Response| async move {
@@ -359,6 +360,13 @@ pub fn page_body(name: &str) -> Option<String> {
             "{head}<script src=\"https://other.example.test/widget.js\" data-external-auth-code=\"theirs\"></script>\n{body}"
         ),
         "plain" => format!("{head}{body}"),
+        // Codes planted where the browser loads the widget though the tag does not say so.
+        "base" => format!(
+            "{head}<base href=\"https://chat.example.test/\">\n<script src=\"widget.js\" data-external-auth-code=\"planted-code\"></script>\n{body}"
+        ),
+        "svg" => format!(
+            "{head}</head><body><svg><script href=\"https://chat.example.test/widget.js\" data-external-auth-code=\"planted-code\"></script><script xlink:href=\"https://chat.example.test/WIDGET.JS/\" data-external-auth-code=\"planted-code\"></script></svg></body></html>\n"
+        ),
         // A stale code far down a page, past what the rewriter keeps while watching.
         "late" => {
             let filler = "<p>lorem ipsum</p>\n".repeat(6_000);
@@ -410,6 +418,52 @@ async fn page(axum::extract::Path(name): axum::extract::Path<String>) -> Respons
         }
         _ => builder.body(Body::from(html)).expect("response"),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct CachedQuery {
+    status: Option<u16>,
+}
+
+/// A page (see [`page_body`]) with every field a cache or CDN acts on, as an intranet behind
+/// a CDN sends it; `x-saw-conditional` says which conditional headers reached the intranet.
+async fn cached_page(
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(q): Query<CachedQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(html) = page_body(&name) else {
+        return (StatusCode::NOT_FOUND, "no such page").into_response();
+    };
+    let saw: Vec<&str> = ["if-none-match", "if-modified-since"]
+        .into_iter()
+        .filter(|h| headers.contains_key(*h))
+        .collect();
+    if headers.contains_key("if-none-match") {
+        return Response::builder()
+            .status(304)
+            .header("etag", "\"v1\"")
+            .header("x-saw-conditional", saw.join(","))
+            .body(Body::empty())
+            .expect("response");
+    }
+    Response::builder()
+        .status(q.status.unwrap_or(200))
+        .header("content-type", "text/html; charset=utf-8")
+        .header("cache-control", "public, max-age=600")
+        .header("surrogate-control", "max-age=3600")
+        .header("surrogate-key", "intranet-home")
+        .header("cdn-cache-control", "max-age=3600")
+        .header("cloudflare-cdn-cache-control", "max-age=3600")
+        .header("vercel-cdn-cache-control", "max-age=3600")
+        .header("expires", "Thu, 01 Dec 2050 16:00:00 GMT")
+        .header("etag", "\"v1\"")
+        .header("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT")
+        .header("age", "12")
+        .header("vary", "Accept-Encoding")
+        .header("x-saw-conditional", saw.join(","))
+        .body(Body::from(html))
+        .expect("response")
 }
 
 async fn status(axum::extract::Path(code): axum::extract::Path<u16>) -> Response {

@@ -14,6 +14,7 @@ mod faults;
 mod fleet;
 mod idp;
 mod jwks;
+mod leaks;
 mod lifecycle;
 mod observability;
 mod passthrough;

@@ -680,3 +680,23 @@ fn errors_display_as_key_colon_message() {
         "{shown}"
     );
 }
+
+#[test]
+fn path_readings_takes_all_or_segments() {
+    assert_only_problem(
+        &format!("{UPSTREAM}{}", route("/", "path_readings = \"strict\"")),
+        "routes[0].path_readings",
+        "unknown value \"strict\"; use \"all\" or \"segments\"",
+    );
+    let config = assert_accepted(&format!(
+        "{UPSTREAM}{}{}{}",
+        session(""),
+        route("/a", "require_session = true"),
+        route("/b", "require_session = true\npath_readings = \"segments\""),
+    ));
+    let readings: Vec<_> = config.routes.iter().map(|r| r.path_readings).collect();
+    use crate::config::PathReadings;
+    assert_eq!(readings, [PathReadings::All, PathReadings::Segments]);
+    assert!(config.routes[0].guards_other_readings());
+    assert!(!config.routes[1].guards_other_readings());
+}
