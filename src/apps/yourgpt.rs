@@ -19,9 +19,15 @@ use crate::outbound::{read_capped, FetchError};
 /// Vendor answers larger than this are not read further (a JSON answer is ~100 bytes).
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
+fn encode(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 /// One YourGPT organisation: its settings, one pooled HTTP client, and the email limits.
 pub struct YourGpt {
     settings: YourGptSettings,
+    /// `login_url`, parsed once: the pages a person is sent to are built on it.
+    login: url::Url,
     http: reqwest::Client,
     /// `handoff_vendor_request_duration_seconds` for this app: verify, send_email.
     timings: Option<[prometheus::Histogram; 2]>,
@@ -116,7 +122,10 @@ impl YourGpt {
             Some(settings.connect_timeout),
             0,
         )?;
+        let login = url::Url::parse(&settings.login_url)
+            .map_err(|e| format!("login_url is not a URL: {e}"))?;
         Ok(YourGpt {
+            login,
             timings: None,
             emails,
             recent,
@@ -187,11 +196,7 @@ impl YourGpt {
         };
         if answer.is_success() {
             return match answer.token {
-                Some(t) => HandoffOutcome::Redirect(format!(
-                    "{}/process-login?token={}",
-                    s.login_url,
-                    encode(&t)
-                )),
+                Some(t) => HandoffOutcome::Redirect(self.process_login(&[("token", &t)])),
                 None => HandoffOutcome::Vendor(VendorFailure::Garbled {
                     call: Call::Verify.label(),
                     detail: "success without a token".to_string(),
@@ -202,6 +207,22 @@ impl YourGpt {
             return HandoffOutcome::Vendor(rejected(Call::Verify, &answer));
         }
         self.confirm_by_email(identity, &token).await
+    }
+
+    /// YourGPT's `process-login` page under `login_url`, with `query`: each value
+    /// percent-encoded whole (no `+` for a space, which `decodeURIComponent` would keep), set
+    /// through the URL type, so a token holding `&`, `#` or `@` stays one value on YourGPT's
+    /// host.
+    fn process_login(&self, query: &[(&str, &str)]) -> String {
+        let mut url = self.login.clone();
+        let base = self.login.path().trim_end_matches('/');
+        url.set_path(&format!("{base}/process-login"));
+        let pairs: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        url.set_query(Some(&pairs.join("&")));
+        url.into()
     }
 
     /// YourGPT knows the address but wants it confirmed: send its confirmation email, within
@@ -228,10 +249,9 @@ impl YourGpt {
         let request = self.http.post(url).json(&body);
         let outcome = match self.call(Call::SendEmail, request).await {
             Ok(a) if a.is_success() => {
-                return HandoffOutcome::EmailSent(format!(
-                    "{}/process-login?should-verify-email=true",
-                    s.login_url
-                ))
+                return HandoffOutcome::EmailSent(
+                    self.process_login(&[("should-verify-email", "true")]),
+                )
             }
             Ok(a) if a.code == 403 => HandoffOutcome::RetryLater { seconds: 60 },
             Ok(a) => HandoffOutcome::Vendor(rejected(Call::SendEmail, &a)),
@@ -289,10 +309,6 @@ fn rejected(call: Call, answer: &Answer) -> VendorFailure {
         likely_cause: call.likely_cause(answer.code),
         message: answer.message.clone().unwrap_or_default(),
     }
-}
-
-fn encode(value: &str) -> String {
-    percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 #[cfg(test)]
