@@ -60,6 +60,7 @@ fn settings(api_url: String) -> YourGptSettings {
         timeout: Duration::from_secs(10),
         emails_per_minute: 5,
         email_resend_window: Duration::from_secs(60),
+        widget: None,
     }
 }
 

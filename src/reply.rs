@@ -53,6 +53,17 @@ impl Reply {
         Reply::new(status, "application/json", body)
     }
 
+    /// A script for one person: `private, no-store` (it is theirs alone).
+    pub fn javascript(body: String) -> Reply {
+        let mut r = Reply::new(200, "text/javascript; charset=utf-8", body);
+        for (name, value) in &mut r.headers {
+            if *name == "Cache-Control" {
+                *value = "private, no-store".to_string();
+            }
+        }
+        r
+    }
+
     pub fn text(status: u16, text: &str) -> Reply {
         Reply::new(status, "text/plain; charset=utf-8", text.to_string())
     }

@@ -4,6 +4,7 @@
 //! [`HandoffOutcome`]. [`App::reply`] turns an outcome into what the person sees and writes the
 //! one log line the operator needs; it never shows or logs a token.
 
+pub mod contact;
 pub mod inflate;
 pub mod limits;
 pub mod mint;
@@ -11,14 +12,28 @@ pub mod typingmind;
 pub mod widget;
 pub mod yourgpt;
 
+use std::sync::Arc;
+
 use crate::config::{AppKind, AppSettings};
 use crate::identity::{ClaimMapping, Identity};
 use crate::policy::{AllowRules, Denial};
 use crate::reply::Reply;
+use contact::ContactSite;
 use limits::EmailLimits;
 use typingmind::TypingMind;
 use widget::WidgetTarget;
 use yourgpt::YourGpt;
+
+/// Why a person's chatbot widget is not signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoContact {
+    /// The app has no `[apps.NAME.widget]`.
+    NoWidget,
+    /// The app (or a route into it) does not admit the person.
+    Refused,
+    /// The person has none of the identifiers sent (`ext_user_id`, `email`, `phone`).
+    Incomplete,
+}
 
 /// What a handoff needs from the request besides the person: the part of the path after the
 /// route's prefix, and the query (TypingMind keeps both in its deep links).
@@ -152,6 +167,8 @@ pub struct App {
     /// all of these admit (a code is a way into the app, so a person any of its routes refuses
     /// gets none).
     route_rules: Vec<AllowRules>,
+    /// With `[apps.NAME.widget]` (YourGPT): the chatbot widget's tag and contact script.
+    contact_site: Option<Arc<ContactSite>>,
 }
 
 enum Connector {
@@ -166,7 +183,14 @@ impl App {
         settings: AppSettings,
         limits: &mut EmailLimits,
         vendor_seconds: &prometheus::HistogramVec,
+        endpoints_prefix: &str,
     ) -> Result<Self, String> {
+        let contact_site = match &settings.kind {
+            AppKind::YourGpt(s) => s.widget.as_ref().and_then(|w| {
+                ContactSite::new(w, contact_path(endpoints_prefix, &settings.name)).map(Arc::new)
+            }),
+            AppKind::TypingMind(_) => None,
+        };
         let connector = match settings.kind {
             AppKind::YourGpt(s) => {
                 let key = s.secret.expose();
@@ -182,6 +206,7 @@ impl App {
             connector,
             allow: settings.allow,
             route_rules: Vec::new(),
+            contact_site,
         })
     }
 
@@ -223,6 +248,63 @@ impl App {
         self.widget_page_cap().is_some()
     }
 
+    /// Whether `who` may have this app's widget signed in: the app's rules and those of every
+    /// route into it admit them (a widget is a way into the app).
+    fn admits_widget(&self, who: &Identity) -> bool {
+        self.admits(who, None).is_ok() && self.route_rules.iter().all(|r| r.check(who).is_ok())
+    }
+
+    /// The chatbot widget to sign in for this person on a page: `None` without a YourGPT
+    /// widget, without a person, for a person the app refuses, or one with nothing to hash.
+    pub fn contact_target(
+        &self,
+        identity: Option<&Identity>,
+        mapping: &ClaimMapping,
+    ) -> Option<Arc<ContactSite>> {
+        let site = self.contact_site.as_ref()?;
+        self.contact_for(identity?, mapping).ok()?;
+        Some(site.clone())
+    }
+
+    /// The person's `contact:data` for this app's chatbot widget (see
+    /// [`contact::contact_data`]), or why there is none; a person with no identifier is
+    /// logged with the claims to map.
+    pub fn contact_for(
+        &self,
+        who: &Identity,
+        mapping: &ClaimMapping,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, NoContact> {
+        let Connector::YourGpt(c) = &self.connector else {
+            return Err(NoContact::NoWidget);
+        };
+        let Some(settings) = c.widget_settings() else {
+            return Err(NoContact::NoWidget);
+        };
+        if !self.admits_widget(who) {
+            return Err(NoContact::Refused);
+        }
+        contact::contact_data(settings, who).map_err(|missing| {
+            let claims: Vec<String> = missing
+                .iter()
+                .map(|f| format!("{} (claim {:?})", f.label(), contact_claim(*f, mapping)))
+                .collect();
+            tracing::warn!(
+                target: "handoff::widget", app = self.name.as_str(),
+                "the chatbot widget is not signed in: the session has no value for any of {}; \
+                 check the [identity] mapping",
+                claims.join(", ")
+            );
+            NoContact::Incomplete
+        })
+    }
+
+    /// Whether this app's chatbot widget answers at `path` (see [`contact_path`]).
+    pub fn serves_contact_at(&self, path: &str) -> bool {
+        self.contact_site
+            .as_ref()
+            .is_some_and(|s| s.contact_path() == path)
+    }
+
     /// The widget rewriting target for this person: a fresh code, or `None` (remove any code)
     /// when there is no one to sign in, the app's rules refuse them, or the identity lacks
     /// what the payload needs. `None` when this app has no widget.
@@ -236,10 +318,7 @@ impl App {
         }
         let site = c.widget_site()?;
         let code = identity
-            .filter(|who| {
-                self.admits(who, None).is_ok()
-                    && self.route_rules.iter().all(|r| r.check(who).is_ok())
-            })
+            .filter(|who| self.admits_widget(who))
             .and_then(|who| c.mint_code(who).ok());
         Some(WidgetTarget::for_site(site, code))
     }
@@ -251,6 +330,7 @@ impl App {
             Connector::TypingMind(c) if c.settings().widget => {
                 Some(c.settings().widget_max_page_bytes)
             }
+            Connector::YourGpt(c) => c.widget_settings().map(|w| w.max_page_bytes),
             _ => None,
         }
     }
@@ -424,6 +504,34 @@ fn log_vendor_failure(
             target: "handoff::handoff", app, user, reference, outcome,
             call, "the vendor cannot be reached: {detail}"
         ),
+    }
+}
+
+/// Where an app's chatbot widget gets its contact script: `{prefix}/yourgpt-contact/{app}.js`,
+/// the app's name percent-encoded but for unreserved characters (so the path is already in
+/// the normal form requests are compared in, and safe in an HTML attribute).
+pub fn contact_path(endpoints_prefix: &str, app: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let name = percent_encoding::utf8_percent_encode(app, KEEP);
+    format!(
+        "{}/yourgpt-contact/{name}.js",
+        endpoints_prefix.trim_end_matches('/')
+    )
+}
+
+/// The claim a contact field comes from, for the operator's log line.
+fn contact_claim(field: crate::config::ContactField, mapping: &ClaimMapping) -> &str {
+    use crate::config::ContactField;
+    match field {
+        ContactField::Id => mapping.id.as_str(),
+        ContactField::Email => mapping.email.as_str(),
+        ContactField::Name => mapping.name.as_str(),
+        ContactField::Username => mapping.username.as_str(),
+        ContactField::Phone => mapping.phone_no.as_str(),
     }
 }
 

@@ -25,6 +25,8 @@ use bytes::Bytes;
 use lol_html::send::HtmlRewriter;
 use lol_html::{element, MemorySettings, Settings};
 
+use super::contact::ContactSite;
+
 /// The attribute TypingMind's widget reads the code from.
 pub const CODE_ATTRIBUTE: &str = "data-external-auth-code";
 
@@ -147,6 +149,39 @@ fn resolve(raw: &str, base: Option<&url::Url>, origin: &url::Origin) -> Option<u
     url::Url::parse(text).ok()
 }
 
+/// Before a YourGPT chatbot widget's tag (its script, one of the app's widget ids in
+/// `data-widget`), the app's same-origin contact script, with the tag's `nonce` (a page whose
+/// CSP allows scripts by nonce runs it too). Relative sources resolve against the page's base
+/// as for any script; a relative one with no absolute base is the intranet's own, no widget.
+fn insert_contact_script(
+    el: &mut lol_html::html_content::Element<'_, '_, lol_html::send::SendHandlerTypes>,
+    contacts: &[Arc<ContactSite>],
+    sources: &[String],
+    base_raw: Option<&str>,
+) {
+    let widget = el.get_attribute("data-widget");
+    let Some(site) = contacts.iter().find(|site| {
+        sources.iter().any(|raw| {
+            let https = url::Origin::Tuple("https".into(), url::Host::Domain(String::new()), 443);
+            let base = base_raw.and_then(|b| base_url(b, &https));
+            resolve(raw, base.as_ref(), &https)
+                .is_some_and(|u| site.is_widget(&u, widget.as_deref()))
+        })
+    }) else {
+        return;
+    };
+    let mut tag = String::from("<script src=\"");
+    tag.push_str(site.contact_path());
+    tag.push('"');
+    if let Some(nonce) = el.get_attribute("nonce") {
+        tag.push_str(" nonce=\"");
+        tag.push_str(&crate::pages::escape(&nonce));
+        tag.push('"');
+    }
+    tag.push_str("></script>");
+    el.before(&tag, lol_html::html_content::ContentType::Html);
+}
+
 /// The page's base URL from its first `<base href>` (raw text): `None` when it is relative
 /// (the page's own origin, never an instance's) or not a URL.
 fn base_url(raw: &str, origin: &url::Origin) -> Option<url::Url> {
@@ -266,6 +301,8 @@ enum State {
 pub struct WidgetRewriter {
     state: State,
     targets: Arc<[WidgetTarget]>,
+    /// YourGPT chatbot widgets that get the person's contact script before their tag.
+    contacts: Arc<[Arc<ContactSite>]>,
     trigger: Trigger,
     output: Output,
     memory: usize,
@@ -295,12 +332,23 @@ impl WidgetRewriter {
         WidgetRewriter {
             state: State::Watching(Watch::new()),
             targets: targets.into(),
+            contacts: Arc::new([]),
             trigger: Trigger::for_targets(writes_a_code),
             output: Output::default(),
             memory,
             seen: 0,
             max_bytes,
         }
+    }
+
+    /// Also puts the contact script of each of `contacts` before its chatbot widget's tag
+    /// (given before the first chunk).
+    pub fn with_contacts(mut self, contacts: Vec<Arc<ContactSite>>) -> Self {
+        if !contacts.is_empty() {
+            self.trigger = Trigger::for_targets(true);
+            self.contacts = contacts.into();
+        }
+        self
     }
 
     /// The page is about `bytes` long (its `Content-Length`): room to keep it is made once.
@@ -441,6 +489,7 @@ impl WidgetRewriter {
     /// where each script start tag it reads ends.
     fn lol_html(&self, tag_end: Option<Arc<AtomicUsize>>) -> HtmlRewriter<'static, Sink> {
         let targets = self.targets.clone();
+        let contacts = self.contacts.clone();
         // The raw `href` of the page's first `<base href>`, once lol_html has read it.
         let base_seen: Arc<Mutex<Option<String>>> = Arc::default();
         let base_read = base_seen.clone();
@@ -474,6 +523,9 @@ impl WidgetRewriter {
                     return Ok(());
                 }
                 let base_raw = base_read.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if !contacts.is_empty() {
+                    insert_contact_script(el, &contacts, &sources, base_raw.as_deref());
+                }
                 let mut write = None;
                 let mut strip = false;
                 for target in targets.iter() {

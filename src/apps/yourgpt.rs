@@ -134,6 +134,11 @@ impl YourGpt {
         })
     }
 
+    /// `[apps.NAME.widget]`, when the chatbot widget is signed in.
+    pub fn widget_settings(&self) -> Option<&crate::config::YourGptWidgetSettings> {
+        self.settings.widget.as_ref()
+    }
+
     /// Times every API call into `seconds{app, call}`.
     pub fn timed(mut self, seconds: &prometheus::HistogramVec, app: &str) -> Self {
         let of = |call: Call| seconds.with_label_values(&[app, call.label()]);

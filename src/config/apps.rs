@@ -3,9 +3,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{RawPlainOrSecret, RawTypingMind, RawYourGpt};
+use super::raw::{RawPlainOrSecret, RawTypingMind, RawYourGpt, RawYourGptWidget};
 use super::validate::Problems;
-use super::{AppKind, AppSettings, IdentifyBy, TypingMindSettings, YourGptSettings};
+use super::{
+    AppKind, AppSettings, ContactField, IdentifyBy, TypingMindSettings, YourGptSettings,
+    YourGptWidgetSettings,
+};
 use crate::identity::ClaimPath;
 
 const KINDS: &str = "\"yourgpt\", \"typingmind\"";
@@ -104,10 +107,14 @@ fn yourgpt(
             "must be at least 1 (YourGPT allows 5)",
         );
     }
+    let widget = raw
+        .widget
+        .and_then(|w| yourgpt_widget(&format!("{key}.widget"), w, base_dir, p));
     if p.error_count() > before {
         return None;
     }
     Some(YourGptSettings {
+        widget,
         client_id,
         secret: secret?,
         api_url,
@@ -118,6 +125,92 @@ fn yourgpt(
         timeout,
         emails_per_minute,
         email_resend_window: Duration::from_secs(raw.email_resend_window_seconds.unwrap_or(60)),
+    })
+}
+
+fn yourgpt_widget(
+    key: &str,
+    raw: RawYourGptWidget,
+    base_dir: &Path,
+    p: &mut Problems,
+) -> Option<YourGptWidgetSettings> {
+    let before = p.error_count();
+    let secret = p.secret(&format!("{key}.secret"), &raw.secret, base_dir);
+    if raw.widget_ids.is_empty() {
+        p.add(
+            format!("{key}.widget_ids"),
+            "name at least one widget id (the `data-widget` value of the widget's script tag)",
+        );
+    }
+    for (i, id) in raw.widget_ids.iter().enumerate() {
+        if id.is_empty() || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            p.add(
+                format!("{key}.widget_ids[{i}]"),
+                format!("{id:?} is not a widget id"),
+            );
+        }
+    }
+    let field = |k: &str, raw: &str, p: &mut Problems| {
+        let found = ContactField::parse(raw);
+        if found.is_none() {
+            p.add(
+                k.to_string(),
+                format!("{raw:?} is not a field; use \"id\", \"email\", \"name\", \"username\" or \"phone\""),
+            );
+        }
+        found
+    };
+    let ext_user_id = match raw.ext_user_id.as_deref().unwrap_or("id") {
+        "none" => None,
+        other => field(&format!("{key}.ext_user_id"), other, p),
+    };
+    let fields: Vec<ContactField> = raw
+        .fields
+        .unwrap_or_else(|| vec!["email".into(), "name".into(), "phone".into()])
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| field(&format!("{key}.fields[{i}]"), f, p))
+        .collect();
+    if fields.contains(&ContactField::Id) {
+        p.add(
+            format!("{key}.fields"),
+            "the id is sent as `ext_user_id` (see ext_user_id), not as a field",
+        );
+    }
+    if ext_user_id.is_none()
+        && !fields
+            .iter()
+            .any(|f| matches!(f, ContactField::Email | ContactField::Phone))
+    {
+        p.add(
+            format!("{key}.fields"),
+            "with ext_user_id = \"none\", send \"email\" or \"phone\": user_hash is over one of them",
+        );
+    }
+    let script_url = raw
+        .script_url
+        .unwrap_or_else(|| "https://widget.yourgpt.ai/script.js".to_string());
+    match url::Url::parse(&script_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+        _ => p.add(
+            format!("{key}.script_url"),
+            format!("{script_url:?} must be an http(s) URL like \"https://widget.yourgpt.ai/script.js\""),
+        ),
+    }
+    let max_page = raw.max_page_bytes.unwrap_or(8 * 1024 * 1024);
+    if max_page == 0 {
+        p.add(format!("{key}.max_page_bytes"), "must be more than 0");
+    }
+    if p.error_count() > before {
+        return None;
+    }
+    Some(YourGptWidgetSettings {
+        secret: secret?,
+        widget_ids: raw.widget_ids,
+        ext_user_id,
+        fields,
+        script_url,
+        max_page_bytes: usize::try_from(max_page).unwrap_or(usize::MAX),
     })
 }
 

@@ -139,6 +139,58 @@ pub struct YourGptSettings {
     /// A person who reloads within this window after an email was sent sees the
     /// "check your email" page again instead of triggering a second email.
     pub email_resend_window: Duration,
+    /// `[apps.NAME.widget]`: the chatbot widget signed in on intranet pages.
+    pub widget: Option<YourGptWidgetSettings>,
+}
+
+/// `[apps.NAME.widget]` of a YourGPT app (YourGPT's "Identity Verification").
+#[derive(Debug, Clone, PartialEq)]
+pub struct YourGptWidgetSettings {
+    /// The widget's Secret Key (not the SSO secret): `user_hash` is its HMAC-SHA256.
+    pub secret: Secret,
+    /// The `data-widget` values (widget ids) signed in.
+    pub widget_ids: Vec<String>,
+    /// The identity field sent as `ext_user_id`; `None`: none is sent.
+    pub ext_user_id: Option<ContactField>,
+    /// The other fields sent (`email`, `name`, `phone`).
+    pub fields: Vec<ContactField>,
+    /// The widget's script (`https://widget.yourgpt.ai/script.js`).
+    pub script_url: String,
+    /// Pages larger than this pass untouched.
+    pub max_page_bytes: usize,
+}
+
+/// A field of YourGPT's `contact:data`, from the identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactField {
+    Id,
+    Email,
+    Name,
+    Username,
+    Phone,
+}
+
+impl ContactField {
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "id" => ContactField::Id,
+            "email" => ContactField::Email,
+            "name" => ContactField::Name,
+            "username" => ContactField::Username,
+            "phone" => ContactField::Phone,
+            _ => return None,
+        })
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ContactField::Id => "id",
+            ContactField::Email => "email",
+            ContactField::Name => "name",
+            ContactField::Username => "username",
+            ContactField::Phone => "phone",
+        }
+    }
 }
 
 /// `[server]`: listeners and the Pingora server settings they map onto.

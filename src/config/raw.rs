@@ -216,6 +216,19 @@ pub struct RawYourGpt {
     pub emails_per_minute: Option<u32>,
     pub email_resend_window_seconds: Option<u64>,
     pub allow: Option<RawAllow>,
+    pub widget: Option<RawYourGptWidget>,
+}
+
+/// `[apps.NAME.widget]` of a YourGPT app: the chatbot widget signed in on intranet pages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawYourGptWidget {
+    pub secret: SecretRef,
+    pub widget_ids: Vec<String>,
+    pub ext_user_id: Option<String>,
+    pub fields: Option<Vec<String>>,
+    pub script_url: Option<String>,
+    pub max_page_bytes: Option<u64>,
 }
 
 /// A value that is not secret but may still come from the environment or a file

@@ -4,6 +4,7 @@ use http::request::Parts;
 use serde::Serialize;
 
 use super::{Decision, Gateway, SessionNote};
+use crate::apps::NoContact;
 use crate::config::{redacted_url, RouteTarget};
 use crate::identity::Identity;
 use crate::intranet_session::jwks::JwksStatus;
@@ -33,6 +34,7 @@ impl Gateway {
             "readyz" => (self.readiness(), SessionNote::NotChecked),
             "whoami" => self.whoami(req).await,
             "" => self.portal(req).await,
+            e if e.starts_with("yourgpt-contact/") => self.contact_script(req).await,
             _ => (
                 Reply::error(
                     wants_html(&req.headers),
@@ -45,6 +47,81 @@ impl Gateway {
             ),
         };
         (Decision::Reply { reply, route: None }, note)
+    }
+
+    /// A YourGPT chatbot widget's contact script, for the signed-in person's own page only:
+    /// `Sec-Fetch-Site: same-origin` and `Sec-Fetch-Dest: script` (a page on another site that
+    /// includes it with the person's cookies, or a browser that sends neither, gets a 403 — a
+    /// `user_hash` never expires), a person the app admits, `private, no-store`.
+    async fn contact_script(&self, req: &Parts) -> (Reply, SessionNote) {
+        let path = crate::routes::normalize_path(req.uri.path());
+        let refuse = |status, code, message: &str| {
+            Reply::error(false, status, code, "Not available", message)
+        };
+        let Some(app) = self.apps.iter().find(|a| a.serves_contact_at(&path)) else {
+            return (
+                refuse(
+                    404,
+                    "no_endpoint",
+                    "No chatbot widget is signed in at this address.",
+                ),
+                SessionNote::NotChecked,
+            );
+        };
+        let header = |name| {
+            req.headers
+                .get(name)
+                .map(|v: &http::HeaderValue| v.as_bytes())
+        };
+        if header("sec-fetch-site") != Some(b"same-origin")
+            || header("sec-fetch-dest") != Some(b"script")
+        {
+            return (
+                refuse(
+                    403,
+                    "not_same_origin_script",
+                    "This script is only for the intranet's own pages.",
+                ),
+                SessionNote::NotChecked,
+            );
+        }
+        let Some(session) = &self.session else {
+            return (
+                refuse(
+                    404,
+                    "no_session_config",
+                    "This gateway has no [session] section.",
+                ),
+                SessionNote::NotChecked,
+            );
+        };
+        let (identity, source) = match session.identify(&req.headers, true).await {
+            Ok(found) => found,
+            Err(e) => {
+                return (
+                    refuse(
+                        401,
+                        "unauthenticated",
+                        "You are not signed in to the intranet.",
+                    ),
+                    SessionNote::Invalid(e),
+                )
+            }
+        };
+        let note = SessionNote::Valid(source);
+        let reply = match app.contact_for(&identity, session.mapping()) {
+            Ok(data) => Reply::javascript(crate::apps::contact::contact_script(&data))
+                .with_header("Vary", "Cookie".to_string()),
+            Err(NoContact::Incomplete) => refuse(
+                422,
+                "identity_incomplete",
+                "Your intranet profile has no email, phone or id for the chatbot.",
+            ),
+            Err(NoContact::Refused | NoContact::NoWidget) => {
+                refuse(403, "forbidden", "The chatbot is not signed in for you.")
+            }
+        };
+        (reply, note)
     }
 
     /// The portal: who the person is signed in as, and links to the apps their policy opens.

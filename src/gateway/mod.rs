@@ -203,8 +203,13 @@ impl Gateway {
             .into_iter()
             .map(|app| {
                 let key = format!("apps.{}", app.name);
-                App::new(app, &mut limits, &metrics.vendor_seconds)
-                    .map_err(|e| BuildError::new(key, e))
+                App::new(
+                    app,
+                    &mut limits,
+                    &metrics.vendor_seconds,
+                    &config.server.endpoints_prefix,
+                )
+                .map_err(|e| BuildError::new(key, e))
             })
             .collect::<Result<Vec<_>, _>>()?;
         for route in &config.routes {

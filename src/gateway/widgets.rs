@@ -34,7 +34,8 @@ impl Gateway {
     }
 
     /// A rewriter that signs in (or, without a person, strips) the widgets of every app with
-    /// `widget = true`; past [`Gateway::widget_page_cap`] bytes a page passes untouched.
+    /// `widget = true`, and puts the contact script before the YourGPT chatbot widget of every
+    /// app with `[apps.NAME.widget]` that admits the person; past [`Gateway::widget_page_cap`] bytes a page passes untouched.
     pub fn widget_rewriter(&self, identity: Option<&Identity>) -> Option<WidgetRewriter> {
         let cap = self.widget_page_cap?;
         let targets: Vec<_> = self
@@ -42,10 +43,18 @@ impl Gateway {
             .iter()
             .filter_map(|&i| self.apps[i].widget_target(identity))
             .collect();
-        if targets.is_empty() {
+        let contacts: Vec<_> = match (&self.session, identity) {
+            (Some(session), Some(_)) => self
+                .widget_apps
+                .iter()
+                .filter_map(|&i| self.apps[i].contact_target(identity, session.mapping()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if targets.is_empty() && contacts.is_empty() {
             return None;
         }
-        Some(WidgetRewriter::new(targets, cap))
+        Some(WidgetRewriter::new(targets, cap).with_contacts(contacts))
     }
 
     /// The largest page whose widget tags are rewritten (and the most a compressed one is

@@ -360,6 +360,13 @@ pub fn page_body(name: &str) -> Option<String> {
             "{head}<script src=\"https://other.example.test/widget.js\" data-external-auth-code=\"theirs\"></script>\n{body}"
         ),
         "plain" => format!("{head}{body}"),
+        // YourGPT's chatbot widget as its docs embed it (a nonce as a CSP-strict page gives it).
+        "yourgpt" => format!(
+            "{head}{body}<script src=\"https://widget.yourgpt.ai/script.js\" id=\"yourgpt-chatbot\" data-widget=\"w-intranet\" nonce=\"n0nce\"></script>\n"
+        ),
+        "yourgpt-other" => format!(
+            "{head}{body}<script src=\"https://widget.yourgpt.ai/script.js\" id=\"yourgpt-chatbot\" data-widget=\"w-elsewhere\"></script>\n"
+        ),
         // Codes planted where the browser loads the widget though the tag does not say so.
         "base" => format!(
             "{head}<base href=\"https://chat.example.test/\">\n<script src=\"widget.js\" data-external-auth-code=\"planted-code\"></script>\n{body}"

@@ -29,3 +29,4 @@ mod tls;
 mod typingmind;
 mod userinfo;
 mod yourgpt;
+mod yourgpt_widget;
