@@ -34,6 +34,10 @@ pub const CODE_ATTRIBUTE: &str = "data-external-auth-code";
 /// goes to lol_html there and then, for the rest of the page.
 const KEPT_BYTES: usize = 64 * 1024;
 
+/// How many `<base href>` tags of a page are kept for resolving script sources; a page with
+/// more is unusual (a browser uses one).
+const MAX_BASES: usize = 16;
+
 /// How many times lol_html reads a page from its start to a tag; the next such tag has it read
 /// the whole page.
 const REPLAYS: u8 = 4;
@@ -84,24 +88,27 @@ impl WidgetTarget {
     }
 
     /// What a script tag whose sources are `sources` (`src`, SVG's `href` and `xlink:href`,
-    /// raw attribute text) is to this instance, resolved against the page's first
-    /// `<base href>` as the browser resolves them. Character references are decoded first
-    /// (`widget&#46;js` loads `widget.js`). A relative source with no absolute base stays on
-    /// the intranet's own origin and is nothing to the instance.
-    fn fit<'a>(&self, sources: impl IntoIterator<Item = &'a str>, base: Option<&url::Url>) -> Fit {
+    /// raw attribute text) is to this instance, resolved as the browser may resolve them: as
+    /// they are, or against any `<base href>` before the tag (`bases`). Character references
+    /// are decoded first (`widget&#46;js` loads `widget.js`). A relative source with no
+    /// absolute base stays on the intranet's own origin and is nothing to the instance.
+    fn fit<'a>(&self, sources: impl IntoIterator<Item = &'a str>, bases: &[url::Url]) -> Fit {
         let site = &self.site;
         let mut fit = Fit::Other;
         for raw in sources {
-            let Some(url) = resolve(raw, base, &site.origin) else {
-                continue;
-            };
-            if url.origin() != site.origin {
-                continue;
+            let readings = std::iter::once(None).chain(bases.iter().map(Some));
+            for base in readings {
+                let Some(url) = resolve(raw, base, &site.origin) else {
+                    continue;
+                };
+                if url.origin() != site.origin {
+                    continue;
+                }
+                if site.serves_widget(url.path()) {
+                    return Fit::Widget;
+                }
+                fit = Fit::SameOrigin;
             }
-            if site.serves_widget(url.path()) {
-                return Fit::Widget;
-            }
-            fit = Fit::SameOrigin;
         }
         fit
     }
@@ -137,16 +144,25 @@ impl WidgetSite {
 fn resolve(raw: &str, base: Option<&url::Url>, origin: &url::Origin) -> Option<url::Url> {
     let text = htmlize::unescape_attribute(raw);
     let text = text.trim();
-    if let Some(base) = base {
-        return base.join(text).ok();
-    }
-    if text.starts_with("//") {
+    let mut url = if let Some(base) = base {
+        base.join(text).ok()?
+    } else if text.starts_with("//") {
         let url::Origin::Tuple(scheme, ..) = origin else {
             return None;
         };
-        return url::Url::parse(&format!("{scheme}:{text}")).ok();
+        url::Url::parse(&format!("{scheme}:{text}")).ok()?
+    } else {
+        url::Url::parse(text).ok()?
+    };
+    // `chat.example.com.` is the same server as `chat.example.com` (DNS reads the root dot).
+    if let Some(host) = url
+        .host_str()
+        .and_then(|h| h.strip_suffix('.'))
+        .map(str::to_string)
+    {
+        url.set_host(Some(&host)).ok()?;
     }
-    url::Url::parse(text).ok()
+    Some(url)
 }
 
 /// Before a YourGPT chatbot widget's tag (its script, one of the app's widget ids in
@@ -157,15 +173,17 @@ fn insert_contact_script(
     el: &mut lol_html::html_content::Element<'_, '_, lol_html::send::SendHandlerTypes>,
     contacts: &[Arc<ContactSite>],
     sources: &[String],
-    base_raw: Option<&str>,
+    bases: &[String],
 ) {
     let widget = el.get_attribute("data-widget");
+    let https = url::Origin::Tuple("https".into(), url::Host::Domain(String::new()), 443);
+    let bases: Vec<url::Url> = bases.iter().filter_map(|b| base_url(b, &https)).collect();
     let Some(site) = contacts.iter().find(|site| {
         sources.iter().any(|raw| {
-            let https = url::Origin::Tuple("https".into(), url::Host::Domain(String::new()), 443);
-            let base = base_raw.and_then(|b| base_url(b, &https));
-            resolve(raw, base.as_ref(), &https)
-                .is_some_and(|u| site.is_widget(&u, widget.as_deref()))
+            std::iter::once(None)
+                .chain(bases.iter().map(Some))
+                .filter_map(|base| resolve(raw, base, &https))
+                .any(|u| site.is_widget(&u, widget.as_deref()))
         })
     }) else {
         return;
@@ -490,8 +508,8 @@ impl WidgetRewriter {
     fn lol_html(&self, tag_end: Option<Arc<AtomicUsize>>) -> HtmlRewriter<'static, Sink> {
         let targets = self.targets.clone();
         let contacts = self.contacts.clone();
-        // The raw `href` of the page's first `<base href>`, once lol_html has read it.
-        let base_seen: Arc<Mutex<Option<String>>> = Arc::default();
+        // The raw `href` of each `<base href>` lol_html has read so far.
+        let base_seen: Arc<Mutex<Vec<String>>> = Arc::default();
         let base_read = base_seen.clone();
         let sink_output = self.output.clone();
         let sink: Sink = Box::new(move |chunk: &[u8]| {
@@ -503,10 +521,12 @@ impl WidgetRewriter {
         let settings = Settings::new_send()
             .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(self.memory))
             .append_element_content_handler(element!("base[href]", move |el| {
-                // The first `<base href>` is the page's base URL, for every tag after it.
-                let mut base = base_seen.lock().unwrap_or_else(|e| e.into_inner());
-                if base.is_none() {
-                    *base = Some(el.get_attribute("href").unwrap_or_default());
+                // The browser takes the first `<base href>` in the document; which one that is
+                // depends on namespaces and `<template>` the way only a full HTML parser knows,
+                // so every one seen so far counts: a tag may load what any of them makes of it.
+                let mut bases = base_seen.lock().unwrap_or_else(|e| e.into_inner());
+                if bases.len() < MAX_BASES {
+                    bases.push(el.get_attribute("href").unwrap_or_default());
                 }
                 Ok(())
             }))
@@ -522,17 +542,18 @@ impl WidgetRewriter {
                 if sources.is_empty() {
                     return Ok(());
                 }
-                let base_raw = base_read.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let bases = base_read.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 if !contacts.is_empty() {
-                    insert_contact_script(el, &contacts, &sources, base_raw.as_deref());
+                    insert_contact_script(el, &contacts, &sources, &bases);
                 }
                 let mut write = None;
                 let mut strip = false;
                 for target in targets.iter() {
-                    let base = base_raw
-                        .as_deref()
-                        .and_then(|raw| base_url(raw, &target.site.origin));
-                    match target.fit(sources.iter().map(String::as_str), base.as_ref()) {
+                    let bases: Vec<url::Url> = bases
+                        .iter()
+                        .filter_map(|raw| base_url(raw, &target.site.origin))
+                        .collect();
+                    match target.fit(sources.iter().map(String::as_str), &bases) {
                         Fit::Widget => {
                             strip = true;
                             write = write.or(target.code.as_ref());
@@ -801,7 +822,7 @@ mod tests {
     #[test]
     fn matching_needs_the_instance_origin_and_the_suffix() {
         let t = WidgetTarget::new("https://chat.example.com", "widget.js", None).unwrap();
-        let fit = |src: &str| t.fit([src], None);
+        let fit = |src: &str| t.fit([src], &[]);
         assert_eq!(fit("https://chat.example.com/widget.js"), Fit::Widget);
         assert_eq!(
             fit("https://CHAT.example.com/agents/a1/widget.js?v=2"),
@@ -825,22 +846,36 @@ mod tests {
     fn a_base_href_resolves_relative_sources_as_the_browser_does() {
         let t = WidgetTarget::new("https://chat.example.com", "widget.js", None).unwrap();
         let origin = &t.site.origin;
-        let base = base_url("https://chat.example.com/x/", origin);
-        assert_eq!(t.fit(["widget.js"], base.as_ref()), Fit::Widget);
-        assert_eq!(t.fit(["../widget.js"], base.as_ref()), Fit::Widget);
-        assert_eq!(t.fit(["/other.js"], base.as_ref()), Fit::SameOrigin);
-        let proto = base_url("//chat.example.com/", origin);
-        assert_eq!(t.fit(["widget.js"], proto.as_ref()), Fit::Widget);
+        let base: Vec<_> = base_url("https://chat.example.com/x/", origin)
+            .into_iter()
+            .collect();
+        assert_eq!(t.fit(["widget.js"], &base), Fit::Widget);
+        assert_eq!(t.fit(["../widget.js"], &base), Fit::Widget);
+        assert_eq!(t.fit(["/other.js"], &base), Fit::SameOrigin);
+        let proto: Vec<_> = base_url("//chat.example.com/", origin)
+            .into_iter()
+            .collect();
+        assert_eq!(t.fit(["widget.js"], &proto), Fit::Widget);
         // A relative base stays on the page's own origin.
         assert_eq!(base_url("/static/", origin), None);
-        assert_eq!(t.fit(["widget.js"], None), Fit::Other);
+        assert_eq!(t.fit(["widget.js"], &[]), Fit::Other);
         // An absolute source ignores the base.
-        let elsewhere = base_url("https://cdn.example/", origin);
+        let elsewhere: Vec<_> = base_url("https://cdn.example/", origin)
+            .into_iter()
+            .collect();
         assert_eq!(
-            t.fit(["https://chat.example.com/widget.js"], elsewhere.as_ref()),
+            t.fit(["https://chat.example.com/widget.js"], &elsewhere),
             Fit::Widget
         );
-        assert_eq!(t.fit(["widget.js"], elsewhere.as_ref()), Fit::Other);
+        assert_eq!(t.fit(["widget.js"], &elsewhere), Fit::Other);
+        // Any base may be the one the browser takes.
+        let both = [elsewhere[0].clone(), base[0].clone()];
+        assert_eq!(t.fit(["widget.js"], &both), Fit::Widget);
+        // The root dot names the same host.
+        assert_eq!(
+            t.fit(["https://chat.example.com./widget.js"], &[]),
+            Fit::Widget
+        );
     }
 
     #[test]
@@ -848,8 +883,14 @@ mod tests {
         let planted = [
             // A relative src under a <base> pointing at the instance.
             "<base href=\"https://chat.example.com/\"><script src=\"widget.js\" data-external-auth-code=\"PLANTED\"></script>",
-            // Only the first <base> counts.
+            // Only the first <base> counts...
             "<base href=\"https://chat.example.com/\"><base href=\"/local/\"><script src=\"widget.js\" data-external-auth-code=\"PLANTED\"></script>",
+            // ...and a decoy in SVG, MathML or a template is not it.
+            "<svg><base href=\"https://other.example/\"></base></svg><base href=\"https://chat.example.com/\"><script src=\"widget.js\" data-external-auth-code=\"PLANTED\"></script>",
+            "<template><base href=\"https://other.example/\"></template><base href=\"https://chat.example.com/\"><script src=\"widget.js\" data-external-auth-code=\"PLANTED\"></script>",
+            "<math><base href=\"https://other.example/\"></base></math><BASE HREF=\"https://chat.example.com/\"><script src=\"widget.js\" data-external-auth-code=\"PLANTED\"></script>",
+            // The root dot: the same server.
+            "<script src=\"https://chat.example.com./widget.js\" data-external-auth-code=\"PLANTED\"></script>",
             // SVG scripts load href and xlink:href.
             "<svg><script href=\"https://chat.example.com/widget.js\" data-external-auth-code=\"PLANTED\"></script></svg>",
             "<svg><script xlink:href=\"https://chat.example.com/widget.js\" data-external-auth-code=\"PLANTED\"></script></svg>",
@@ -871,13 +912,13 @@ mod tests {
             }
         }
         // The widget's own shapes get the person's code; another instance script gets none.
-        for page in &planted[..6] {
+        for page in &planted[..10] {
             assert!(
                 rewrite(page, Some("FRESH"), 5).contains("data-external-auth-code=\"FRESH\""),
                 "{page}"
             );
         }
-        assert!(!rewrite(planted[6], Some("FRESH"), 5).contains("FRESH"));
+        assert!(!rewrite(planted[10], Some("FRESH"), 5).contains("FRESH"));
         // A base after the script does not change it (the browser resolved it already).
         let late = "<script src=\"widget.js\" data-external-auth-code=\"KEEP\"></script><base href=\"https://chat.example.com/\">";
         assert_eq!(rewrite(late, Some("FRESH"), 3), late);

@@ -59,7 +59,8 @@ impl Gateway {
 
 /// Whether a request is a browser's speculative load — a prefetch or prerender of a page the
 /// person may never open (speculation rules, `<link rel=prefetch>`, a hover): `Sec-Purpose`
-/// naming `prefetch` or `prerender`, or the older `Purpose: prefetch` and `X-Moz: prefetch`.
+/// naming `prefetch` or `prerender`, or the older `Purpose: prefetch`, `X-Purpose: preview`
+/// (Safari's Top Sites) and `X-Moz: prefetch`.
 pub(super) fn is_speculative(headers: &http::HeaderMap) -> bool {
     let names = |name: &str, words: &[&[u8]]| {
         headers.get_all(name).iter().any(|v| {
@@ -69,7 +70,8 @@ pub(super) fn is_speculative(headers: &http::HeaderMap) -> bool {
         })
     };
     names("sec-purpose", &[b"prefetch", b"prerender"])
-        || names("purpose", &[b"prefetch", b"prerender"])
+        || names("purpose", &[b"prefetch", b"prerender", b"preview"])
+        || names("x-purpose", &[b"prefetch", b"prerender", b"preview"])
         || names("x-moz", &[b"prefetch"])
 }
 

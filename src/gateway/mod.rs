@@ -377,7 +377,7 @@ impl Gateway {
         // Routes another reading of the path lands on, whose rules must admit the person too.
         let stricter = match route.target {
             RouteTarget::Upstream(_) => self.other_readings(request_host(req), path, index),
-            RouteTarget::App(_) => [None; 3],
+            RouteTarget::App(_) => [None; 4],
         };
         let stricter = stricter.iter().flatten().map(|&i| &self.routes[i]);
         let require_session = route.require_session || stricter.clone().any(|r| r.require_session);
@@ -456,12 +456,14 @@ impl Gateway {
     }
 
     /// The guarded routes other than `index` that a common upstream's reading of `path` lands
-    /// on (see [`crate::routes::Reading`]): a string prefix, a `.format` suffix removed, the Windows reading.
-    /// Nothing is computed unless a guarded prefix begins the path (the string and format
-    /// readings can land on it only then) or the path has something Windows reads away.
-    fn other_readings(&self, host: Option<&str>, path: &str, index: usize) -> [Option<usize>; 3] {
+    /// on (see [`crate::routes::Reading`]): a string prefix, a `.format` suffix removed, the
+    /// Windows reading, and a string prefix without regard to case (nginx on a case-insensitive
+    /// file system, `location ~* ^/admin`, Caddy, HAProxy `path_beg -i`). Nothing is computed
+    /// unless a guarded prefix begins the path (case folded) or the path has something Windows
+    /// reads away.
+    fn other_readings(&self, host: Option<&str>, path: &str, index: usize) -> [Option<usize>; 4] {
         if self.guarded.is_empty() {
-            return [None; 3];
+            return [None; 4];
         }
         let path = crate::routes::normalize_path(path);
         let near = self.guarded.iter().any(|g| path.starts_with(g.as_str()));
@@ -474,7 +476,16 @@ impl Gateway {
         let windows = windows_form(&path)
             .or_else(|| self.guarded_uppercase.then(|| path.to_ascii_lowercase()))
             .and_then(|p| self.folded.find(host, &p));
-        [string, format, windows].map(|r| {
+        let lower = (self.guarded_uppercase || path.bytes().any(|b| b.is_ascii_uppercase()))
+            .then(|| path.to_ascii_lowercase());
+        let folded_path = lower.as_deref().unwrap_or(&path);
+        let folded_string = self
+            .guarded
+            .iter()
+            .any(|g| starts_with_folded(folded_path, g))
+            .then(|| self.folded.find_string_prefix(host, folded_path))
+            .flatten();
+        [string, format, windows, folded_string].map(|r| {
             r.copied()
                 .filter(|&r| r != index && self.routes[r].guards_other_readings())
         })
@@ -521,6 +532,14 @@ impl Gateway {
             "There is nothing at this address.",
         )
     }
+}
+
+/// Whether `folded` (lower-case) begins with `prefix` compared without regard to ASCII case.
+fn starts_with_folded(folded: &str, prefix: &str) -> bool {
+    folded
+        .as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// The request's host: the URI's authority (HTTP/2 `:authority`), else the `Host` header —

@@ -356,6 +356,23 @@ fn read_header(token: &str) -> Result<TokenHeader, SessionError> {
 }
 
 /// Parses a JOSE algorithm name. `none` and unknown names are refused.
+/// Whether `token` has a JWS compact form's shape: three non-empty base64url parts (a cheap
+/// check before any signature work).
+pub fn looks_like_jwt(token: &str) -> bool {
+    let mut parts = 0;
+    for part in token.split('.') {
+        parts += 1;
+        if part.is_empty() && parts < 3
+            || !part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
+        {
+            return false;
+        }
+    }
+    parts == 3
+}
+
 pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
     if name.eq_ignore_ascii_case("none") {
         return Err("`none` is never allowed: unsigned tokens prove nothing".to_string());

@@ -295,11 +295,25 @@ impl SessionVerifier {
     /// duplicate a browser keeps for another path or domain.
     async fn by_cookie(&self, headers: &HeaderMap) -> Result<Arc<Identity>, SessionError> {
         let mut first_error = None;
-        for token in session_cookies(headers, &self.settings.cookie).take(MAX_CANDIDATES) {
+        let mut tried: Vec<String> = Vec::new();
+        for token in session_cookies(headers, &self.settings.cookie) {
+            if tried.len() == MAX_CANDIDATES {
+                break;
+            }
+            // Copies that cannot be a JWT (empty, a stray value) or were tried already do not
+            // count: a page that tosses junk cookies of this name cannot push the real one out.
+            if !jwt::looks_like_jwt(&token) {
+                first_error.get_or_insert(SessionError::Malformed);
+                continue;
+            }
+            if tried.contains(&token) {
+                continue;
+            }
             match self.by_jwt(&token).await {
                 Ok(identity) => return Ok(identity),
                 Err(e) => {
                     first_error.get_or_insert(e);
+                    tried.push(token);
                 }
             }
         }
@@ -394,6 +408,17 @@ mod tests {
         let h = headers(&["a=1; s=first", "b=2; s=second; s=third"]);
         let found: Vec<String> = session_cookies(&h, "s").collect();
         assert_eq!(found, vec!["first", "second", "third"]);
+    }
+
+    #[test]
+    fn only_jwt_shaped_values_are_candidates() {
+        assert!(jwt::looks_like_jwt("a.b.c"));
+        assert!(jwt::looks_like_jwt("eyJ0.eyJz.")); // unsigned: refused later, by its header
+        for junk in [
+            "", "x", "a.b", "a.b.c.d", ".b.c", "a..c", "a b.c.d", "a.b.c;",
+        ] {
+            assert!(!jwt::looks_like_jwt(junk), "{junk:?}");
+        }
     }
 
     #[test]

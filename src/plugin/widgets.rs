@@ -36,7 +36,7 @@ impl Handoff {
             || status == http::StatusCode::NO_CONTENT
             || status == http::StatusCode::NOT_MODIFIED
             || session.req_header().method == http::Method::HEAD);
-        if ctx.widgets == Widgets::Off || !has_body || !is_html(response) {
+        if ctx.widgets == Widgets::Off || !has_body || !may_run_scripts(response) {
             return Ok(());
         }
         let Some(cap) = self.gateway_of(ctx).widget_page_cap() else {
@@ -227,7 +227,8 @@ fn cut_short(ctx: &mut HandoffCtx, outcome: &'static str, e: &dyn std::fmt::Disp
 }
 
 /// The page may now carry something minted for the person: no cache anywhere may keep it or
-/// answer for it. A CDN obeys its own fields over `Cache-Control` (RFC 9213), and a validator
+/// answer for it. A CDN or cache obeys its own fields over `Cache-Control` (RFC 9213; nginx's
+/// `X-Accel-Expires`, Akamai's `Edge-Control`), and a validator
 /// would let a cache answer the next visitor's conditional request with this page — so they
 /// go, with `Expires` and `Age`; `Vary: Cookie` tells any cache that ignores `no-store` that
 /// the page is one person's.
@@ -237,9 +238,12 @@ fn uncacheable(response: &mut ResponseHeader) -> Result<()> {
         .keys()
         .filter(|name| {
             let n = name.as_str();
+            // Surrogate-Control/-Key, CDN-Cache-Control and every vendor's *-Cache-Control
+            // (Cloudflare-CDN-, X-LiteSpeed-…), nginx's X-Accel-Expires, Akamai's Edge-Control.
             n.starts_with("surrogate-")
-                || n == "cdn-cache-control"
-                || n.ends_with("-cdn-cache-control")
+                || (n.ends_with("cache-control") && n != "cache-control")
+                || n == "x-accel-expires"
+                || n == "edge-control"
         })
         .cloned()
         .collect();
@@ -276,8 +280,45 @@ fn header_lower(response: &ResponseHeader, name: http::header::HeaderName) -> Op
         .map(|v| v.trim().to_ascii_lowercase())
 }
 
-/// An HTML (or XHTML) page: one a browser runs scripts in.
-fn is_html(response: &ResponseHeader) -> bool {
-    header_lower(response, http::header::CONTENT_TYPE)
-        .is_some_and(|t| t.starts_with("text/html") || t.starts_with("application/xhtml+xml"))
+/// A document a browser may run scripts in, as the browser reads its type: HTML, XHTML, XML
+/// and SVG (`+xml`) documents, and any answer whose type the browser sniffs — none, an empty
+/// or malformed one, `*/*`, `unknown/unknown`, `application/unknown`. Every `Content-Type`
+/// value and every comma-separated item counts (Fetch takes the last valid one; the strict
+/// reading is that any of them may be it).
+fn may_run_scripts(response: &ResponseHeader) -> bool {
+    let mut values = response
+        .headers
+        .get_all(http::header::CONTENT_TYPE)
+        .iter()
+        .peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    values
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|item| {
+            let essence = item
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            let essence = essence.to_ascii_lowercase();
+            let Some((kind, sub)) = std::str::from_utf8(&essence)
+                .ok()
+                .and_then(|e| e.split_once('/'))
+            else {
+                return true;
+            };
+            matches!(
+                (kind, sub),
+                ("text", "html")
+                    | ("application", "xhtml+xml")
+                    | ("text" | "application", "xml")
+                    | ("*", "*")
+                    | ("unknown", "unknown")
+                    | ("application", "unknown")
+            ) || sub.ends_with("+xml")
+                || kind.is_empty()
+                || sub.is_empty()
+        })
 }

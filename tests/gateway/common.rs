@@ -233,6 +233,7 @@ impl Intranet {
             .route("/status/{code}", any(status))
             .route("/pages/{name}", any(page))
             .route("/cached/{name}", get(cached_page))
+            .route("/typed/{name}", get(typed_page))
             .fallback(echo)
             .layer(axum::middleware::map_response(
                 move |mut r: Response| async move {
@@ -371,6 +372,13 @@ pub fn page_body(name: &str) -> Option<String> {
         "base" => format!(
             "{head}<base href=\"https://chat.example.test/\">\n<script src=\"widget.js\" data-external-auth-code=\"planted-code\"></script>\n{body}"
         ),
+        // A decoy <base> in SVG (not the document's base) before the one the browser takes.
+        "decoy-base" => format!(
+            "{head}</head><body><svg><base href=\"https://other.example.test/\"></base></svg><base href=\"https://chat.example.test/\"><script src=\"widget.js\" data-external-auth-code=\"planted-code\"></script></body></html>\n"
+        ),
+        "root-dot" => format!(
+            "{head}<script src=\"https://chat.example.test./widget.js\" data-external-auth-code=\"planted-code\"></script>\n{body}"
+        ),
         "svg" => format!(
             "{head}</head><body><svg><script href=\"https://chat.example.test/widget.js\" data-external-auth-code=\"planted-code\"></script><script xlink:href=\"https://chat.example.test/WIDGET.JS/\" data-external-auth-code=\"planted-code\"></script></svg></body></html>\n"
         ),
@@ -468,9 +476,37 @@ async fn cached_page(
         .header("last-modified", "Wed, 21 Oct 2015 07:28:00 GMT")
         .header("age", "12")
         .header("vary", "Accept-Encoding")
+        .header("x-accel-expires", "3600")
+        .header("edge-control", "cache-maxage=3600")
+        .header("x-litespeed-cache-control", "public, max-age=3600")
         .header("x-saw-conditional", saw.join(","))
         .body(Body::from(html))
         .expect("response")
+}
+
+#[derive(serde::Deserialize)]
+struct TypedQuery {
+    /// `Content-Type` values, `|`-separated: one header each; absent: no `Content-Type`.
+    ct: Option<String>,
+}
+
+/// A page (see [`page_body`]) under whatever `Content-Type` headers the query names.
+async fn typed_page(
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(q): Query<TypedQuery>,
+) -> Response {
+    let Some(html) = page_body(&name) else {
+        return (StatusCode::NOT_FOUND, "no such page").into_response();
+    };
+    let mut builder = Response::builder();
+    for ct in q.ct.iter().flat_map(|c| c.split('|')) {
+        builder = builder.header("content-type", ct);
+    }
+    let mut response = builder.body(Body::from(html)).expect("response");
+    if q.ct.is_none() {
+        response.headers_mut().remove("content-type");
+    }
+    response
 }
 
 async fn status(axum::extract::Path(code): axum::extract::Path<u16>) -> Response {

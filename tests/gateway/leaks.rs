@@ -254,6 +254,9 @@ async fn a_page_with_a_minted_code_is_uncacheable_everywhere() {
             "cdn-cache-control",
             "cloudflare-cdn-cache-control",
             "vercel-cdn-cache-control",
+            "x-accel-expires",
+            "edge-control",
+            "x-litespeed-cache-control",
             "expires",
             "etag",
             "last-modified",
@@ -292,7 +295,21 @@ async fn a_page_with_a_minted_code_is_uncacheable_everywhere() {
 async fn planted_codes_are_removed_in_every_shape_the_browser_loads() {
     let api = yourgpt().await;
     let (gw, _i) = gateway(&api).await;
-    for page in ["/pages/base", "/pages/svg"] {
+    for page in [
+        "/pages/base",
+        "/pages/svg",
+        "/pages/decoy-base",
+        "/pages/root-dot",
+        // Types a browser runs scripts in (or sniffs), whatever else the headers say.
+        "/typed/base",
+        "/typed/base?ct=",
+        "/typed/base?ct=text/plain|text/html",
+        "/typed/base?ct=text/plain,%20text/html",
+        "/typed/base?ct=unknown/unknown",
+        "/typed/base?ct=*/*",
+        "/typed/base?ct=application/xml",
+        "/typed/base?ct=image/svg%2Bxml",
+    ] {
         for cookie in [None, Some(ada_cookie())] {
             let mut req = client().get(gw.url(page)).header("Accept", "text/html");
             if let Some(c) = &cookie {
@@ -355,6 +372,13 @@ async fn odd_or_stale_cookies_never_hide_a_valid_session() {
         let (status, response) = whoami_raw(gw.addr, cookies.join("; ").as_bytes());
         assert_eq!(status, 200, "{n} stale cookies first: {response}");
     }
+    // Junk copies (empty, not a JWT, repeats) do not count against the bound.
+    let mut cookies = vec!["intranet_session=".to_string(); 500];
+    cookies.extend(vec!["intranet_session=junk".to_string(); 100]);
+    cookies.extend(vec![stale.clone(); 100]);
+    cookies.push(valid.clone());
+    let (status, response) = whoami_raw(gw.addr, cookies.join("; ").as_bytes());
+    assert_eq!(status, 200, "tossed junk cookies first: {response}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -371,6 +395,8 @@ async fn speculative_loads_start_nothing_and_get_no_code() {
         ("Sec-Purpose", "prefetch;prerender"),
         ("Sec-Purpose", "prefetch; anonymous-client-ip"),
         ("Purpose", "prefetch"),
+        ("Purpose", "preview"),
+        ("X-Purpose", "preview"),
         ("X-Moz", "prefetch"),
     ];
     for (name, value) in speculative {
@@ -420,15 +446,22 @@ async fn speculative_loads_start_nothing_and_get_no_code() {
 }
 
 /// nginx as intranets configure it: `location /admin` (a string prefix) and `location /admin/`
-/// beside `location /`, each saying which area served the request.
-fn nginx_areas(port: u16) -> Nginx {
+/// beside `location /`, each saying which area served the request; with `folded`, the admin
+/// area is `location ~* ^/admin` (case-blind, as nginx's prefixes are on macOS and Windows).
+fn nginx_areas(port: u16, folded: bool) -> Nginx {
     let area =
         |name: &str| format!("default_type text/plain; return 200 \"area={name} uri=$uri\\n\";");
+    let admin = if folded {
+        format!("location ~* ^/admin {{ {} }}", area("admin"))
+    } else {
+        format!(
+            "location /admin {{ {} }}\nlocation /admin/ {{ {} }}",
+            area("admin"),
+            area("admin")
+        )
+    };
     let server = format!(
-        "server {{ listen 127.0.0.1:{port}; server_name _;\n\
-         location /admin {{ {} }}\nlocation /admin/ {{ {} }}\nlocation / {{ {} }} }}\n",
-        area("admin"),
-        area("admin"),
+        "server {{ listen 127.0.0.1:{port}; server_name _;\n{admin}\nlocation / {{ {} }} }}\n",
         area("public"),
     );
     Nginx::start(&server, &[port])
@@ -494,6 +527,10 @@ const ADMIN_SHAPES: &[&[u8]] = &[
     b"/aDmIn./x",
     b"/admin.json/x",
     b"/admin;x.json",
+    b"/ADMINx",
+    b"/ADMIN-panel",
+    b"/aDmIn_secret",
+    b"/Admin.x/y",
 ];
 
 fn admin_gateway(port: u16) -> TestGateway {
@@ -547,10 +584,12 @@ fn check_admin_area(gw: &TestGateway, upstream: &str) {
 
 #[test]
 fn route_rules_hold_for_nginx_string_prefixes() {
-    let port = free_port();
-    let _nginx = nginx_areas(port);
-    let gw = admin_gateway(port);
-    check_admin_area(&gw, "nginx");
+    for folded in [false, true] {
+        let port = free_port();
+        let _nginx = nginx_areas(port, folded);
+        let gw = admin_gateway(port);
+        check_admin_area(&gw, if folded { "nginx ~*" } else { "nginx" });
+    }
 }
 
 #[test]
