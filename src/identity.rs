@@ -104,6 +104,9 @@ pub struct Identity {
     /// Claims apps asked for, with their JSON type kept, keyed by claim path.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) extra: BTreeMap<String, Value>,
+    /// When the intranet session ends (its token's `exp`, Unix seconds), if it says.
+    #[serde(skip)]
+    pub(crate) session_expires: Option<u64>,
 }
 
 /// `None` for an empty detail.
@@ -202,6 +205,7 @@ impl ClaimMapping {
                 .iter()
                 .filter_map(|p| p.find(claims).map(|v| (p.as_str().to_string(), v.clone())))
                 .collect(),
+            session_expires: claims.get("exp").and_then(Value::as_u64),
         }
     }
 }

@@ -319,7 +319,7 @@ impl App {
         let site = c.widget_site()?;
         let code = identity
             .filter(|who| self.admits_widget(who))
-            .and_then(|who| c.mint_code(who).ok());
+            .and_then(|who| c.mint_widget_code(who).ok());
         Some(WidgetTarget::for_site(site, code))
     }
 

@@ -3,6 +3,7 @@
 //! (`data-external-auth-code`, see [`super::widget`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -86,17 +87,25 @@ impl TypingMind {
         Ok(payload)
     }
 
-    /// A fresh code for this person.
+    /// A fresh code for this person, for a link (used at once: `code_ttl`).
     pub fn mint_code(&self, identity: &Identity) -> Result<String, HandoffOutcome> {
+        self.mint(identity, self.settings.code_ttl)
+    }
+
+    /// A fresh code for this person's widget: TypingMind verifies it whenever the widget loads,
+    /// which may be long after the page did, so it lives as long as the intranet session does
+    /// (see [`widget_code_ttl`]).
+    pub fn mint_widget_code(&self, identity: &Identity) -> Result<String, HandoffOutcome> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let ttl = widget_code_ttl(&self.settings, identity.session_expires, now);
+        self.mint(identity, ttl)
+    }
+
+    fn mint(&self, identity: &Identity, ttl: Duration) -> Result<String, HandoffOutcome> {
         let payload = self
             .payload(identity)
             .map_err(HandoffOutcome::MissingIdentity)?;
-        mint_hs256(
-            payload,
-            self.settings.secret.expose(),
-            self.settings.code_ttl,
-        )
-        .map_err(HandoffOutcome::Internal)
+        mint_hs256(payload, self.settings.secret.expose(), ttl).map_err(HandoffOutcome::Internal)
     }
 
     /// The link handoff: the instance's URL with the deep link's path joined on and the query
@@ -117,6 +126,20 @@ impl TypingMind {
             Err(outcome) => outcome,
         }
     }
+}
+
+/// A widget code's lifetime: until the session ends (`session_expires`), at most
+/// `widget_code_ttl`, at least `code_ttl` (a session about to end still gets a usable code; one
+/// with no known end gets the cap).
+pub fn widget_code_ttl(
+    settings: &TypingMindSettings,
+    session_expires: Option<u64>,
+    now: u64,
+) -> Duration {
+    let cap = settings.widget_code_ttl;
+    let until_session_ends =
+        session_expires.map_or(cap, |exp| Duration::from_secs(exp.saturating_sub(now)));
+    until_session_ends.min(cap).max(settings.code_ttl.min(cap))
 }
 
 /// The deep link on `instance` (without a code): `tail`, what followed the route's prefix, is
@@ -180,6 +203,36 @@ mod tests {
         assert_eq!(
             link("/", Some("externalAuthCodeX=1")).unwrap(),
             "https://chat.example.com/?externalAuthCodeX=1&externalAuthCode=C"
+        );
+    }
+
+    #[test]
+    fn a_widget_code_lives_as_long_as_the_session_within_bounds() {
+        let settings = |code, cap| TypingMindSettings {
+            instance_url: "https://chat.example.com".into(),
+            secret: crate::config::Secret::new(b"s".to_vec()),
+            identify_by: IdentifyBy::User,
+            user_fields: Vec::new(),
+            code_ttl: Duration::from_secs(code),
+            widget_code_ttl: Duration::from_secs(cap),
+            widget: true,
+            widget_script_suffix: "widget.js".into(),
+            widget_max_page_bytes: 1,
+        };
+        let s = settings(300, 28_800);
+        let now = 1_000_000;
+        assert_eq!(widget_code_ttl(&s, Some(now + 3_600), now).as_secs(), 3_600);
+        assert_eq!(
+            widget_code_ttl(&s, Some(now + 90_000), now).as_secs(),
+            28_800
+        );
+        assert_eq!(widget_code_ttl(&s, Some(now + 10), now).as_secs(), 300);
+        assert_eq!(widget_code_ttl(&s, Some(now - 10), now).as_secs(), 300);
+        assert_eq!(widget_code_ttl(&s, None, now).as_secs(), 28_800);
+        // A cap below code_ttl wins.
+        assert_eq!(
+            widget_code_ttl(&settings(300, 60), Some(now + 3_600), now).as_secs(),
+            60
         );
     }
 

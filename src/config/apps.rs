@@ -276,6 +276,13 @@ fn typingmind(
             format!("{ttl} is out of range: 1 to 86400 seconds"),
         );
     }
+    let widget_ttl = raw.widget_code_ttl_seconds.unwrap_or(28_800);
+    if !(1..=604_800).contains(&widget_ttl) {
+        p.add(
+            format!("{key}.widget_code_ttl_seconds"),
+            format!("{widget_ttl} is out of range: 1 to 604800 seconds (7 days)"),
+        );
+    }
     let suffix = raw
         .widget_script_suffix
         .unwrap_or_else(|| "widget.js".to_string());
@@ -301,6 +308,7 @@ fn typingmind(
         identify_by,
         user_fields,
         code_ttl: Duration::from_secs(ttl),
+        widget_code_ttl: Duration::from_secs(widget_ttl),
         widget: raw.widget.unwrap_or(false),
         widget_script_suffix: suffix,
         widget_max_page_bytes: usize::try_from(max_page).unwrap_or(usize::MAX),

@@ -101,6 +101,9 @@ pub struct TypingMindSettings {
     /// Extra `user` metadata: field name → claim (for `identify_by = "user"`).
     pub user_fields: Vec<(String, ClaimPath)>,
     pub code_ttl: Duration,
+    /// The longest a widget code lives: it lives as long as the person's intranet session
+    /// (its token's `exp`) up to this, and never less than `code_ttl`.
+    pub widget_code_ttl: Duration,
     /// Sign in widgets on proxied intranet pages.
     pub widget: bool,
     /// A script is this instance's widget when its `src` has the instance's origin and its

@@ -256,6 +256,7 @@ pub struct RawTypingMind {
     pub id_claim: Option<String>,
     pub user_fields: Option<BTreeMap<String, String>>,
     pub code_ttl_seconds: Option<u64>,
+    pub widget_code_ttl_seconds: Option<u64>,
     pub widget: Option<bool>,
     pub widget_script_suffix: Option<String>,
     pub widget_max_page_bytes: Option<u64>,

@@ -218,7 +218,15 @@ async fn widget_tags_get_a_fresh_code_for_the_person() {
     assert_eq!(codes.len(), 1);
     let payload = decode_code(&codes[0]);
     assert_eq!(payload["user"]["email"], "ada@corp.example");
-    assert_fresh(&payload, 300);
+    // A widget code lives as long as the session (person() tokens end in 600 s).
+    assert!(
+        payload["exp"]
+            .as_u64()
+            .unwrap()
+            .abs_diff(ada["exp"].as_u64().unwrap())
+            <= 1
+    );
+    assert_eq!(payload["jti"].as_str().unwrap().len(), 36);
     // Everything else is as the intranet sent it.
     let expected = page_body("widget").unwrap().replace(
         "widget.js\"></script>",
@@ -505,4 +513,36 @@ async fn the_apps_own_allow_holds_on_every_way_in() {
         .await
         .unwrap();
     assert!(codes_in(&html).is_empty(), "{html}");
+}
+
+/// TypingMind verifies a widget's code whenever the widget loads, which may be long after the
+/// page did: a page's widget code lives as long as the intranet session (up to the cap), not
+/// the link's 300 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_widget_code_outlives_a_long_open_page_as_long_as_the_session() {
+    let (gw, _i) = gateway("widget = true\nwidget_code_ttl_seconds = 14400").await;
+    for (session_left, want) in [(7_200, 7_200), (100_000, 14_400), (60, 300)] {
+        let mut ada = person("ada@corp.example", &[]);
+        ada["exp"] = json!(now() + session_left);
+        let codes = fresh_codes(&gw, "/pages/widget", Some(&ada)).await;
+        assert_eq!(codes.len(), 1);
+        let payload = decode_code(&codes[0]);
+        let lives = payload["exp"].as_u64().unwrap() - payload["iat"].as_u64().unwrap();
+        assert!(
+            lives.abs_diff(want) <= 2,
+            "session {session_left} s: code lives {lives} s"
+        );
+        // Past the link's 300 s the widget still signs in (a page opened 5 minutes ago).
+        if session_left > 300 {
+            assert!(payload["exp"].as_u64().unwrap() > now() + 300);
+        }
+    }
+    // The link is used at once: its code keeps code_ttl_seconds.
+    let resp = get(&gw, "/ai/chat", Some(&person("ada@corp.example", &[]))).await;
+    let (_, code) = code_in_location(&resp);
+    let payload = decode_code(&code);
+    assert_eq!(
+        payload["exp"].as_u64().unwrap() - payload["iat"].as_u64().unwrap(),
+        300
+    );
 }
