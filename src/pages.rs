@@ -90,8 +90,10 @@ a.button:hover,button:hover,a.button:focus,button:focus{{background:#eef2ff;outl
 
 /// An app on the portal: its name, what it is, and the route that opens it.
 pub struct PortalApp<'a> {
+    /// What people see the app called.
     pub name: &'a str,
-    pub kind: &'a str,
+    /// A second line of name (the config's name, when two apps would look alike).
+    pub detail: Option<&'a str>,
     pub path: &'a str,
 }
 
@@ -119,11 +121,14 @@ pub fn portal(who: Option<&str>, apps: &[PortalApp<'_>], login: Option<&str>) ->
     if !apps.is_empty() {
         body.push_str("<ul class=\"apps\">\n");
         for app in apps {
+            let detail = app
+                .detail
+                .map(|d| format!(" <span class=\"code\">({})</span>", escape(d)))
+                .unwrap_or_default();
             body.push_str(&format!(
-                "<li><a class=\"button\" href=\"{}\">{} <span class=\"code\">({})</span></a></li>\n",
+                "<li><a class=\"button\" href=\"{}\">{}{detail}</a></li>\n",
                 escape(app.path),
                 escape(app.name),
-                escape(app.kind)
             ));
         }
         body.push_str("</ul>\n");
@@ -140,10 +145,11 @@ mod tests {
     fn the_portal_escapes_and_lists_apps() {
         let apps = [PortalApp {
             name: "<b>chat</b>",
-            kind: "TypingMind",
+            detail: Some("c&d"),
             path: "/ai/chat?a=1&b=2",
         }];
         let html = portal(Some("ada <x>"), &apps, None);
+        assert!(html.contains("(c&amp;d)"));
         assert!(html.contains("ada &lt;x&gt;"));
         assert!(html.contains("href=\"/ai/chat?a=1&amp;b=2\""));
         assert!(html.contains("&lt;b&gt;chat&lt;/b&gt;"));

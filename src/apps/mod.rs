@@ -160,6 +160,8 @@ pub enum VendorFailure {
 /// One `[apps.NAME]`, ready to hand people on.
 pub struct App {
     pub name: String,
+    /// `display_name`, when set.
+    display_name: Option<String>,
     connector: Connector,
     /// `[apps.NAME.allow]`.
     allow: Option<AllowRules>,
@@ -203,6 +205,7 @@ impl App {
         };
         Ok(App {
             name: settings.name,
+            display_name: settings.display_name,
             connector,
             allow: settings.allow,
             route_rules: Vec::new(),
@@ -224,7 +227,16 @@ impl App {
         self.allow.as_ref().map_or(Ok(()), |rules| rules.check(who))
     }
 
-    /// The product name people see.
+    /// What people see the app called: its `display_name`, else the product's name.
+    pub fn display_name(&self) -> &str {
+        self.display_name.as_deref().unwrap_or(self.title())
+    }
+
+    pub fn has_display_name(&self) -> bool {
+        self.display_name.is_some()
+    }
+
+    /// The product name.
     pub fn title(&self) -> &'static str {
         match self.connector {
             Connector::YourGpt(_) => "YourGPT",
@@ -364,7 +376,7 @@ impl App {
     ) -> Reply {
         let reference = short_reference();
         let app = self.name.as_str();
-        let title = self.title();
+        let title = self.display_name();
         let (label, _) = outcome.labels();
         let page = |status, heading: &str, message: String| {
             Reply::error_with_reference(html, status, label, heading, &message, Some(&reference))

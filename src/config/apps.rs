@@ -25,8 +25,10 @@ pub(super) fn app_settings(
         Some("yourgpt") => {
             let mut raw = p.parse::<RawYourGpt>(&key, value)?;
             let allow = p.allow(&key, raw.allow.take());
+            let display_name = display_name(&key, raw.display_name.take(), p);
             yourgpt(&key, raw, base_dir, p).map(|s| AppSettings {
                 name: name.to_string(),
+                display_name,
                 kind: AppKind::YourGpt(s),
                 allow,
             })
@@ -34,8 +36,10 @@ pub(super) fn app_settings(
         Some("typingmind") => {
             let mut raw = p.parse::<RawTypingMind>(&key, value)?;
             let allow = p.allow(&key, raw.allow.take());
+            let display_name = display_name(&key, raw.display_name.take(), p);
             typingmind(&key, raw, base_dir, p).map(|s| AppSettings {
                 name: name.to_string(),
+                display_name,
                 kind: AppKind::TypingMind(s),
                 allow,
             })
@@ -55,6 +59,20 @@ pub(super) fn app_settings(
             None
         }
     }
+}
+
+/// `display_name`: shown as it is (escaped) on pages; empty or control characters refused.
+fn display_name(key: &str, raw: Option<String>, p: &mut Problems) -> Option<String> {
+    let name = raw?;
+    let trimmed = name.trim();
+    if trimmed.is_empty() || trimmed.chars().any(char::is_control) || trimmed.chars().count() > 80 {
+        p.add(
+            format!("{key}.display_name"),
+            "must be 1 to 80 printable characters",
+        );
+        return None;
+    }
+    Some(trimmed.to_string())
 }
 
 fn yourgpt(

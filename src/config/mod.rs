@@ -62,6 +62,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppSettings {
     pub name: String,
+    /// What people see the app called (`display_name`); `None`: the product's name.
+    pub display_name: Option<String>,
     pub kind: AppKind,
     /// `[apps.NAME.allow]`: who the app admits, on every way into it (its routes, its widget,
     /// the portal).

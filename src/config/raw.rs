@@ -217,6 +217,7 @@ pub struct RawYourGpt {
     pub email_resend_window_seconds: Option<u64>,
     pub allow: Option<RawAllow>,
     pub widget: Option<RawYourGptWidget>,
+    pub display_name: Option<String>,
 }
 
 /// `[apps.NAME.widget]` of a YourGPT app: the chatbot widget signed in on intranet pages.
@@ -257,6 +258,7 @@ pub struct RawTypingMind {
     pub user_fields: Option<BTreeMap<String, String>>,
     pub code_ttl_seconds: Option<u64>,
     pub widget_code_ttl_seconds: Option<u64>,
+    pub display_name: Option<String>,
     pub widget: Option<bool>,
     pub widget_script_suffix: Option<String>,
     pub widget_max_page_bytes: Option<u64>,

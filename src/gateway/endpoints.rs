@@ -155,8 +155,10 @@ impl Gateway {
             })
             .filter(|(route, app)| app.admits(&identity, route.allow.as_ref()).is_ok())
             .map(|(route, app)| pages::PortalApp {
-                name: app.title(),
-                kind: app.name.as_str(),
+                name: app.display_name(),
+                // Two apps of one product without display names: their config names tell them apart.
+                detail: (!app.has_display_name() && !app.name.eq_ignore_ascii_case(app.title()))
+                    .then_some(app.name.as_str()),
                 path: route.path.as_str(),
             })
             .collect();

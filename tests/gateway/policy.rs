@@ -107,7 +107,7 @@ async fn the_portal_lists_the_apps_each_person_may_open() {
          [apps.chat]\nkind = \"typingmind\"\ninstance_url = \"https://chat.example.test\"\n\
          secret = {{ file = \"typingmind-secret.txt\" }}\n\
          [apps.research]\nkind = \"typingmind\"\ninstance_url = \"https://research.example.test\"\n\
-         secret = {{ file = \"typingmind-secret.txt\" }}\n\
+         secret = {{ file = \"typingmind-secret.txt\" }}\ndisplay_name = \"Research <assistant>\"\n\
          [[routes]]\npath = \"/ai/chat\"\napp = \"chat\"\n\
          [[routes]]\npath = \"/ai/research\"\napp = \"research\"\nallow = {{ groups = [\"research\"] }}\n",
         session = session_config(&["HS256"], "login_url = \"/login?next={return_to}\""),
@@ -141,6 +141,13 @@ async fn the_portal_lists_the_apps_each_person_may_open() {
     );
     assert!(
         page.contains("href=\"/ai/chat\"") && page.contains("href=\"/ai/research\""),
+        "{page}"
+    );
+    // Named as people know them: the display name, else the product (with the config's name
+    // when it says more).
+    assert!(page.contains(">Research &lt;assistant&gt;</a>"), "{page}");
+    assert!(
+        page.contains(">TypingMind <span class=\"code\">(chat)</span></a>"),
         "{page}"
     );
     let page = portal(as_person(&[])).await;

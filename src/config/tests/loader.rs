@@ -700,3 +700,20 @@ fn path_readings_takes_all_or_segments() {
     assert!(config.routes[0].guards_other_readings());
     assert!(!config.routes[1].guards_other_readings());
 }
+
+#[test]
+fn display_name_is_printable_and_short() {
+    let long = format!("\"{}\"", "x".repeat(81));
+    for bad in ["\"\"", "\"   \"", "\"a\\u0007b\"", long.as_str()] {
+        let text = format!(
+            "[apps.chat]\nkind = \"typingmind\"\ninstance_url = \"https://chat.example.com\"\n\
+             secret = {{ file = \"typingmind-secret.txt\" }}\ndisplay_name = {bad}\n{UPSTREAM}{}",
+            route("/", "")
+        );
+        assert_only_problem(
+            &text,
+            "apps.chat.display_name",
+            "1 to 80 printable characters",
+        );
+    }
+}
