@@ -75,17 +75,26 @@ struct Demo {
     secret: Arc<Vec<u8>>,
     /// The TypingMind instance's `widget.js`, embedded in the home page.
     widget_src: Arc<str>,
+    /// The YourGPT chatbot widget's script and widget id, embedded in the home page.
+    chatbot: Option<Arc<(String, String)>>,
 }
 
 /// Serves the demo intranet on `addr` until the runtime stops.
-pub async fn start(addr: SocketAddr, secret: Vec<u8>, widget_src: String) -> std::io::Result<()> {
+pub async fn start(
+    addr: SocketAddr,
+    secret: Vec<u8>,
+    widget_src: String,
+    chatbot: Option<(String, String)>,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let demo = Demo {
         secret: Arc::new(secret),
         widget_src: widget_src.into(),
+        chatbot: chatbot.map(Arc::new),
     };
     let app = Router::new()
         .route("/", get(home))
+        .route("/strict", get(strict))
         .route("/login", get(login_page).post(log_in))
         .route("/logout", get(log_out))
         .fallback(not_found)
@@ -216,6 +225,37 @@ async fn home(State(demo): State<Demo>, headers: HeaderMap) -> Response {
     let Some(claims) = session(&demo, &headers) else {
         return see_other("/login?next=/", None);
     };
+    html(page_for(&demo, &claims, &headers, None))
+}
+
+/// The same page under a strict Content-Security-Policy: scripts only by a nonce fresh for
+/// each answer (no `'self'`, nothing inline without it), as many intranets run. The widgets'
+/// tags carry the nonce; the gateway's contact script gets it from the chatbot's tag.
+async fn strict(State(demo): State<Demo>, headers: HeaderMap) -> Response {
+    let Some(claims) = session(&demo, &headers) else {
+        return see_other("/login?next=/strict", None);
+    };
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let csp = format!(
+        "default-src 'self'; script-src 'nonce-{nonce}'; connect-src *; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'"
+    );
+    let page = page_for(&demo, &claims, &headers, Some(&nonce));
+    let mut response = html(page);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&csp) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    response
+}
+
+/// The home page for the signed-in person, its widget tags with `nonce` when given.
+fn page_for(
+    demo: &Demo,
+    claims: &Map<String, Value>,
+    headers: &HeaderMap,
+    nonce: Option<&str>,
+) -> String {
     let name = claims["given_name"].as_str().unwrap_or("there");
     // What the gateway told this intranet about the person (identity headers).
     let told: String = [
@@ -234,17 +274,35 @@ async fn home(State(demo): State<Demo>, headers: HeaderMap) -> Response {
     let in_ai_group = claims["groups"]
         .as_array()
         .is_some_and(|g| g.iter().any(|g| g.as_str() == Some(AI_GROUP)));
-    let apps = if in_ai_group {
-        "<p>Your AI apps sign you in with your intranet session:</p>\n<ul class=\"apps\">\n\
-         <li><a class=\"button\" id=\"open-yourgpt\" href=\"/ai/yourgpt\">Open YourGPT</a></li>\n\
-         <li><a class=\"button\" id=\"open-typingmind\" href=\"/ai/chat\">Open TypingMind</a></li>\n\
-         </ul>\n<p>The TypingMind chat widget on this page is signed in as you (bottom right).</p>\n"
-            .to_string()
+    let chatbot_line = if demo.chatbot.is_some() {
+        "<p>The YourGPT chatbot (bottom left) knows who you are too.</p>\n"
     } else {
+        ""
+    };
+    let apps = if in_ai_group {
+        format!(
+            "<p>Your AI apps sign you in with your intranet session:</p>\n<ul class=\"apps\">\n\
+             <li><a class=\"button\" id=\"open-yourgpt\" href=\"/ai/yourgpt\">Open YourGPT</a></li>\n\
+             <li><a class=\"button\" id=\"open-typingmind\" href=\"/ai/chat\">Open TypingMind</a></li>\n\
+             </ul>\n<p>The TypingMind chat widget on this page is signed in as you (bottom right).</p>\n\
+             {chatbot_line}"
+        )
+    } else {
+        let chatbot = if demo.chatbot.is_some() {
+            " The chatbot (bottom left) treats you as an anonymous visitor for the same reason: \
+             the gateway signs it in only for people the AI apps admit."
+        } else {
+            ""
+        };
         format!(
             "<p id=\"no-apps\">The AI apps are open to the <code>{AI_GROUP}</code> group; ask the \
-             help desk if you need them.</p>\n"
+             help desk if you need them.{chatbot}</p>\n"
         )
+    };
+    let strict_link = if nonce.is_some() {
+        "<p class=\"code\">This page runs under a strict Content-Security-Policy (scripts by nonce only).</p>\n"
+    } else {
+        "<p><a id=\"strict\" href=\"/strict\">The same page under a strict CSP</a></p>\n"
     };
     let body = format!(
         "<p class=\"banner\">Demo intranet — behind the Handoff gateway.</p>\n\
@@ -252,17 +310,34 @@ async fn home(State(demo): State<Demo>, headers: HeaderMap) -> Response {
          <ul class=\"apps\">\n\
          <li><a class=\"button\" id=\"portal\" href=\"/_handoff/\">All your AI apps</a></li>\n\
          <li><a class=\"button\" id=\"logout\" href=\"/logout\">Sign out</a></li>\n</ul>\n\
+         {strict_link}\
          <p class=\"code\">What the gateway told the intranet about you:</p>\n<ul class=\"code\">{told}</ul>\n",
         name = escape(name),
     );
-    // The widget's tag, as TypingMind documents it, right after <head>.
-    let page = document("Demo intranet", &body).replacen(
+    let nonce_attr = nonce
+        .map(|n| format!(" nonce=\"{}\"", escape(n)))
+        .unwrap_or_default();
+    // The widgets' tags, as the vendors document them: TypingMind's right after <head>,
+    // YourGPT's chatbot at the end of the body.
+    let mut page = document("Demo intranet", &body).replacen(
         "<head>\n",
         &format!(
-            "<head>\n<script defer src=\"{}\"></script>\n",
+            "<head>\n<script defer src=\"{}\"{nonce_attr}></script>\n",
             escape(&demo.widget_src)
         ),
         1,
     );
-    html(page)
+    if let Some(chatbot) = &demo.chatbot {
+        let (src, id) = chatbot.as_ref();
+        page = page.replacen(
+            "</body>",
+            &format!(
+                "<script src=\"{}\" id=\"yourgpt-chatbot\" data-widget=\"{}\"{nonce_attr}></script>\n</body>",
+                escape(src),
+                escape(id)
+            ),
+            1,
+        );
+    }
+    page
 }

@@ -18,6 +18,9 @@ pub struct Plan {
     pub intranet: SocketAddr,
     yourgpt: Option<(SocketAddr, String, Vec<u8>)>,
     typingmind: Option<(SocketAddr, String, Vec<u8>)>,
+    /// The YourGPT chatbot widget (served by the YourGPT stand-in): its secret, widget ids and
+    /// script URL.
+    yourgpt_widget: Option<(Vec<u8>, Vec<String>, String)>,
     session_secret: Vec<u8>,
 }
 
@@ -41,6 +44,7 @@ impl Plan {
             intranet,
             yourgpt: None,
             typingmind: None,
+            yourgpt_widget: None,
             session_secret: session_secret(path)?,
         };
         for app in &config.apps {
@@ -48,6 +52,19 @@ impl Plan {
                 AppKind::YourGpt(s) => {
                     let addr = loopback_addr(&s.api_url)?;
                     plan.yourgpt = Some((addr, s.client_id.clone(), s.secret.expose().to_vec()));
+                    if let Some(w) = &s.widget {
+                        if loopback_addr(&w.script_url)? != addr {
+                            return Err(format!(
+                                "{}: the demo serves the chatbot widget from the YourGPT stand-in ({})",
+                                w.script_url, s.api_url
+                            ));
+                        }
+                        plan.yourgpt_widget = Some((
+                            w.secret.expose().to_vec(),
+                            w.widget_ids.clone(),
+                            w.script_url.clone(),
+                        ));
+                    }
                 }
                 AppKind::TypingMind(s) => {
                     let addr = loopback_addr(&s.instance_url)?;
@@ -142,10 +159,22 @@ async fn serve(plan: &Plan) -> Result<(), String> {
             .map_err(|e| bind("YourGPT stand-in", *addr, e))?;
         // The person the stand-in treats as "already registered": the email path.
         yourgpt.add_unconfirmed("linus@demo.example");
+        if let Some((secret, ids, _)) = &plan.yourgpt_widget {
+            yourgpt.serve_widget(secret.clone(), ids.clone());
+        }
     }
-    intranet::start(plan.intranet, plan.session_secret.clone(), widget_src)
-        .await
-        .map_err(|e| bind("demo intranet", plan.intranet, e))
+    let chatbot = plan
+        .yourgpt_widget
+        .as_ref()
+        .and_then(|(_, ids, src)| Some((src.clone(), ids.first()?.clone())));
+    intranet::start(
+        plan.intranet,
+        plan.session_secret.clone(),
+        widget_src,
+        chatbot,
+    )
+    .await
+    .map_err(|e| bind("demo intranet", plan.intranet, e))
 }
 
 /// Runs the demo: the services, then the gateway (until stopped).

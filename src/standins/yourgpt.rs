@@ -61,6 +61,8 @@ struct Inner {
     unconfirmed: HashSet<String>,
     /// Addresses a confirmation email went to.
     sent: Vec<String>,
+    /// The chatbot widget's Secret Key and its widget ids, when the widget is served.
+    widget: Option<(Vec<u8>, Vec<String>)>,
 }
 
 #[derive(Clone)]
@@ -97,6 +99,8 @@ impl YourGptStandIn {
             .route("/api/v1/sendConfirmLoginAccessEmail", post(send_email))
             .route("/process-login", get(process_login))
             .route("/confirm", get(confirm))
+            .route("/widget/script.js", get(widget_script))
+            .route("/widget/verify", post(widget_verify))
             .with_state(standin.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -121,6 +125,48 @@ impl YourGptStandIn {
     /// How the confirmation-email endpoint answers from now on.
     pub fn set_email(&self, mode: Mode) {
         self.lock().email_mode = Some(mode);
+    }
+
+    /// Serves the chatbot widget (`/widget/script.js`) for `widget_ids`, checking the
+    /// `user_hash` of what a page hands it with the widget's `secret`, as YourGPT documents.
+    pub fn serve_widget(&self, secret: Vec<u8>, widget_ids: Vec<String>) {
+        self.lock().widget = Some((secret, widget_ids));
+    }
+
+    /// Who a widget's `contact:data` names, or YourGPT's error for it.
+    pub fn check_contact(&self, widget_id: &str, data: &Value) -> Result<String, String> {
+        let Some((secret, ids)) = self.lock().widget.clone() else {
+            return Err("this stand-in serves no widget".into());
+        };
+        if !ids.iter().any(|id| id == widget_id) {
+            return Err(format!("unknown widget {widget_id:?}"));
+        }
+        let text = |k: &str| {
+            data.get(k)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        // The highest-priority identifier sent: ext_user_id, else email, else phone.
+        let Some(identifier) = text("ext_user_id").or(text("email")).or(text("phone")) else {
+            return Err("no ext_user_id, email or phone".into());
+        };
+        let hash = text("user_hash").unwrap_or_default();
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&secret)
+            .map_err(|e| e.to_string())?;
+        hmac::Mac::update(&mut mac, identifier.as_bytes());
+        let want: String = hmac::Mac::finalize(mac)
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if hash != want {
+            return Err("invalid hmac hash".into());
+        }
+        let name = text("name").unwrap_or(identifier);
+        Ok(match text("email") {
+            Some(email) if email != name => format!("{name} ({email})"),
+            _ => name.to_string(),
+        })
     }
 
     /// YourGPT will answer 404 on verify for this address (registered, not yet confirmed).
@@ -370,4 +416,74 @@ async fn confirm(
             .to_string()
     };
     page("YourGPT", &body)
+}
+
+/// The chatbot widget: a box in the page's bottom-left corner. `window.$yourgptChatbot.set(
+/// "contact:data", {…})` sends the data to the stand-in, which checks its `user_hash`; with no
+/// such call a moment after the page loaded, the visitor is anonymous.
+async fn widget_script(State(s): State<YourGptStandIn>) -> Response {
+    let base = format!("http://{}", s.addr);
+    let script = format!(
+        r#"(function () {{
+  var me = document.currentScript;
+  var widget = (me && me.getAttribute("data-widget")) || window.YGC_WIDGET_ID || "";
+  var box = null, told = false;
+  function show(text, state) {{
+    if (!box) {{
+      box = document.createElement("aside");
+      box.id = "yourgpt-widget";
+      box.setAttribute("role", "status");
+      box.style.cssText = "position:fixed;left:1rem;bottom:1rem;max-width:20rem;padding:.75rem 1rem;background:#4c1d95;color:#fff;border-radius:10px;font:14px system-ui,sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.3)";
+      document.body.appendChild(box);
+    }}
+    box.setAttribute("data-state", state);
+    box.textContent = text;
+  }}
+  function ready(f) {{
+    if (document.body) f(); else document.addEventListener("DOMContentLoaded", f);
+  }}
+  window.$yourgptChatbot = {{
+    set: function (key, data) {{
+      if (key !== "contact:data") return;
+      told = true;
+      fetch("{base}/widget/verify", {{ method: "POST", headers: {{ "content-type": "text/plain" }},
+        body: JSON.stringify({{ widget: widget, data: data }}) }})
+        .then(function (r) {{ return r.json(); }})
+        .then(function (a) {{
+          ready(function () {{
+            if (a.ok) show("YourGPT chatbot (stand-in): signed in as " + a.who, "signed-in");
+            else show("YourGPT chatbot (stand-in): " + a.error, "error");
+          }});
+        }})
+        .catch(function () {{ ready(function () {{ show("YourGPT chatbot (stand-in): unreachable", "error"); }}); }});
+    }}
+  }};
+  ready(function () {{
+    setTimeout(function () {{
+      if (!told) show("YourGPT chatbot (stand-in): anonymous visitor (no contact data)", "anonymous");
+    }}, 1500);
+  }});
+}})();
+"#
+    );
+    (
+        [("content-type", "application/javascript; charset=utf-8")],
+        script,
+    )
+        .into_response()
+}
+
+/// What the widget asks about the contact data a page handed it (CORS-open, like a widget API).
+async fn widget_verify(State(s): State<YourGptStandIn>, body: String) -> Response {
+    let answer = match serde_json::from_str::<Value>(&body) {
+        Ok(v) => {
+            let widget = v.get("widget").and_then(Value::as_str).unwrap_or_default();
+            match s.check_contact(widget, v.get("data").unwrap_or(&Value::Null)) {
+                Ok(who) => json!({ "ok": true, "who": who }),
+                Err(error) => json!({ "ok": false, "error": error }),
+            }
+        }
+        Err(_) => json!({ "ok": false, "error": "not JSON" }),
+    };
+    ([("access-control-allow-origin", "*")], axum::Json(answer)).into_response()
 }

@@ -41,6 +41,7 @@ fn demo_config(
         "demo-session-secret.txt",
         "demo-yourgpt-secret.txt",
         "demo-typingmind-secret.txt",
+        "demo-yourgpt-widget-secret.txt",
     ] {
         std::fs::copy(conf.join(secret), dir.join(secret)).expect("demo secret");
     }
@@ -157,6 +158,28 @@ async fn click(c: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
 }
 
+/// The YourGPT chatbot stand-in's box once it shows `state` (`signed-in`, `anonymous`,
+/// `error`): its text.
+async fn chatbot_says(c: &Client, state: &str) -> String {
+    let found = c
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css(&format!(
+            "#yourgpt-widget[data-state=\"{state}\"]"
+        )))
+        .await;
+    match found {
+        Ok(e) => e.text().await.expect("chatbot text"),
+        Err(_) => {
+            let now = match c.find(Locator::Css("#yourgpt-widget")).await {
+                Ok(e) => e.text().await.unwrap_or_default(),
+                Err(_) => "no chatbot box".into(),
+            };
+            panic!("the chatbot never showed {state:?}: {now}");
+        }
+    }
+}
+
 /// Signs out (if signed in) and in again as a demo person, from the gateway's front page.
 async fn log_in_as(c: &Client, demo: &Demo, who: &str) {
     c.goto(&format!("{}/logout", demo.gateway))
@@ -198,7 +221,32 @@ async fn the_demo_clicked_through_in_chromium() {
         "{widget_text}"
     );
     assert!(text(&c).await.contains("Hello, Ada"));
+    // The YourGPT chatbot too: the stand-in checked the user_hash with the widget's secret.
+    let chatbot = chatbot_says(&c, "signed-in").await;
+    assert!(
+        chatbot.contains("signed in as Ada Lovelace (ada@demo.example)"),
+        "{chatbot}"
+    );
     shot(&c, "02-intranet-home-widget-signed-in").await;
+
+    // The same page under a strict CSP (scripts by nonce only): both widgets still signed in.
+    click(&c, "#strict").await;
+    let widget = c
+        .wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("#typingmind-widget"))
+        .await
+        .expect("the widget renders under the strict CSP");
+    let widget_text = widget.text().await.expect("widget text");
+    assert!(
+        widget_text.contains("signed in as ada@demo.example"),
+        "{widget_text}"
+    );
+    let chatbot = chatbot_says(&c, "signed-in").await;
+    assert!(chatbot.contains("ada@demo.example"), "{chatbot}");
+    assert!(text(&c).await.contains("strict Content-Security-Policy"));
+    shot(&c, "02b-strict-csp-widgets-signed-in").await;
+    c.goto(&format!("{}/", demo.gateway)).await.expect("home");
 
     // YourGPT: logged in there as Ada.
     click(&c, "#open-yourgpt").await;
@@ -245,6 +293,13 @@ async fn the_demo_clicked_through_in_chromium() {
     log_in_as(&c, &demo, "mallory").await;
     let page = text(&c).await;
     assert!(page.contains("open to the ai-users group"), "{page}");
+    assert!(
+        page.contains("anonymous visitor for the same reason"),
+        "{page}"
+    );
+    let chatbot = chatbot_says(&c, "anonymous").await;
+    assert!(chatbot.contains("anonymous visitor"), "{chatbot}");
+    shot(&c, "05b-mallory-home-anonymous-chatbot").await;
     assert!(
         c.find(Locator::Css("#open-typingmind")).await.is_err(),
         "Mallory's home links to an app she cannot open"
