@@ -466,13 +466,21 @@ impl Gateway {
             return [None; 4];
         }
         let path = crate::routes::normalize_path(path);
-        let near = self.guarded.iter().any(|g| path.starts_with(g.as_str()));
-        let string = near
+        // A guarded prefix that ends inside one of the path's segments: only then can a string
+        // prefix land elsewhere than whole segments do (which the route table already did).
+        let mid_segment = |path: &str, g: &str, starts: bool| {
+            starts && !matches!(path.as_bytes().get(g.len()), None | Some(b'/' | b';'))
+        };
+        let string = self
+            .guarded
+            .iter()
+            .any(|g| mid_segment(&path, g, path.starts_with(g.as_str())))
             .then(|| self.table.find_string_prefix(host, &path))
             .flatten();
-        let format = near
-            .then(|| without_format(&path).and_then(|p| self.table.find(host, p)))
-            .flatten();
+        // `/admin.json` → `/admin`: only a path whose last segment has a dot.
+        let format = without_format(&path)
+            .filter(|p| self.guarded.iter().any(|g| p.starts_with(g.as_str())))
+            .and_then(|p| self.table.find(host, p));
         let windows = windows_form(&path)
             .or_else(|| self.guarded_uppercase.then(|| path.to_ascii_lowercase()))
             .and_then(|p| self.folded.find(host, &p));
@@ -482,7 +490,7 @@ impl Gateway {
         let folded_string = self
             .guarded
             .iter()
-            .any(|g| starts_with_folded(folded_path, g))
+            .any(|g| mid_segment(folded_path, g, starts_with_folded(folded_path, g)))
             .then(|| self.folded.find_string_prefix(host, folded_path))
             .flatten();
         [string, format, windows, folded_string].map(|r| {
