@@ -15,7 +15,8 @@
 # Then HTML pages with widget sign-in (N_PAGE requests each, default 500): the 16 KB page of
 # write_page through a gateway without widget apps (the pass-through reference), the same page
 # with a widget app (stripped: no `Accept: text/html`; signed in: a navigation with the
-# session), and the 100-byte page (served as text/html) with a widget app.
+# session), the same page with YourGPT's chatbot tag instead and a YourGPT app signing it in,
+# and the 100-byte page (served as text/html) with a widget app.
 set -euo pipefail
 [ -z "${TRACE:-}" ] || set -x
 
@@ -83,6 +84,10 @@ P=$(free_port); handoff_config "handoff-$P" "$P" "$(handoff_log true "$P"; hando
 # Every answer must carry a code in its widget tag (the sign-in really happened).
 ACCEPT=text/html EXPECT=data-external-auth-code= \
   measure "16 KB page, widget signed in" "$P" /page.html "$bin" run --config "$work/handoff-$P.toml"
+P=$(free_port); handoff_config "handoff-$P" "$P" "$(handoff_log true "$P"; handoff_yourgpt_widget_app)"
+# The YourGPT chatbot's page: every answer must carry the contact script before the tag.
+ACCEPT=text/html EXPECT=yourgpt-contact \
+  measure "16 KB page, YourGPT chatbot signed in" "$P" /page-yourgpt.html "$bin" run --config "$work/handoff-$P.toml"
 P=$(free_port); handoff_config "handoff-$P" "$P" "$(handoff_log true "$P"; handoff_widget_app)"
 measure "100 B HTML page, widget app" "$P" / "$bin" run --config "$work/handoff-$P.toml"
 unset COUNT
@@ -95,3 +100,4 @@ echo "Handoff (log off) / minimal Pingora: $(ratio "${result["Handoff, access lo
 echo "minimal Pingora / nginx:           $(ratio "${result["minimal Pingora"]}" "${result["nginx proxy_pass"]}")"
 echo "widget signed in / 16 KB page without widget app: $(ratio "${result["16 KB page, widget signed in"]}" "${result["16 KB page, no widget app"]}")"
 echo "widget stripped / 16 KB page without widget app:  $(ratio "${result["16 KB page, widget app, stripped"]}" "${result["16 KB page, no widget app"]}")"
+echo "YourGPT chatbot signed in / TypingMind widget signed in: $(ratio "${result["16 KB page, YourGPT chatbot signed in"]}" "${result["16 KB page, widget signed in"]}")"

@@ -41,13 +41,15 @@ cleanup_work() {
   rm -rf "$work"
 }
 
-# A 16 KB intranet page at $1: the TypingMind widget tag in its head, then rows of ordinary
-# markup (about 1,100 tags in all).
+# A 16 KB intranet page at $1: the TypingMind widget tag in its head (with $2 = yourgpt, the
+# YourGPT chatbot's tag instead), then rows of ordinary markup (about 1,100 tags in all).
 write_page() {
-  python3 - "$1" <<'EOF'
+  python3 - "$1" "${2:-typingmind}" <<'EOF'
 import sys
+tag = {'typingmind': '<script defer src="https://chat.example.test/widget.js"></script>',
+       'yourgpt': '<script src="https://widget.yourgpt.ai/script.js" id="yourgpt-chatbot" data-widget="bench"></script>'}[sys.argv[2]]
 head = ('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Intranet</title>'
-        '<script defer src="https://chat.example.test/widget.js"></script></head><body>')
+        + tag + '</head><body>')
 row = '<div class="item"><h2>News</h2><p>Lorem <b>ipsum</b> <a href="/x?y=1&amp;z=2">link</a>.</p></div>\n'
 html = head
 while len(html) < 16384:
@@ -63,6 +65,7 @@ start_origin() {
   head -c 100 /dev/zero | tr '\0' 'x' > "$work/index.html"
   cp "$work/index.html" "$work/jwt"
   write_page "$work/page.html"
+  write_page "$work/page-yourgpt.html" yourgpt
   cat > "$work/origin.conf" <<EOF
 worker_processes 1; pid $work/origin.pid; error_log $work/origin.err warn;
 events { worker_connections 1024; }
@@ -119,6 +122,13 @@ EOF
 handoff_widget_app() {
   [ -f "$work/tm-secret.txt" ] || head -c 32 /dev/urandom | base64 > "$work/tm-secret.txt"
   printf '[apps.chat]\nkind = "typingmind"\ninstance_url = "https://chat.example.test"\nsecret = { file = "tm-secret.txt" }\nwidget = true\n'
+}
+
+# A YourGPT app whose chatbot widget (widget id "bench", write_page's yourgpt page) gets the
+# person's contact script: goes in handoff_config's extra lines.
+handoff_yourgpt_widget_app() {
+  [ -f "$work/yg-secret.txt" ] || head -c 32 /dev/urandom | base64 > "$work/yg-secret.txt"
+  printf '[apps.gpt]\nkind = "yourgpt"\nclient_id = "bench"\nsecret = { file = "yg-secret.txt" }\n[apps.gpt.widget]\nsecret = { file = "yg-secret.txt" }\nwidget_ids = ["bench"]\n'
 }
 
 # A session cookie's token for the gateway configs above (after handoff_config).

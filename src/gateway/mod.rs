@@ -166,20 +166,18 @@ impl Gateway {
             )?),
             None => None,
         };
-        let table = RouteTable::new(
-            config
-                .routes
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r.host.clone(), r.path.clone(), i)),
-        );
-        let folded = RouteTable::new(
-            config
-                .routes
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r.host.clone(), r.path.to_ascii_lowercase(), i)),
-        );
+        // The routes by prefix as written, and lower-cased (Windows' reading).
+        let table_of = |prefix: fn(&str) -> String| {
+            RouteTable::new(
+                config
+                    .routes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.host.clone(), prefix(&r.path), i)),
+            )
+        };
+        let table = table_of(str::to_string);
+        let folded = table_of(str::to_ascii_lowercase);
         let guarded: Vec<String> = config
             .routes
             .iter()
