@@ -464,6 +464,12 @@ impl Gateway {
             return [None; 4];
         }
         let path = crate::routes::normalize_path(path);
+        // One look at the path says which readings can differ from whole segments.
+        let (mut upper, mut dots) = (false, false);
+        for b in path.bytes() {
+            upper |= b.is_ascii_uppercase();
+            dots |= matches!(b, b'.' | b' ' | b'%');
+        }
         // A guarded prefix that ends inside one of the path's segments: only then can a string
         // prefix land elsewhere than whole segments do (which the route table already did).
         let mid_segment = |path: &str, g: &str, starts: bool| {
@@ -476,20 +482,26 @@ impl Gateway {
             .then(|| self.table.find_string_prefix(host, &path))
             .flatten();
         // `/admin.json` → `/admin`: only a path whose last segment has a dot.
-        let format = without_format(&path)
+        let format = dots
+            .then(|| without_format(&path))
+            .flatten()
             .filter(|p| self.guarded.iter().any(|g| p.starts_with(g.as_str())))
             .and_then(|p| self.table.find(host, p));
-        let windows = windows_form(&path)
-            .or_else(|| self.guarded_uppercase.then(|| path.to_ascii_lowercase()))
+        let fold = upper || self.guarded_uppercase;
+        let windows = (fold || dots)
+            .then(|| windows_form(&path).or_else(|| fold.then(|| path.to_ascii_lowercase())))
+            .flatten()
             .and_then(|p| self.folded.find(host, &p));
-        let lower = (self.guarded_uppercase || path.bytes().any(|b| b.is_ascii_uppercase()))
-            .then(|| path.to_ascii_lowercase());
-        let folded_path = lower.as_deref().unwrap_or(&path);
-        let folded_string = self
-            .guarded
-            .iter()
-            .any(|g| mid_segment(folded_path, g, starts_with_folded(folded_path, g)))
-            .then(|| self.folded.find_string_prefix(host, folded_path))
+        // Case-blind string prefixes differ from the plain ones only when case is in play.
+        let folded_string = fold
+            .then(|| {
+                let folded = path.to_ascii_lowercase();
+                self.guarded
+                    .iter()
+                    .any(|g| mid_segment(&folded, g, starts_with_folded(&folded, g)))
+                    .then(|| self.folded.find_string_prefix(host, &folded))
+                    .flatten()
+            })
             .flatten();
         [string, format, windows, folded_string].map(|r| {
             r.copied()

@@ -356,21 +356,14 @@ fn read_header(token: &str) -> Result<TokenHeader, SessionError> {
 }
 
 /// Parses a JOSE algorithm name. `none` and unknown names are refused.
-/// Whether `token` has a JWS compact form's shape: three non-empty base64url parts (a cheap
-/// check before any signature work).
+/// Whether `token` has a JWS compact form's shape: three parts, the first two non-empty (a
+/// cheap check before any signature work; the verifier reads the rest).
 pub fn looks_like_jwt(token: &str) -> bool {
-    let mut parts = 0;
-    for part in token.split('.') {
-        parts += 1;
-        if part.is_empty() && parts < 3
-            || !part
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'=')
-        {
-            return false;
-        }
-    }
-    parts == 3
+    let mut parts = token.split('.');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(h), Some(c), Some(_), None) if !h.is_empty() && !c.is_empty()
+    )
 }
 
 pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
