@@ -3,8 +3,12 @@
 //! A request first looks at routes for its host, most specific first (an exact host, then the
 //! longest `*.suffix`, then routes without a host); among those, the longest path prefix wins.
 //! Prefixes match whole segments: `/ai` matches `/ai`, `/ai/` and `/ai/x`, never `/aix`. Common
-//! upstreams read further ([`Reading`]); the gateway holds a protected route's rules for every
-//! path such a reading lands on it (`Gateway::decide`, `path_readings`).
+//! upstreams read further, and the gateway holds a protected route's rules for every path such
+//! a reading lands on it (`Gateway::decide`, `path_readings`): a plain string prefix (nginx
+//! `location /admin`, Envoy `prefix` serve `/adminx`, `/admin.json`, `/admin%20/x` from
+//! `/admin`; [`RouteTable::find_string_prefix`]), a `.format` suffix removed (Rails, Spring;
+//! [`without_format`]), and Windows/IIS — trailing dots and spaces of every segment dropped,
+//! case folded ([`windows_form`]).
 //!
 //! Paths are compared in a normal form, so that `/%61i`, `//ai` and `/x/../ai` cannot slip past
 //! a route meant for `/ai`: unreserved percent-escapes are decoded, repeated slashes are merged
@@ -119,22 +123,6 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     )))
 }
 
-/// The readings of a path, besides whole segments, that common upstreams apply when they pick
-/// what to serve. A gateway that matches whole segments must hold a route's rules for every
-/// path any of these lands on that route (see `Gateway::decide`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reading {
-    /// A plain string prefix: nginx `location /admin`, Envoy `prefix: "/admin"` serve
-    /// `/adminx`, `/admin.json` and `/admin%20/x` from `/admin`.
-    StringPrefix,
-    /// A `.format` suffix on the last segment removed: Rails and Spring serve `/admin.json`
-    /// (and `/admin.`) as `/admin`.
-    Format,
-    /// Windows/IIS: trailing dots and spaces of every segment dropped (`/admin./x`,
-    /// `/admin%20/x` are `/admin/x`), and case folded.
-    Windows,
-}
-
 /// The path with its last segment's `.format` suffix removed (from its first dot on), when it
 /// has one after at least one other character: `/admin.json` → `/admin`.
 pub fn without_format(path: &str) -> Option<&str> {
@@ -143,7 +131,8 @@ pub fn without_format(path: &str) -> Option<&str> {
     (dot > 0).then(|| &path[..last + dot])
 }
 
-/// The path as Windows reads it (see [`Reading::Windows`]), lower-cased; `None` when that is
+/// The path as Windows/IIS reads it (trailing dots and spaces of every segment dropped:
+/// `/admin./x`, `/admin%20/x` are `/admin/x`), lower-cased; `None` when that is
 /// the path itself.
 pub fn windows_form(path: &str) -> Option<String> {
     let trimmed = |seg: &str| -> usize {

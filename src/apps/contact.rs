@@ -20,6 +20,8 @@ use crate::identity::Identity;
 pub struct ContactSite {
     /// The widget's script (origin and path compared; the query is ignored).
     script: url::Url,
+    /// Its origin, kept (compared for every script tag of a page).
+    origin: url::Origin,
     widget_ids: Vec<String>,
     /// `/_handoff/yourgpt-contact/<app>.js`.
     contact_path: String,
@@ -28,8 +30,10 @@ pub struct ContactSite {
 impl ContactSite {
     /// `None` when the script URL is not a URL (the config check refuses it).
     pub fn new(settings: &YourGptWidgetSettings, contact_path: String) -> Option<Self> {
+        let script = url::Url::parse(&settings.script_url).ok()?;
         Some(ContactSite {
-            script: url::Url::parse(&settings.script_url).ok()?,
+            origin: script.origin(),
+            script,
             widget_ids: settings.widget_ids.clone(),
             contact_path,
         })
@@ -37,9 +41,14 @@ impl ContactSite {
 
     /// Whether a script tag loading `url` with `data-widget` = `widget` is this app's widget.
     pub fn is_widget(&self, url: &url::Url, widget: Option<&str>) -> bool {
-        url.origin() == self.script.origin()
+        url.origin() == self.origin
             && url.path() == self.script.path()
             && widget.is_some_and(|w| self.widget_ids.iter().any(|id| id == w.trim()))
+    }
+
+    /// The widget script's origin (a protocol-relative `src` takes its scheme).
+    pub fn script_origin(&self) -> &url::Origin {
+        &self.origin
     }
 
     /// The same-origin path of the contact script.

@@ -96,11 +96,7 @@ impl WidgetTarget {
         let site = &self.site;
         let mut fit = Fit::Other;
         for raw in sources {
-            let readings = std::iter::once(None).chain(bases.iter().map(Some));
-            for base in readings {
-                let Some(url) = resolve(raw, base, &site.origin) else {
-                    continue;
-                };
+            for url in resolutions(raw, bases, &site.origin) {
                 if url.origin() != site.origin {
                     continue;
                 }
@@ -176,14 +172,11 @@ fn insert_contact_script(
     bases: &[String],
 ) {
     let widget = el.get_attribute("data-widget");
-    let https = url::Origin::Tuple("https".into(), url::Host::Domain(String::new()), 443);
-    let bases: Vec<url::Url> = bases.iter().filter_map(|b| base_url(b, &https)).collect();
     let Some(site) = contacts.iter().find(|site| {
+        let origin = site.script_origin();
+        let bases: Vec<url::Url> = bases.iter().filter_map(|b| base_url(b, origin)).collect();
         sources.iter().any(|raw| {
-            std::iter::once(None)
-                .chain(bases.iter().map(Some))
-                .filter_map(|base| resolve(raw, base, &https))
-                .any(|u| site.is_widget(&u, widget.as_deref()))
+            resolutions(raw, &bases, origin).any(|u| site.is_widget(&u, widget.as_deref()))
         })
     }) else {
         return;
@@ -198,6 +191,18 @@ fn insert_contact_script(
     }
     tag.push_str("></script>");
     el.before(&tag, lol_html::html_content::ContentType::Html);
+}
+
+/// What a tag's URL attribute `raw` may load: read as it is, and against each of `bases`
+/// (see [`resolve`]; `origin` gives a protocol-relative URL its scheme).
+fn resolutions<'a>(
+    raw: &'a str,
+    bases: &'a [url::Url],
+    origin: &'a url::Origin,
+) -> impl Iterator<Item = url::Url> + 'a {
+    std::iter::once(None)
+        .chain(bases.iter().map(Some))
+        .filter_map(move |base| resolve(raw, base, origin))
 }
 
 /// The page's base URL from its first `<base href>` (raw text): `None` when it is relative

@@ -390,7 +390,7 @@ pub struct RouteSettings {
     /// `%2F`, `%5C` and `\` in this route's paths (`server.escaped_slashes` when unset).
     pub escaped_slashes: EscapedSlashes,
     /// Whether this route's rules also hold for paths a common upstream reads as under it
-    /// (`path_readings`, see [`crate::routes::Reading`]).
+    /// (`path_readings`, see [`crate::routes`]).
     pub path_readings: PathReadings,
 }
 

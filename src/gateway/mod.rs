@@ -454,7 +454,7 @@ impl Gateway {
     }
 
     /// The guarded routes other than `index` that a common upstream's reading of `path` lands
-    /// on (see [`crate::routes::Reading`]): a string prefix, a `.format` suffix removed, the
+    /// on (see [`crate::routes`]): a string prefix, a `.format` suffix removed, the
     /// Windows reading, and a string prefix without regard to case (nginx on a case-insensitive
     /// file system, `location ~* ^/admin`, Caddy, HAProxy `path_beg -i`). Nothing is computed
     /// unless a guarded prefix begins the path (case folded) or the path has something Windows
