@@ -717,3 +717,47 @@ fn display_name_is_printable_and_short() {
         );
     }
 }
+
+#[test]
+fn a_yourgpt_widget_names_its_ids_fields_and_script() {
+    let app = |widget: &str| {
+        format!(
+            "[apps.gpt]\nkind = \"yourgpt\"\nclient_id = \"c\"\nsecret = {{ file = \"yourgpt-secret.txt\" }}\n\
+             [apps.gpt.widget]\nsecret = {{ file = \"yourgpt-secret.txt\" }}\n{widget}\n{UPSTREAM}{}",
+            route("/", "")
+        )
+    };
+    assert_only_problem(
+        &app("widget_ids = []"),
+        "apps.gpt.widget.widget_ids",
+        "name at least one widget id",
+    );
+    assert_only_problem(
+        &app("widget_ids = [\"w\"]\nfields = [\"email\", \"shoe_size\"]"),
+        "apps.gpt.widget.fields[1]",
+        "\"shoe_size\" is not a field",
+    );
+    assert_only_problem(
+        &app("widget_ids = [\"w\"]\next_user_id = \"none\"\nfields = [\"name\"]"),
+        "apps.gpt.widget.fields",
+        "send \"email\" or \"phone\"",
+    );
+    assert_only_problem(
+        &app("widget_ids = [\"w\"]\nscript_url = \"widget.js\""),
+        "apps.gpt.widget.script_url",
+        "must be an http(s) URL",
+    );
+    assert_only_problem(
+        &app("widget_ids = [\"w x\"]"),
+        "apps.gpt.widget.widget_ids[0]",
+        "is not a widget id",
+    );
+    let config = assert_accepted(&app("widget_ids = [\"w\"]"));
+    let crate::config::AppKind::YourGpt(s) = &config.apps[0].kind else {
+        panic!("a yourgpt app");
+    };
+    let w = s.widget.as_ref().unwrap();
+    assert_eq!(w.script_url, "https://widget.yourgpt.ai/script.js");
+    assert_eq!(w.ext_user_id, Some(crate::config::ContactField::Id));
+    assert_eq!(w.fields.len(), 3);
+}
