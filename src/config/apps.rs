@@ -61,18 +61,9 @@ pub(super) fn app_settings(
     }
 }
 
-/// `display_name`: shown as it is (escaped) on pages; empty or control characters refused.
+/// `display_name`: shown as it is (escaped) on pages.
 fn display_name(key: &str, raw: Option<String>, p: &mut Problems) -> Option<String> {
-    let name = raw?;
-    let trimmed = name.trim();
-    if trimmed.is_empty() || trimmed.chars().any(char::is_control) || trimmed.chars().count() > 80 {
-        p.add(
-            format!("{key}.display_name"),
-            "must be 1 to 80 printable characters",
-        );
-        return None;
-    }
-    Some(trimmed.to_string())
+    p.page_text(&format!("{key}.display_name"), raw, 80)
 }
 
 fn yourgpt(

@@ -7,6 +7,7 @@
 
 mod apps;
 mod log;
+mod pages;
 mod raw;
 mod routes;
 pub mod secret;
@@ -40,6 +41,7 @@ use crate::policy::AllowRules;
 use crate::routes::HostPattern;
 
 pub use log::{LogFormat, LogSettings, PersonInLog};
+pub use pages::PagesSettings;
 pub use secret::{Secret, SecretRef};
 pub use state::{StateSettings, DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT_MS};
 pub use tls::CaCertificates;
@@ -56,6 +58,8 @@ pub struct Config {
     pub routes: Vec<RouteSettings>,
     /// `[state]`: the Redis a fleet shares; `None`: every limit is per process.
     pub state: Option<StateSettings>,
+    /// `[pages]`: the organisation, the way back and the help desk on the gateway's pages.
+    pub pages: PagesSettings,
 }
 
 /// `[apps.NAME]`: a SaaS app people are handed on to.
@@ -451,14 +455,32 @@ pub struct ConfigError {
     pub key: String,
     /// What is wrong, and what would be right. Never a secret's value.
     pub message: String,
+    /// For a problem of a route (`routes[3]…`), that route's `path`: shown after the index.
+    pub route_path: Option<String>,
+}
+
+impl ConfigError {
+    /// A problem with `key` (empty: of the file as a whole).
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+            route_path: None,
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.key.is_empty() {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "{}: {}", self.key, self.message)
+            return f.write_str(&self.message);
+        }
+        match (&self.route_path, self.key.split_once(']')) {
+            // `routes[3] (/ai/chat).app: …`
+            (Some(path), Some((index, rest))) => {
+                write!(f, "{index}] ({path}){rest}: {}", self.message)
+            }
+            _ => write!(f, "{}: {}", self.key, self.message),
         }
     }
 }
@@ -480,10 +502,7 @@ impl ConfigErrors {
     pub fn one(message: impl Into<String>) -> Self {
         ConfigErrors {
             source_name: "config".to_string(),
-            errors: vec![ConfigError {
-                key: String::new(),
-                message: message.into(),
-            }],
+            errors: vec![ConfigError::new("", message)],
         }
     }
 }
@@ -509,10 +528,10 @@ impl fmt::Display for ConfigErrors {
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
         source_name: path.display().to_string(),
-        errors: vec![ConfigError {
-            key: String::new(),
-            message: format!("cannot read the config file: {e}"),
-        }],
+        errors: vec![ConfigError::new(
+            "",
+            format!("cannot read the config file: {e}"),
+        )],
     })?;
     let base: PathBuf = path
         .parent()

@@ -196,6 +196,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "apps",
     "routes",
     "state",
+    "pages",
 ];
 
 /// `[apps.NAME]` with `kind = "yourgpt"`.

@@ -12,6 +12,7 @@ pub(super) struct RouteContext<'a> {
     /// Name → index; `usize::MAX` for an upstream or app that exists but is itself broken.
     pub upstreams: &'a BTreeMap<String, usize>,
     pub apps: &'a BTreeMap<String, usize>,
+    /// Whether the file has a `[session]` section (a wrong one is reported under its own keys).
     pub has_session: bool,
     pub endpoints_prefix: &'a str,
     /// `server.escaped_slashes`.
@@ -109,7 +110,7 @@ pub(super) fn route_settings(
     if (require_session || identity_headers) && !ctx.has_session {
         p.add(
             key.clone(),
-            "needs a session (require_session, allow or identity_headers), but there is no valid [session] section",
+            "needs a session (require_session, allow or identity_headers), but there is no [session] section",
         );
     }
     if p.error_count() > before {

@@ -128,15 +128,35 @@ impl Problems {
         }
     }
 
+    /// Text shown as it is (escaped) on pages: 1 to `max` printable characters once trimmed.
+    pub(super) fn page_text(
+        &mut self,
+        key: &str,
+        raw: Option<String>,
+        max: usize,
+    ) -> Option<String> {
+        let text = raw?;
+        let trimmed = text.trim();
+        if trimmed.is_empty()
+            || trimmed.chars().any(char::is_control)
+            || trimmed.chars().count() > max
+        {
+            self.add(key, format!("must be 1 to {max} printable characters"));
+            return None;
+        }
+        Some(trimmed.to_string())
+    }
+
     pub(super) fn error_count(&self) -> usize {
         self.0.len()
     }
 
     pub(super) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ConfigError {
-            key: key.into(),
-            message: message.into(),
-        });
+        let problem = ConfigError::new(key, message);
+        // One problem, one line, however many ways lead to it.
+        if !self.0.contains(&problem) {
+            self.0.push(problem);
+        }
     }
 
     /// Deserializes one TOML value, reporting a failure under `key` (plus the path inside).
@@ -190,6 +210,9 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
             );
         }
     }
+    // A [session] that is written but wrong is reported once, under its own keys: routes that
+    // need a session are not each reported again for it.
+    let session_written = table.contains_key("session");
     let mut take = |k: &str| table.remove(k);
 
     let server = take("server")
@@ -201,6 +224,11 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
         .and_then(|v| p.parse::<RawLog>("log", v))
         .unwrap_or_default();
     let log = super::log::log_settings(log, base_dir, &mut p);
+
+    let pages = take("pages")
+        .and_then(|v| p.parse::<super::pages::RawPages>("pages", v))
+        .unwrap_or_default();
+    let pages = super::pages::pages_settings(pages, &mut p);
 
     let raw_apps: BTreeMap<String, toml::Value> = take("apps")
         .and_then(|v| p.parse("apps", v))
@@ -266,8 +294,15 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
         p.add("routes", "at least one [[routes]] entry is needed");
     }
     let mut routes = Vec::new();
+    let mut route_paths = Vec::new();
     let mut seen = HashSet::new();
     for (i, value) in raw_routes.into_iter().enumerate() {
+        route_paths.push(
+            value
+                .get("path")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
+        );
         let key = format!("routes[{i}]");
         let Some(raw) = p.parse::<RawRoute>(&key, value) else {
             continue;
@@ -275,7 +310,7 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
         let ctx = RouteContext {
             upstreams: &upstream_names,
             apps: &app_names,
-            has_session: session.is_some(),
+            has_session: session_written,
             endpoints_prefix: &server.endpoints_prefix,
             escaped_slashes: server.escaped_slashes,
         };
@@ -291,6 +326,12 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
         }
     }
 
+    // A route's problems name it by its path too: the operator finds it without counting.
+    for problem in &mut p.0 {
+        problem.route_path =
+            route_index(&problem.key).and_then(|i| route_paths.get(i).cloned().flatten());
+    }
+
     if p.0.is_empty() {
         Ok(Config {
             server,
@@ -301,10 +342,19 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
             apps,
             routes,
             state,
+            pages,
         })
     } else {
         Err(p.0)
     }
+}
+
+/// `Some(3)` for `routes[3]` and `routes[3].app`.
+fn route_index(key: &str) -> Option<usize> {
+    let (index, rest) = key.strip_prefix("routes[")?.split_once(']')?;
+    (rest.is_empty() || rest.starts_with('.'))
+        .then(|| index.parse().ok())
+        .flatten()
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -152,10 +152,7 @@ impl From<BuildError> for crate::config::ConfigErrors {
     fn from(e: BuildError) -> Self {
         crate::config::ConfigErrors {
             source_name: "config".to_string(),
-            errors: vec![crate::config::ConfigError {
-                key: e.key,
-                message: e.message,
-            }],
+            errors: vec![crate::config::ConfigError::new(e.key, e.message)],
         }
     }
 }

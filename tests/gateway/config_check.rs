@@ -200,9 +200,16 @@ vendor = "x"
             "upstreams.intranet.health_check.type",
             "\"icmp\" is not a health check type",
         ),
-        ("routes[0].upstream", "no upstream named \"intrante\""),
-        ("routes[1].path", "is under server.endpoints_prefix"),
-        ("routes[2].host", "\"chat example.com\" is not a host name"),
+        // Routes are named by their paths too.
+        ("routes[0] (/).upstream", "no upstream named \"intrante\""),
+        (
+            "routes[1] (/_handoff/status).path",
+            "is under server.endpoints_prefix",
+        ),
+        (
+            "routes[2] (/chat).host",
+            "\"chat example.com\" is not a host name",
+        ),
     ];
     for (key, fragment) in expected {
         assert!(
@@ -336,7 +343,7 @@ fn env_and_literal_secrets_never_appear_in_errors() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("session.algorithms[1]"), "{stderr}");
-    assert!(stderr.contains("routes[0].upstream_typo"), "{stderr}");
+    assert!(stderr.contains("routes[0] (/).upstream_typo"), "{stderr}");
     assert!(!stderr.contains(CANARY), "the secret leaked:\n{stderr}");
 
     // A literal string secret is refused without being repeated.
@@ -395,5 +402,53 @@ fn the_reference_documents_real_jwks_and_userinfo_keys() {
         "stdout:\n{}\nstderr:\n{}",
         text(&out.stdout),
         text(&out.stderr)
+    );
+}
+
+/// One wrong value in `[session]` is one line of `check`'s output — not that line and one more
+/// for each of the three routes that need a session — and a route's problem names its path.
+#[test]
+fn check_reports_a_wrong_session_value_once_and_names_routes_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("handoff.toml");
+    let config = format!(
+        "{session}{UPSTREAM}{}{}{}",
+        route("/", "require_session = true"),
+        route("/wiki", "identity_headers = true"),
+        route("/ai/chat", "allow = { groups = [\"ai-users\"] }"),
+        session = session_with(
+            "[\"HS256\"]",
+            "secret = { env = \"INTRANET_SESSION_SECRET\" }\nleeway_seconds = \"a minute\""
+        ),
+    );
+    std::fs::write(&path, config).unwrap();
+    let out = check(&path, Some("check-test-session-secret"));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let problems: Vec<&str> = stderr.lines().skip(1).collect();
+    assert!(
+        stderr.starts_with(&format!("{}: 1 problem\n", path.display())),
+        "{stderr}"
+    );
+    assert_eq!(problems.len(), 1, "{stderr}");
+    assert!(
+        problems[0]
+            .trim_start()
+            .starts_with("session.leeway_seconds: "),
+        "{stderr}"
+    );
+
+    // A route's own problem: its index and its path, so nobody counts [[routes]] entries.
+    let config = format!(
+        "{UPSTREAM}{}{}{}",
+        route("/", ""),
+        route("/wiki", ""),
+        "[[routes]]\npath = \"/ai/chat\"\napp = \"typingmnd\"\n",
+    );
+    std::fs::write(&path, config).unwrap();
+    let stderr = text(&check(&path, None).stderr);
+    assert!(
+        stderr.contains("\n  routes[2] (/ai/chat).app: no app named \"typingmnd\""),
+        "{stderr}"
     );
 }

@@ -165,7 +165,7 @@ fn settings_in_code_are_checked_like_a_file() {
         .expect("refused")
         .to_string();
     assert!(err.contains("session.algorithms[0]"), "{err}");
-    assert!(err.contains("routes[0].app"), "{err}");
+    assert!(err.contains("routes[0] (/ai/x).app"), "{err}");
     // A value TOML cannot hold is a clear error, not a panic.
     let err = Handoff::from_settings(json!([1, 2]), fixtures())
         .err()
@@ -229,7 +229,7 @@ async fn a_host_reloads_handoff_from_its_file() {
     )
     .unwrap();
     let err = handoff.reload().await.unwrap_err().to_string();
-    assert!(err.contains("routes[0].app"), "{err}");
+    assert!(err.contains("routes[0] (/x).app"), "{err}");
     assert_eq!(open("/ai/other").await, 302, "the old config stays");
 
     let metrics = handoff.metrics_text();

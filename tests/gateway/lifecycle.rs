@@ -191,7 +191,7 @@ async fn reload_swaps_routes_under_load_and_a_bad_config_changes_nothing() {
     let (code, out) = handoff_reload(&config);
     assert_eq!(code, 2, "{out}");
     assert!(
-        out.contains("routes[2].upstream") && out.contains("not reloading"),
+        out.contains("routes[2] (/c).upstream") && out.contains("not reloading"),
         "{out}"
     );
     // The same bad file, signalled directly: the gateway refuses it, logs and counts it.

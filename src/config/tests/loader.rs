@@ -77,9 +77,10 @@ fn route_naming_a_missing_upstream() {
         "routes[0].upstream",
         "no upstream named \"intrante\" (defined: intranet)",
     );
+    // Shown with the route's path, so the operator finds it without counting entries.
     assert_eq!(
         e.to_string(),
-        "routes[0].upstream: no upstream named \"intrante\" (defined: intranet)"
+        "routes[0] (/).upstream: no upstream named \"intrante\" (defined: intranet)"
     );
 }
 
@@ -567,10 +568,22 @@ fn routes_needing_a_session_without_a_session_section() {
         assert_eq!(e.key, format!("routes[{i}]"));
         assert!(
             e.message
-                .contains("needs a session (require_session, allow or identity_headers), but there is no valid [session] section"),
+                .contains("needs a session (require_session, allow or identity_headers), but there is no [session] section"),
             "{e}"
         );
     }
+}
+
+#[test]
+fn a_wrong_session_section_is_one_problem_not_one_per_route() {
+    let errors = problems(&format!(
+        "{UPSTREAM}[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\nsecret = {{ env = \"HANDOFF_TEST_UNSET_SECRET\" }}\nleeway_seconds = -1\n{}{}{}",
+        route("/", "require_session = true"),
+        route("/a", "identity_headers = true"),
+        route("/b", "allow = { emails = [\"ada@example.com\"] }")
+    ));
+    assert_eq!(errors.len(), 1, "{}", list(&errors));
+    assert_eq!(errors[0].key, "session.leeway_seconds");
 }
 
 #[test]
@@ -676,7 +689,7 @@ fn errors_display_as_key_colon_message() {
         "{shown}"
     );
     assert!(
-        shown.contains("\n  routes[0].path: \"ai\" must start with `/`"),
+        shown.contains("\n  routes[0] (ai).path: \"ai\" must start with `/`"),
         "{shown}"
     );
 }
