@@ -37,6 +37,35 @@ pub fn lost_lines() -> (u64, u64) {
 ///
 /// A log file that cannot be opened is an error (at start, where the operator sees it).
 pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
+    install(settings, "info")
+}
+
+/// [`init`] for a console a person reads (`demo`, `check`): Pingora's start-up and stop
+/// chatter left out (its warnings and errors stay) unless `RUST_LOG` says otherwise.
+pub fn init_for_console(settings: &LogSettings) -> Result<LogGuard, String> {
+    install(settings, "info,pingora_core=warn")
+}
+
+/// The log filter: `RUST_LOG`, else `default`. Pingora's health-check lines are left out
+/// below ERROR (each upstream writes one line of its own, target `handoff::upstream`; Pingora's
+/// prints the whole backend as `Debug`) unless `RUST_LOG` names `pingora_load_balancing`.
+fn filter(default: &str) -> EnvFilter {
+    let asked = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let names_health = asked
+        .as_deref()
+        .is_some_and(|v| v.contains("pingora_load_balancing"));
+    let filter = asked
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    match "pingora_load_balancing=error".parse() {
+        Ok(quiet) if !names_health => filter.add_directive(quiet),
+        _ => filter,
+    }
+}
+
+fn install(settings: &LogSettings, default_filter: &str) -> Result<LogGuard, String> {
     let destination: Box<dyn Write + Send> = match &settings.file {
         Some(path) => Box::new(
             std::fs::OpenOptions::new()
@@ -58,9 +87,8 @@ pub fn init(settings: &LogSettings) -> Result<LogGuard, String> {
         let lines = writer.clone();
         crate::plugin::write_json_lines_to(Box::new(move |line| lines.append(line)));
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter(default_filter))
         .with_target(true)
         .with_ansi(ansi)
         .with_writer(writer);
@@ -312,6 +340,7 @@ mod tests {
             person: "alice@example.com",
             duration_ms: 12.34,
             error: "Upstream ConnectRefused\ncontext: x",
+            reference: "K7QW2MZP",
         };
         let traced = json_lines_of(|| line.trace());
         let mut direct = Vec::new();

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::pages;
+use crate::pages::{self, Page};
 
 /// A complete response: status, headers and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,9 @@ pub struct Reply {
     pub outcome: &'static str,
     /// Close the connection after this answer.
     pub close: bool,
+    /// An HTML page still to be rendered for the request it answers (its way back, the help
+    /// desk); `body` is empty until then. See [`Reply::render_page`].
+    pub page: Option<Box<Page>>,
 }
 
 impl Reply {
@@ -32,12 +35,64 @@ impl Reply {
             body: body.into(),
             outcome: "answered",
             close: false,
+            page: None,
         }
     }
 
-    /// An HTML page (see [`pages`]).
+    /// An HTML page for a person (see [`pages::Page`]): rendered when it is written, with the
+    /// way back and the help desk of the request it answers.
     pub fn page(status: u16, title: &str, message: &str) -> Reply {
-        Reply::html(status, pages::render(status, title, message, None))
+        Reply::deferred(Page {
+            status,
+            title: title.to_string(),
+            message: message.to_string(),
+            reference: None,
+            access_to: None,
+            notice: false,
+        })
+    }
+
+    /// A page that is not an error ("check your email"): a heading, the message, the way back.
+    pub fn notice(status: u16, title: &str, message: &str) -> Reply {
+        let mut r = Reply::page(status, title, message);
+        if let Some(page) = &mut r.page {
+            page.notice = true;
+        }
+        r
+    }
+
+    fn deferred(page: Page) -> Reply {
+        let mut r = Reply::html(page.status, String::new());
+        r.page = Some(Box::new(page));
+        r
+    }
+
+    /// Renders a deferred page for the request it answers (`host`, `path_and_query`,
+    /// `referer`) under `[pages]`; an error page without a reference gets one. Returns the
+    /// reference the page shows, for the access log. A reply that is not such a page is left
+    /// as it is.
+    pub fn render_page(
+        &mut self,
+        settings: &crate::config::PagesSettings,
+        host: Option<&str>,
+        path_and_query: &str,
+        referer: Option<&str>,
+    ) -> Option<String> {
+        let mut page = self.page.take()?;
+        if !page.notice && page.reference.is_none() {
+            page.reference = Some(pages::short_reference());
+        }
+        let back = pages::Back::for_request(settings, host, path_and_query, referer);
+        self.body = Bytes::from(page.render(settings, &back));
+        page.reference
+    }
+
+    /// On a 403 page: what access is asked for (for `[pages] request_access_url`).
+    pub fn with_access_to(mut self, what: &str) -> Reply {
+        if let Some(page) = &mut self.page {
+            page.access_to = Some(what.to_string());
+        }
+        self
     }
 
     /// An HTML document (see [`pages::document`]), with the pages' CSP.
@@ -80,6 +135,7 @@ impl Reply {
             body: Bytes::new(),
             outcome: "redirect",
             close: false,
+            page: None,
         }
     }
 
@@ -136,8 +192,15 @@ impl Reply {
         reference: Option<&str>,
     ) -> Reply {
         if wants_html {
-            return Reply::html(status, pages::render(status, title, message, reference))
-                .with_outcome(code);
+            return Reply::deferred(Page {
+                status,
+                title: title.to_string(),
+                message: message.to_string(),
+                reference: reference.map(str::to_string),
+                access_to: None,
+                notice: false,
+            })
+            .with_outcome(code);
         }
         #[derive(Serialize)]
         struct Body<'a> {

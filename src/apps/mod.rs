@@ -374,7 +374,7 @@ impl App {
         mapping: &ClaimMapping,
         html: bool,
     ) -> Reply {
-        let reference = short_reference();
+        let reference = crate::pages::short_reference();
         let app = self.name.as_str();
         let title = self.display_name();
         let (label, _) = outcome.labels();
@@ -415,12 +415,7 @@ impl App {
                     identity.email
                 );
                 if html {
-                    let page = crate::pages::notice(
-                        "Check your email",
-                        &message,
-                        ("/", "Back to the intranet"),
-                    );
-                    return Reply::html(200, page).with_outcome(label);
+                    return Reply::notice(200, "Check your email", &message).with_outcome(label);
                 }
                 Reply::error(false, 200, label, "Check your email", &message)
             }
@@ -548,10 +543,6 @@ fn contact_claim(field: crate::config::ContactField, mapping: &ClaimMapping) -> 
 }
 
 /// Eight hex characters a person can read out to the help desk, and an operator can grep for.
-fn short_reference() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
-}
-
 fn human_list(fields: &[IdentityField]) -> String {
     let words: Vec<&str> = fields.iter().map(|f| f.described()).collect();
     match words.as_slice() {

@@ -14,7 +14,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::pages::{document, escape};
+use crate::pages::{document, document_with_scripts, escape};
 use crate::routes::is_local_path;
 
 /// The session cookie the gateway reads (`[session] cookie` in conf/demo.toml).
@@ -107,10 +107,10 @@ pub async fn start(
 
 /// A wrong address gets a page a newcomer can read, with the way home (axum's is empty).
 async fn not_found() -> Response {
-    let page = crate::pages::notice(
+    let page = document(
         "Page not found",
-        "The demo intranet has no page at this address.",
-        ("/", "Back to the intranet"),
+        "<h1>Page not found</h1>\n<p>The demo intranet has no page at this address.</p>\n\
+         <p><a class=\"button\" href=\"/\">Back to the intranet</a></p>\n",
     );
     (StatusCode::NOT_FOUND, html(page)).into_response()
 }
@@ -144,12 +144,27 @@ struct Next {
     next: Option<String>,
 }
 
-async fn login_page(Query(q): Query<Next>) -> Response {
+async fn login_page(
+    State(demo): State<Demo>,
+    headers: HeaderMap,
+    Query(q): Query<Next>,
+) -> Response {
     let next = escape(safe_next(q.next.as_deref()));
     let mut body = String::from(
         "<p class=\"banner\">Demo intranet — pick a demo person; no passwords, nothing real.</p>\n\
-         <h1>Sign in to the intranet</h1>\n<ul class=\"apps\">\n",
+         <h1>Sign in to the intranet</h1>\n",
     );
+    // Someone who is signed in already is told so, with the way on.
+    if let Some(claims) = session(&demo, &headers) {
+        let who = claims["email"].as_str().unwrap_or("someone");
+        body.push_str(&format!(
+            "<p id=\"signed-in\">You are already signed in as <strong>{who}</strong>.</p>\n\
+             <p><a class=\"button\" href=\"{next}\">Continue as {who}</a></p>\n\
+             <p>Or sign in as another demo person:</p>\n",
+            who = escape(who),
+        ));
+    }
+    body.push_str("<ul class=\"apps\">\n");
     for p in &PEOPLE {
         let name = match p.family_name {
             Some(last) => format!("{} {last}", p.given_name),
@@ -319,25 +334,20 @@ fn page_for(
         .unwrap_or_default();
     // The widgets' tags, as the vendors document them: TypingMind's right after <head>,
     // YourGPT's chatbot at the end of the body.
-    let mut page = document("Demo intranet", &body).replacen(
-        "<head>\n",
-        &format!(
-            "<head>\n<script defer src=\"{}\"{nonce_attr}></script>\n",
-            escape(&demo.widget_src)
-        ),
-        1,
+    let typingmind = format!(
+        "<script defer src=\"{}\"{nonce_attr}></script>\n",
+        escape(&demo.widget_src)
     );
-    if let Some(chatbot) = &demo.chatbot {
-        let (src, id) = chatbot.as_ref();
-        page = page.replacen(
-            "</body>",
-            &format!(
-                "<script src=\"{}\" id=\"yourgpt-chatbot\" data-widget=\"{}\"{nonce_attr}></script>\n</body>",
+    let chatbot = demo
+        .chatbot
+        .as_deref()
+        .map(|(src, id)| {
+            format!(
+                "<script src=\"{}\" id=\"yourgpt-chatbot\" data-widget=\"{}\"{nonce_attr}></script>\n",
                 escape(src),
                 escape(id)
-            ),
-            1,
-        );
-    }
-    page
+            )
+        })
+        .unwrap_or_default();
+    document_with_scripts("Demo intranet", &typingmind, &body, &chatbot)
 }

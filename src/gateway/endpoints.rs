@@ -1,5 +1,7 @@
 //! The gateway's own endpoints under `server.endpoints_prefix`: `healthz`, `readyz`, `whoami`.
 
+use std::sync::Arc;
+
 use http::request::Parts;
 use serde::Serialize;
 
@@ -12,6 +14,9 @@ use crate::intranet_session::SessionError;
 use crate::pages;
 use crate::reply::{wants_html, Reply};
 use crate::upstream::GroupHealth;
+
+/// An endpoint's answer, the session it looked for, and the person it recognised (for the log).
+type Answer = (Reply, SessionNote, Option<Arc<Identity>>);
 
 impl Gateway {
     /// `Some("healthz")` for `/_handoff/healthz`; `Some("")` for the prefix itself.
@@ -29,31 +34,34 @@ impl Gateway {
         endpoint: &str,
         req: &Parts,
     ) -> (Decision<'_>, SessionNote) {
-        let (reply, note) = match endpoint {
-            "healthz" => (Reply::text(200, "ok\n"), SessionNote::NotChecked),
-            "readyz" => (self.readiness(), SessionNote::NotChecked),
+        let nobody = |reply| (reply, SessionNote::NotChecked, None);
+        let (reply, note, identity) = match endpoint {
+            "healthz" => nobody(Reply::text(200, "ok\n")),
+            "readyz" => nobody(self.readiness()),
             "whoami" => self.whoami(req).await,
             "" => self.portal(req).await,
             e if e.starts_with("yourgpt-contact/") => self.contact_script(req).await,
-            _ => (
-                Reply::error(
-                    wants_html(&req.headers),
-                    404,
-                    "no_endpoint",
-                    "Page not found",
-                    "The gateway has no page at this address.",
-                ),
-                SessionNote::NotChecked,
-            ),
+            _ => nobody(Reply::error(
+                wants_html(&req.headers),
+                404,
+                "no_endpoint",
+                "Page not found",
+                "The gateway has no page at this address.",
+            )),
         };
-        (Decision::Reply { reply, route: None }, note)
+        let decision = Decision::Reply {
+            reply,
+            route: None,
+            identity,
+        };
+        (decision, note)
     }
 
     /// A YourGPT chatbot widget's contact script, for the signed-in person's own page only:
     /// `Sec-Fetch-Site: same-origin` and `Sec-Fetch-Dest: script` (a page on another site that
     /// includes it with the person's cookies, or a browser that sends neither, gets a 403 — a
     /// `user_hash` never expires), a person the app admits, `private, no-store`.
-    async fn contact_script(&self, req: &Parts) -> (Reply, SessionNote) {
+    async fn contact_script(&self, req: &Parts) -> Answer {
         let path = crate::routes::normalize_path(req.uri.path());
         let refuse = |status, code, message: &str| {
             Reply::error(false, status, code, "Not available", message)
@@ -66,6 +74,7 @@ impl Gateway {
                     "No chatbot widget is signed in at this address.",
                 ),
                 SessionNote::NotChecked,
+                None,
             );
         };
         let header = |name| {
@@ -83,6 +92,7 @@ impl Gateway {
                     "This script is only for the intranet's own pages.",
                 ),
                 SessionNote::NotChecked,
+                None,
             );
         }
         let Some(session) = &self.session else {
@@ -93,6 +103,7 @@ impl Gateway {
                     "This gateway has no [session] section.",
                 ),
                 SessionNote::NotChecked,
+                None,
             );
         };
         let (identity, source) = match session.identify(&req.headers, true).await {
@@ -105,6 +116,7 @@ impl Gateway {
                         "You are not signed in to the intranet.",
                     ),
                     SessionNote::Invalid(e),
+                    None,
                 )
             }
         };
@@ -121,16 +133,14 @@ impl Gateway {
                 refuse(403, "forbidden", "The chatbot is not signed in for you.")
             }
         };
-        (reply, note)
+        (reply, note, Some(identity))
     }
 
     /// The portal: who the person is signed in as, and links to the apps their policy opens.
-    async fn portal(&self, req: &Parts) -> (Reply, SessionNote) {
+    async fn portal(&self, req: &Parts) -> Answer {
         let Some(session) = &self.session else {
-            return (
-                Reply::html(200, pages::portal(None, &[], None)),
-                SessionNote::NotChecked,
-            );
+            let page = pages::portal(&self.pages, None, &[], None);
+            return (Reply::html(200, page), SessionNote::NotChecked, None);
         };
         let (identity, note) = match session.identify(&req.headers, false).await {
             Ok((identity, source)) => (Some(identity), SessionNote::Valid(source)),
@@ -143,8 +153,8 @@ impl Gateway {
                 .login_url
                 .as_ref()
                 .map(|l| l.render(&own));
-            let page = pages::portal(None, &[], login.as_deref());
-            return (Reply::html(200, page), note);
+            let page = pages::portal(&self.pages, None, &[], login.as_deref());
+            return (Reply::html(200, page), note, None);
         };
         let apps: Vec<pages::PortalApp<'_>> = self
             .routes
@@ -168,10 +178,8 @@ impl Gateway {
             (false, true) => identity.name.clone(),
             (true, true) => identity.id.clone(),
         };
-        (
-            Reply::html(200, pages::portal(Some(&who), &apps, None)),
-            note,
-        )
+        let page = pages::portal(&self.pages, Some(&who), &apps, None);
+        (Reply::html(200, page), note, Some(identity))
     }
 
     /// `readyz`: 200 when this instance can serve — its config is loaded (it is: this code
@@ -224,13 +232,13 @@ impl Gateway {
         Reply::json(if ready { 200 } else { 503 }, &body)
     }
 
-    async fn whoami(&self, req: &Parts) -> (Reply, SessionNote) {
+    async fn whoami(&self, req: &Parts) -> Answer {
         let Some(session) = &self.session else {
             let body = serde_json::json!({
                 "error": "no_session_config",
                 "message": "this gateway has no [session] section",
             });
-            return (Reply::json(404, &body), SessionNote::NotChecked);
+            return (Reply::json(404, &body), SessionNote::NotChecked, None);
         };
         match session.identify(&req.headers, true).await {
             Ok((identity, source)) => {
@@ -244,7 +252,8 @@ impl Gateway {
                     source: source.label(),
                     identity: &identity,
                 };
-                (Reply::json(200, &body), SessionNote::Valid(source))
+                let reply = Reply::json(200, &body);
+                (reply, SessionNote::Valid(source), Some(identity))
             }
             Err(e) => {
                 let (status, error) = match e {
@@ -257,7 +266,7 @@ impl Gateway {
                     "reason": e.reason(),
                     "message": e.to_string(),
                 });
-                (Reply::json(status, &body), SessionNote::Invalid(e))
+                (Reply::json(status, &body), SessionNote::Invalid(e), None)
             }
         }
     }

@@ -70,13 +70,20 @@ pub struct Gateway {
     /// Set when the process is about to stop: `readyz` answers 503 (shared by every config
     /// the process loads).
     draining: Arc<std::sync::atomic::AtomicBool>,
+    /// `[pages]`: what the gateway's pages say and where they lead.
+    pages: crate::config::PagesSettings,
 }
 
 /// What to do with a request. A handoff borrows what it needs from the gateway that decided
 /// it, so running it cannot miss an app or a session.
 pub enum Decision<'g> {
-    /// Answer it here (`route`: the route the request matched, if any).
-    Reply { reply: Reply, route: Option<usize> },
+    /// Answer it here (`route`: the route the request matched, if any; `identity`: the
+    /// person, when one was recognised — a refusal, the portal, `whoami` —, for the log).
+    Reply {
+        reply: Reply,
+        route: Option<usize>,
+        identity: Option<Arc<Identity>>,
+    },
     /// Proxy it on `route` (`None`: no route matches — the host's own request); `identity` is
     /// set when a session was looked for and found. `widgets`: what happens to widget tags in
     /// the response, if it is an HTML page.
@@ -253,6 +260,7 @@ impl Gateway {
             dropped_group_logged: Default::default(),
             shared,
             draining: previous.map(|p| p.draining.clone()).unwrap_or_default(),
+            pages: config.pages,
         };
         if let (Some(new), Some(old)) = (gateway.jwks(), previous.and_then(Gateway::jwks)) {
             new.adopt_keys(old);
@@ -268,6 +276,11 @@ impl Gateway {
 
     pub fn log_settings(&self) -> &LogSettings {
         &self.log
+    }
+
+    /// `[pages]`.
+    pub fn pages(&self) -> &crate::config::PagesSettings {
+        &self.pages
     }
 
     /// The person as the logs may name them (`[log] person`): their id, a keyed hash of it,
@@ -346,7 +359,11 @@ impl Gateway {
     pub async fn decide(&self, req: &Parts) -> (Decision<'_>, SessionNote) {
         if let Some(reply) = self.hostile_framing(req) {
             return (
-                Decision::Reply { reply, route: None },
+                Decision::Reply {
+                    reply,
+                    route: None,
+                    identity: None,
+                },
                 SessionNote::NotChecked,
             );
         }
@@ -365,6 +382,7 @@ impl Gateway {
                 let decision = Decision::Reply {
                     reply: refusal,
                     route: Some(index),
+                    identity: None,
                 };
                 return (decision, SessionNote::NotChecked);
             }
@@ -409,11 +427,25 @@ impl Gateway {
                         identity.email.as_str()
                     };
                     let message = format!("You are signed in as {who}. {}", denial.explanation);
-                    let reply =
-                        Reply::error(html(), 403, "forbidden", "Not for you, sorry", &message);
+                    let (access_to, title) = match route.target {
+                        RouteTarget::App(app) => (
+                            self.apps[app].name.as_str(),
+                            format!(
+                                "You do not have access to {}",
+                                self.apps[app].display_name()
+                            ),
+                        ),
+                        RouteTarget::Upstream(_) => (
+                            route.path.as_str(),
+                            "You do not have access to this page".to_string(),
+                        ),
+                    };
+                    let reply = Reply::error(html(), 403, "forbidden", &title, &message)
+                        .with_access_to(access_to);
                     let decision = Decision::Reply {
                         reply,
                         route: Some(index),
+                        identity: Some(identity),
                     };
                     return (decision, SessionNote::Valid(source));
                 }
@@ -439,6 +471,7 @@ impl Gateway {
                 Decision::Reply {
                     reply: self.unauthenticated(session, req, html(), e),
                     route: Some(index),
+                    identity: None,
                 },
                 SessionNote::Invalid(e),
             ),

@@ -39,8 +39,10 @@ impl Handoff {
     /// Call from your `logging`: counts the request in the metrics and, unless
     /// `[log] access = false`, writes one access-log line (target `handoff::access`): method,
     /// path (the query only with `[log] query = true`, and never on a handoff route), status,
-    /// route, outcome, upstream, session result and source, the person (`[log] person`),
-    /// duration. Never a token, a cookie or a secret.
+    /// route, outcome, upstream, session result and source, the person whenever one was
+    /// recognised (`[log] person`; refusals, the portal and `whoami` included), duration, the
+    /// error, and the help-desk reference the answer's page showed. Never a token, a cookie or
+    /// a secret.
     pub fn log_access(&self, session: &Session, e: Option<&Error>, ctx: &HandoffCtx) {
         let gateway = self.gateway_of(ctx);
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
@@ -75,8 +77,20 @@ impl Handoff {
             person: &person,
             duration_ms: (seconds * 1e5).round() / 100.0,
             error: error.as_deref().unwrap_or("-"),
+            reference: ctx.reference.as_deref().unwrap_or("-"),
         }
         .log();
+    }
+}
+
+impl Handoff {
+    /// Whether [`Handoff::log_access`] writes `e` into the request's access line (its `error`
+    /// field): the access log is on and the failure is the upstream's or the client's, not
+    /// the gateway's own. Return it from your `suppress_error_log` so such a failure is one
+    /// line, not that and Pingora's ERROR.
+    pub fn error_in_access_log(&self, ctx: &HandoffCtx, e: &Error) -> bool {
+        self.gateway_of(ctx).log_settings().access
+            && matches!(e.esource(), ErrorSource::Upstream | ErrorSource::Downstream)
     }
 }
 
@@ -94,6 +108,8 @@ pub(crate) struct AccessLine<'a> {
     pub person: &'a str,
     pub duration_ms: f64,
     pub error: &'a str,
+    /// The help-desk reference the answer's page showed; `-` when none.
+    pub reference: &'a str,
 }
 
 thread_local! {
@@ -139,6 +155,7 @@ impl AccessLine<'_> {
             person = self.person,
             duration_ms = self.duration_ms,
             error = self.error,
+            reference = self.reference,
         );
     }
 
@@ -160,6 +177,7 @@ impl AccessLine<'_> {
         field(out, "person", self.person);
         field(out, "duration_ms", self.duration_ms);
         field(out, "error", self.error);
+        field(out, "reference", self.reference);
         out.extend_from_slice(b",\"target\":\"handoff::access\"}\n");
     }
 }

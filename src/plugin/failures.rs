@@ -31,7 +31,7 @@ impl Handoff {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &HandoffCtx,
+        ctx: &mut HandoffCtx,
     ) -> FailToProxy {
         let code = proxy_error_status(e);
         if code > 0 && session.response_written().is_none() {
@@ -67,8 +67,10 @@ impl Handoff {
             // The connection is not reused after a failed proxy attempt: say so, or the client
             // sends its next request into a closing socket.
             session.set_keepalive(None);
-            if let Err(write_err) = write_reply(session, reply).await {
-                tracing::debug!("could not send the error page: {write_err}");
+            let gateway = self.gateway_of(ctx).into_owned();
+            match write_reply(session, reply, gateway.pages()).await {
+                Ok(reference) => ctx.reference = reference,
+                Err(write_err) => tracing::debug!("could not send the error page: {write_err}"),
             }
         }
         FailToProxy {
@@ -79,9 +81,16 @@ impl Handoff {
 
     /// Optional, for requests Handoff does not route ([`Filtered::NotMine`](crate::Filtered::NotMine)) when you have no
     /// route for them either: a 404 page.
-    pub async fn answer_not_found(&self, session: &mut Session) -> Result<()> {
+    pub async fn answer_not_found(
+        &self,
+        session: &mut Session,
+        ctx: &mut HandoffCtx,
+    ) -> Result<()> {
         let html = wants_html(&session.req_header().headers);
-        write_reply(session, self.gateway().not_found(html)).await
+        let gateway = self.gateway_of(ctx).into_owned();
+        ctx.outcome = Outcome::Answered("no_route");
+        ctx.reference = write_reply(session, gateway.not_found(html), gateway.pages()).await?;
+        Ok(())
     }
 }
 

@@ -62,6 +62,8 @@ pub struct HandoffCtx {
     identity: Option<Arc<Identity>>,
     session: SessionNote,
     connect_failures: usize,
+    /// The help-desk reference of the page the request was answered with, for the log.
+    reference: Option<Box<str>>,
     /// What an HTML answer's widget tags get.
     widgets: Widgets,
     /// Set once the response turned out to be a rewritable HTML page. Boxed: most answers are
@@ -253,6 +255,7 @@ impl Handoff {
             identity: None,
             session: SessionNote::NotChecked,
             connect_failures: 0,
+            reference: None,
             widgets: Widgets::Off,
             page: None,
             replacement: None,
@@ -276,7 +279,7 @@ impl Handoff {
         ctx.gateway = Some(gateway.clone());
         if let Some(reply) = screen::screen(&gateway, session.req_header_mut()) {
             ctx.outcome = Outcome::Answered(reply.outcome);
-            write_reply(session, reply).await?;
+            ctx.reference = write_reply(session, reply, gateway.pages()).await?;
             return Ok(Filtered::Answered);
         }
         let (decision, note) = gateway.decide(session.req_header()).await;
@@ -293,10 +296,15 @@ impl Handoff {
                 .inc();
         }
         match decision {
-            Decision::Reply { reply, route } => {
+            Decision::Reply {
+                reply,
+                route,
+                identity,
+            } => {
                 ctx.route = route;
+                ctx.identity = identity;
                 ctx.outcome = Outcome::Answered(reply.outcome);
-                write_reply(session, reply).await?;
+                ctx.reference = write_reply(session, reply, gateway.pages()).await?;
                 Ok(Filtered::Answered)
             }
             Decision::Proxy {
@@ -321,7 +329,7 @@ impl Handoff {
                 let reply = gateway.handoff(to, &identity, session.req_header()).await;
                 ctx.outcome = Outcome::Answered(reply.outcome);
                 ctx.identity = Some(identity);
-                write_reply(session, reply).await?;
+                ctx.reference = write_reply(session, reply, gateway.pages()).await?;
                 Ok(Filtered::Answered)
             }
         }

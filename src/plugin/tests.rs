@@ -89,7 +89,7 @@ async fn a_failed_proxy_attempt_gets_a_page_and_closes() {
     );
     let mut e = Error::new(ConnectRefused);
     e.as_up();
-    let failed = h.fail_to_proxy(&mut session, &e, &ctx).await;
+    let failed = h.fail_to_proxy(&mut session, &e, &mut ctx).await;
     assert_eq!(failed.error_code, 502);
     assert!(!failed.can_reuse_downstream);
     let wire = received(session, client).await;

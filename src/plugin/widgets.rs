@@ -108,7 +108,7 @@ impl Handoff {
         response: &mut ResponseHeader,
         ctx: &mut HandoffCtx,
     ) -> Result<()> {
-        let reply = Reply::error(
+        let mut reply = Reply::error(
             true,
             502,
             "page_not_checked",
@@ -117,6 +117,8 @@ impl Handoff {
              compression, or only a part of it), so it cannot make sure the page carries no \
              stale sign-in code. Reloading the page usually helps.",
         );
+        let gateway = self.gateway_of(ctx).into_owned();
+        ctx.reference = super::wire::render_page(session, &mut reply, gateway.pages());
         tracing::warn!(
             target: "handoff::widget",
             "an HTML page came compressed with an encoding the gateway cannot undo, or as a \

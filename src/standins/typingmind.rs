@@ -121,37 +121,36 @@ async fn whois(
 
 /// The widget: a box in the page's corner saying whether it was given a code and whom the
 /// instance says it names.
-async fn widget_js(State(s): State<TypingMindStandIn>) -> Response {
-    let base = format!("http://{}", s.addr);
-    let script = format!(
-        r#"(function () {{
+async fn widget_js() -> Response {
+    let script = r#"(function () {
   var me = document.currentScript;
+  // Where this script came from is where the stand-in is, however the browser reached it.
+  var base = me && me.src ? new URL(me.src, location.href).origin : "";
   var code = me && me.getAttribute("data-external-auth-code");
-  function show(text) {{
+  function show(text) {
     var box = document.createElement("aside");
     box.id = "typingmind-widget";
     box.setAttribute("role", "status");
     box.style.cssText = "position:fixed;right:1rem;bottom:1rem;max-width:20rem;padding:.75rem 1rem;background:#111827;color:#fff;border-radius:10px;font:14px system-ui,sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.3)";
     box.textContent = text;
     document.body.appendChild(box);
-  }}
-  function ready(f) {{
+  }
+  function ready(f) {
     if (document.body) f(); else document.addEventListener("DOMContentLoaded", f);
-  }}
-  ready(function () {{
-    if (!code) {{ show("TypingMind widget (stand-in): no sign-in code, not signed in"); return; }}
-    fetch("{base}/api/whois?code=" + encodeURIComponent(code))
-      .then(function (r) {{ return r.json(); }})
-      .then(function (a) {{
+  }
+  ready(function () {
+    if (!code) { show("TypingMind widget (stand-in): no sign-in code, not signed in"); return; }
+    fetch(base + "/api/whois?code=" + encodeURIComponent(code))
+      .then(function (r) { return r.json(); })
+      .then(function (a) {
         show(a.signed_in
           ? "TypingMind widget (stand-in): signed in as " + a.who + " (code " + code.slice(0, 12) + "…)"
           : "TypingMind widget (stand-in): code refused: " + a.why);
-      }})
-      .catch(function () {{ show("TypingMind widget (stand-in): instance unreachable"); }});
-  }});
-}})();
-"#
-    );
+      })
+      .catch(function () { show("TypingMind widget (stand-in): instance unreachable"); });
+  });
+})();
+"#;
     (
         [("content-type", "application/javascript; charset=utf-8")],
         script,

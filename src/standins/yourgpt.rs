@@ -421,51 +421,50 @@ async fn confirm(
 /// The chatbot widget: a box in the page's bottom-left corner. `window.$yourgptChatbot.set(
 /// "contact:data", {…})` sends the data to the stand-in, which checks its `user_hash`; with no
 /// such call a moment after the page loaded, the visitor is anonymous.
-async fn widget_script(State(s): State<YourGptStandIn>) -> Response {
-    let base = format!("http://{}", s.addr);
-    let script = format!(
-        r#"(function () {{
+async fn widget_script() -> Response {
+    let script = r#"(function () {
   var me = document.currentScript;
+  // Where this script came from is where the stand-in is, however the browser reached it.
+  var base = me && me.src ? new URL(me.src, location.href).origin : "";
   var widget = (me && me.getAttribute("data-widget")) || window.YGC_WIDGET_ID || "";
   var box = null, told = false;
-  function show(text, state) {{
-    if (!box) {{
+  function show(text, state) {
+    if (!box) {
       box = document.createElement("aside");
       box.id = "yourgpt-widget";
       box.setAttribute("role", "status");
       box.style.cssText = "position:fixed;left:1rem;bottom:1rem;max-width:20rem;padding:.75rem 1rem;background:#4c1d95;color:#fff;border-radius:10px;font:14px system-ui,sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.3)";
       document.body.appendChild(box);
-    }}
+    }
     box.setAttribute("data-state", state);
     box.textContent = text;
-  }}
-  function ready(f) {{
+  }
+  function ready(f) {
     if (document.body) f(); else document.addEventListener("DOMContentLoaded", f);
-  }}
-  window.$yourgptChatbot = {{
-    set: function (key, data) {{
+  }
+  window.$yourgptChatbot = {
+    set: function (key, data) {
       if (key !== "contact:data") return;
       told = true;
-      fetch("{base}/widget/verify", {{ method: "POST", headers: {{ "content-type": "text/plain" }},
-        body: JSON.stringify({{ widget: widget, data: data }}) }})
-        .then(function (r) {{ return r.json(); }})
-        .then(function (a) {{
-          ready(function () {{
+      fetch(base + "/widget/verify", { method: "POST", headers: { "content-type": "text/plain" },
+        body: JSON.stringify({ widget: widget, data: data }) })
+        .then(function (r) { return r.json(); })
+        .then(function (a) {
+          ready(function () {
             if (a.ok) show("YourGPT chatbot (stand-in): signed in as " + a.who, "signed-in");
             else show("YourGPT chatbot (stand-in): " + a.error, "error");
-          }});
-        }})
-        .catch(function () {{ ready(function () {{ show("YourGPT chatbot (stand-in): unreachable", "error"); }}); }});
-    }}
-  }};
-  ready(function () {{
-    setTimeout(function () {{
+          });
+        })
+        .catch(function () { ready(function () { show("YourGPT chatbot (stand-in): unreachable", "error"); }); });
+    }
+  };
+  ready(function () {
+    setTimeout(function () {
       if (!told) show("YourGPT chatbot (stand-in): anonymous visitor (no contact data)", "anonymous");
-    }}, 1500);
-  }});
-}})();
-"#
-    );
+    }, 1500);
+  });
+})();
+"#;
     (
         [("content-type", "application/javascript; charset=utf-8")],
         script,

@@ -106,6 +106,21 @@ pub fn captured_logs() -> String {
         .unwrap_or_default()
 }
 
+/// The access-log line (target `handoff::access`) holding `marker`, once it is written (the
+/// line follows the answer): waits up to 2 s.
+pub async fn wait_for_log_line(marker: &str) -> String {
+    for _ in 0..100 {
+        if let Some(line) = captured_logs()
+            .lines()
+            .find(|l| l.contains("handoff::access") && l.contains(marker))
+        {
+            return line.to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no access-log line for {marker}");
+}
+
 /// The first captured log line that holds every one of `fragments`. Give one fragment only
 /// this test can have caused (its stand-in's port, a unique email): the capture is shared by
 /// every test in the process.

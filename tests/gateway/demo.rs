@@ -180,6 +180,29 @@ async fn chatbot_says(c: &Client, state: &str) -> String {
     }
 }
 
+/// On a gateway page: its way back (the last button) leads to `expected` (a path), with the
+/// help-desk line above it; follows it and waits for the intranet's home.
+async fn way_back_leads_to(c: &Client, expected: &str) {
+    let page = text(c).await;
+    assert!(
+        page.contains("Need help? Contact"),
+        "no help-desk line: {page}"
+    );
+    let buttons = c
+        .find_all(Locator::Css("main a.button"))
+        .await
+        .expect("the page's buttons");
+    let back = buttons.last().expect("a way back");
+    let href = back.attr("href").await.expect("href").expect("an href");
+    assert_eq!(href, expected, "{page}");
+    back.click().await.expect("the way back can be followed");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#hello"))
+        .await
+        .expect("the way back leads to the intranet's home");
+}
+
 /// Signs out (if signed in) and in again as a demo person, from the gateway's front page.
 async fn log_in_as(c: &Client, demo: &Demo, who: &str) {
     c.goto(&format!("{}/logout", demo.gateway))
@@ -308,16 +331,32 @@ async fn the_demo_clicked_through_in_chromium() {
         .await
         .expect("a shared link");
     let page = text(&c).await;
-    assert!(page.contains("Not for you, sorry"), "{page}");
+    assert!(
+        page.contains("You do not have access to TypingMind"),
+        "{page}"
+    );
     assert!(
         page.contains("mallory@demo.example") && page.contains("ai-users"),
         "{page}"
     );
     shot(&c, "06-forbidden").await;
+    // Opened without a page to return to: the way back is the intranet's home.
+    way_back_leads_to(&c, "/").await;
     c.goto(&format!("{}/_handoff/", demo.gateway))
         .await
         .expect("portal");
     assert!(text(&c).await.contains("No AI app is open to you"));
+    shot(&c, "06b-portal-nothing-open").await;
+    // The login page says who is signed in already.
+    c.goto(&format!("{}/login", demo.gateway))
+        .await
+        .expect("login");
+    let page = text(&c).await;
+    assert!(
+        page.contains("You are already signed in as mallory@demo.example"),
+        "{page}"
+    );
+    shot(&c, "06c-login-already-signed-in").await;
 
     // Grace has no last name: the clear "missing data" page, no YourGPT call made for nothing.
     log_in_as(&c, &demo, "grace").await;
@@ -326,6 +365,21 @@ async fn the_demo_clicked_through_in_chromium() {
     assert!(page.contains("Some of your details are missing"), "{page}");
     assert!(page.contains("your last name"), "{page}");
     shot(&c, "07-missing-data").await;
+    // Clicked from the intranet's home: the way back is that page.
+    way_back_leads_to(&c, "/").await;
+    // A gateway address that does not exist, and one the gateway will not read: pages too.
+    c.goto(&format!("{}/_handoff/no-such-page", demo.gateway))
+        .await
+        .expect("a wrong address");
+    assert!(text(&c).await.contains("Page not found"));
+    shot(&c, "07b-gateway-not-found").await;
+    way_back_leads_to(&c, "/").await;
+    c.goto(&format!("{}/ai/chat/%00", demo.gateway))
+        .await
+        .expect("a bad address");
+    assert!(text(&c).await.contains("Bad request"));
+    shot(&c, "07c-bad-request").await;
+    way_back_leads_to(&c, "/").await;
 
     // Linus is already registered at YourGPT: the confirmation email, then the confirm link.
     log_in_as(&c, &demo, "linus").await;

@@ -17,6 +17,7 @@ mod jwks;
 mod leaks;
 mod lifecycle;
 mod observability;
+mod pages;
 mod passthrough;
 mod policy;
 mod process;

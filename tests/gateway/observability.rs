@@ -308,19 +308,6 @@ async fn access_log_can_name_people_by_keyed_hash_only() {
     );
 }
 
-async fn wait_for_log_line(marker: &str) -> String {
-    for _ in 0..100 {
-        if let Some(line) = captured_logs()
-            .lines()
-            .find(|l| l.contains("handoff::access") && l.contains(marker))
-        {
-            return line.to_string();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("no access-log line for {marker}");
-}
-
 /// Every flow, with known secrets and credentials: none of them may appear anywhere in what
 /// the gateway logged.
 #[tokio::test(flavor = "multi_thread")]

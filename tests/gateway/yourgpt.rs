@@ -237,7 +237,7 @@ async fn missing_identity_fields_show_a_page_and_call_nobody() {
     assert_eq!(resp.status(), 422);
     let page = resp.text().await.unwrap();
     assert!(page.contains("your last name"), "{page}");
-    assert!(page.contains("Reference for the help desk"), "{page}");
+    assert!(page.contains("quote reference"), "{page}");
     assert_eq!(s.api.calls().len(), 0);
     let reference = page
         .split("<strong>")
