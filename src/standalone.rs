@@ -270,7 +270,7 @@ fn watch_for_draining(server: &Server) -> Arc<AtomicBool> {
 }
 
 /// Reloads the config on `SIGHUP`; writes the process id to `server.pid_file` (which
-/// `handoff reload` reads) once the signal handler is in place.
+/// `handoff reload` reads) once the signal handler is in place, and removes it at the stop.
 struct ReloadOnHangup {
     handoff: Handoff,
     pid_file: String,
@@ -303,8 +303,23 @@ impl BackgroundService for ReloadOnHangup {
                     // The outcome is logged and counted by `reload` itself.
                     let _ = self.handoff.reload().await;
                 }
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    remove_own_pid_file(&self.pid_file);
+                    return;
+                }
             }
+        }
+    }
+}
+
+/// At a clean stop: removes the pid file if it still names this process (after a binary
+/// upgrade it names the new one, which must keep it).
+fn remove_own_pid_file(pid_file: &str) {
+    let ours = std::fs::read_to_string(pid_file)
+        .is_ok_and(|text| text.trim() == std::process::id().to_string());
+    if ours {
+        if let Err(e) = std::fs::remove_file(pid_file) {
+            tracing::debug!(target: "handoff::server", "cannot remove server.pid_file {pid_file}: {e}");
         }
     }
 }
@@ -389,7 +404,7 @@ impl ProxyHttp for StandaloneProxy {
             Filtered::Answered => Ok(true),
             Filtered::Proxy => Ok(false),
             Filtered::NotMine => {
-                self.handoff.answer_not_found(session).await?;
+                self.handoff.answer_not_found(session, ctx).await?;
                 Ok(true)
             }
         }
@@ -457,15 +472,17 @@ impl ProxyHttp for StandaloneProxy {
 
     /// A WebSocket tunnel (the client had its `101` and its frames; the access line says 101)
     /// ends however its two sides end it — often an upstream's reset right after the close
-    /// frame. That is no failure to proxy: DEBUG, not Pingora's ERROR.
-    fn suppress_error_log(&self, session: &Session, _ctx: &HandoffCtx, e: &Error) -> bool {
+    /// frame. That is no failure to proxy: DEBUG, not Pingora's ERROR. Any other failure that
+    /// the request's access line carries (an upstream refusing or timing out, a client gone)
+    /// is that one line, not a second one at ERROR.
+    fn suppress_error_log(&self, session: &Session, ctx: &HandoffCtx, e: &Error) -> bool {
         let tunnel = session
             .response_written()
             .is_some_and(|r| r.status == http::StatusCode::SWITCHING_PROTOCOLS);
         if tunnel {
             tracing::debug!(target: "handoff::access", "a WebSocket tunnel ended: {e}");
         }
-        tunnel
+        tunnel || self.handoff.error_in_access_log(ctx, e)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut HandoffCtx) {

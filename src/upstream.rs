@@ -7,7 +7,10 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use pingora::lb::Backend;
 
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
@@ -113,7 +116,11 @@ impl UpstreamGroup {
         };
         let health_checked = check.is_some();
         if let Some(check) = check {
-            lb.set_health_check(check);
+            let what = match &hc.kind {
+                HealthCheckKind::Http { path, .. } => format!("HTTP health check (GET {path})"),
+                _ => "TCP health check".to_string(),
+            };
+            lb.set_health_check(Box::new(Reported::new(&settings.name, what, check)));
             lb.health_check_frequency = Some(hc.interval);
             lb.parallel_health_check = true;
         }
@@ -175,4 +182,85 @@ impl UpstreamGroup {
     pub fn health_checker(&self) -> Option<Arc<LoadBalancer<RoundRobin>>> {
         self.health_checked.then(|| self.lb.clone())
     }
+}
+
+/// A health check that says what happened in one line of its own (target `handoff::upstream`):
+/// the group, the server, the check and the cause when a server turns unhealthy, and one line
+/// when it passes again. (Pingora's own line prints the whole backend as `Debug`; the
+/// subscriber leaves `pingora_load_balancing` out below ERROR.)
+struct Reported {
+    group: String,
+    /// "TCP health check", "HTTP health check (GET /healthz)".
+    what: String,
+    inner: Box<dyn HealthCheck + Send + Sync>,
+    /// Each server's last failure, until the state change that reports it.
+    last_failure: Mutex<HashMap<String, String>>,
+}
+
+impl Reported {
+    fn new(group: &str, what: String, inner: Box<dyn HealthCheck + Send + Sync>) -> Self {
+        Reported {
+            group: group.to_string(),
+            what,
+            inner,
+            last_failure: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl HealthCheck for Reported {
+    async fn check(&self, target: &Backend) -> pingora::Result<()> {
+        let result = self.inner.check(target).await;
+        if let Err(e) = &result {
+            let cause = failure_cause(e);
+            self.failures().insert(target.addr.to_string(), cause);
+        }
+        result
+    }
+
+    async fn health_status_change(&self, target: &Backend, healthy: bool) {
+        let server = target.addr.to_string();
+        let group = self.group.as_str();
+        if healthy {
+            self.failures().remove(&server);
+            tracing::info!(
+                target: "handoff::upstream",
+                group, server, check = %self.what,
+                "upstream {group}: {server} passes its {} again", self.what
+            );
+        } else {
+            let cause = self.failures().remove(&server).unwrap_or_default();
+            tracing::warn!(
+                target: "handoff::upstream",
+                group, server, check = %self.what, cause = %cause,
+                "upstream {group}: {server} failed its {}: {cause}", self.what
+            );
+        }
+        self.inner.health_status_change(target, healthy).await;
+    }
+
+    fn health_threshold(&self, success: bool) -> usize {
+        self.inner.health_threshold(success)
+    }
+}
+
+/// What a failed check says in a log line: its kind and its root cause (`ConnectRefused:
+/// Connection refused (os error 111)`), on one line. Pingora's full chain carries the whole
+/// peer as `Debug` in its context.
+fn failure_cause(e: &pingora::Error) -> String {
+    let root = e.root_cause();
+    let own = std::ptr::addr_eq(root as *const _, e as *const pingora::Error);
+    let text = if own {
+        e.to_string()
+    } else {
+        format!("{}: {root}", e.etype().as_str())
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

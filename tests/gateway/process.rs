@@ -64,11 +64,21 @@ fn sigterm_on_an_idle_gateway_exits_at_once_not_after_the_grace_period() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(200));
+    let pid_file = dir.path().join("handoff.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        gw.pid().to_string(),
+        "the pid file names the process while it runs"
+    );
     let started = Instant::now();
     gw.signal(libc::SIGTERM);
     let code = gw.wait_exit(Duration::from_secs(10));
     let took = started.elapsed();
     assert_eq!(code, Some(0), "{}", gw.log());
+    assert!(
+        !pid_file.exists(),
+        "a clean stop removes the pid file (a stale one would send `handoff reload` elsewhere)"
+    );
     assert!(
         took < Duration::from_secs(2),
         "grace_period_seconds = 10, idle: stopped in {took:?}\n{}",
@@ -328,4 +338,74 @@ fn the_systemd_unit_verifies_and_its_service_user_can_check_the_config() {
             "{out:?}"
         );
     }
+}
+
+/// The intranet down on day one: the health check says so in one line naming the group, the
+/// server, the check and the cause (not Pingora's 1,000-character `Debug` dump of the
+/// backend), and each failed request is its access line with the error in it — no second
+/// line at ERROR from Pingora — until the server is back, which is one line too.
+#[test]
+fn an_upstream_that_is_down_is_one_warning_and_each_failed_request_one_access_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let intranet_port = free_port();
+    let body = format!(
+        "[upstreams.intranet]\nservers = [\"127.0.0.1:{intranet_port}\"]\n\
+         [upstreams.intranet.health_check]\ntype = \"tcp\"\ninterval_ms = 100\n\
+         [[routes]]\npath = \"/\"\nupstream = \"intranet\"\n"
+    );
+    let config = write_process_config(dir.path(), port, "", &body);
+    let mut gw = GatewayProcess::start(&config, &[]);
+    wait_listening(port, &gw);
+    let down =
+        format!("upstream intranet: 127.0.0.1:{intranet_port} failed its TCP health check: ");
+    let log = gw.log_with(&[&down]);
+    for _ in 0..3 {
+        assert_eq!(get(port, "/down-marker").0, 502);
+    }
+    // Back: one line saying so.
+    let listener = std::net::TcpListener::bind(("127.0.0.1", intranet_port)).unwrap();
+    let up =
+        format!("upstream intranet: 127.0.0.1:{intranet_port} passes its TCP health check again");
+    let log = gw.log_with(&[&up, "\"status\":502"]).to_owned() + &log;
+    drop(listener);
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0), "{log}");
+    let log = gw.log();
+    let health: Vec<&str> = log.lines().filter(|l| l.contains("health check")).collect();
+    assert_eq!(health.len(), 2, "one line down, one line up:\n{log}");
+    let down_line: Value = serde_json::from_str(health[0]).unwrap();
+    assert_eq!(down_line["level"], "WARN", "{log}");
+    assert_eq!(down_line["target"], "handoff::upstream");
+    assert_eq!(down_line["group"], "intranet");
+    assert_eq!(down_line["server"], format!("127.0.0.1:{intranet_port}"));
+    assert!(
+        down_line["cause"]
+            .as_str()
+            .unwrap()
+            .contains("ConnectRefused"),
+        "{log}"
+    );
+    assert!(health[0].len() < 600, "one short line: {}", health[0]);
+    assert!(!log.contains("Backend {"), "no Debug dump:\n{log}");
+    assert!(
+        !log.contains("pingora_load_balancing"),
+        "Pingora's own health lines are left out:\n{log}"
+    );
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("/down-marker")).collect();
+    assert_eq!(failed.len(), 3, "one line per failed request:\n{log}");
+    for line in failed {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["target"], "handoff::access", "{line}");
+        assert_eq!(v["status"], 502);
+        assert_eq!(v["outcome"], "proxy_error");
+        assert!(
+            v["error"].as_str().unwrap().contains("ConnectRefused"),
+            "{line}"
+        );
+    }
+    assert!(
+        !log.contains("\"level\":\"ERROR\""),
+        "no ERROR line for an upstream that is down:\n{log}"
+    );
 }
