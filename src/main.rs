@@ -34,7 +34,12 @@ struct Cli {
 #[derive(clap::Args)]
 struct ConfigFile {
     /// The config file [default: /etc/handoff/handoff.toml].
-    #[arg(long = "config", short = 'c', env = "HANDOFF_CONFIG")]
+    #[arg(
+        long = "config",
+        short = 'c',
+        value_name = "FILE",
+        env = "HANDOFF_CONFIG"
+    )]
     path: Option<PathBuf>,
 }
 
@@ -81,10 +86,19 @@ enum Command {
         #[arg(
             long,
             short = 'c',
+            value_name = "FILE",
             default_value = "conf/demo.toml",
             env = "HANDOFF_CONFIG"
         )]
         config: PathBuf,
+        /// The gateway's address as your browser reaches it, when that is not this machine's
+        /// loopback (e.g. http://demo.example.net:8080): the stand-ins' pages use its host.
+        #[arg(long, value_name = "URL", value_parser = handoff::internals::demo::Reach::public_url)]
+        public_url: Option<url::Url>,
+        /// Listen on this address instead of 127.0.0.1 (e.g. 0.0.0.0), for the gateway and the
+        /// stand-ins. The demo's secrets are public: anyone who can reach it can sign in.
+        #[arg(long, value_name = "IP")]
+        listen: Option<std::net::IpAddr>,
     },
     /// Check the config file, then tell the running gateway (the process in `server.pid_file`)
     /// to reload it (SIGHUP). Its log says how the reload went.
@@ -124,9 +138,14 @@ fn main() -> ExitCode {
             Ok(path) => reload(&path),
             Err(code) => code,
         },
-        Command::Demo { config } => {
+        Command::Demo {
+            config,
+            public_url,
+            listen,
+        } => {
             let _logs = text_logs();
-            match handoff::internals::demo::run(&config) {
+            let reach = handoff::internals::demo::Reach { public_url, listen };
+            match handoff::internals::demo::run(&config, &reach) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("{}: {e}", config.display());
@@ -263,5 +282,5 @@ fn text_logs() -> Option<handoff::internals::log_writer::LogGuard> {
         format: LogFormat::Text,
         ..LogSettings::default()
     };
-    handoff::internals::logging::init(&settings).ok()
+    handoff::internals::logging::init_for_console(&settings).ok()
 }

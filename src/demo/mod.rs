@@ -4,7 +4,7 @@
 
 pub mod intranet;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use crate::config::{self, AppKind, Config, SecretRef};
@@ -177,16 +177,107 @@ async fn serve(plan: &Plan) -> Result<(), String> {
     .map_err(|e| bind("demo intranet", plan.intranet, e))
 }
 
+/// How the demo is reached from elsewhere than this machine's own browser.
+#[derive(Debug, Clone, Default)]
+pub struct Reach {
+    /// The gateway's address as the browser reaches it (`--public-url`): the stand-ins'
+    /// browser-facing URLs take its host.
+    pub public_url: Option<url::Url>,
+    /// Where the gateway and the stand-ins listen instead of loopback (`--listen`). The demo
+    /// intranet always stays on loopback: it believes identity headers.
+    pub listen: Option<IpAddr>,
+}
+
+impl Reach {
+    /// Checks `--public-url`: an absolute http(s) URL with a host and nothing after it but `/`.
+    pub fn public_url(text: &str) -> Result<url::Url, String> {
+        let url = url::Url::parse(text).map_err(|e| format!("--public-url {text:?}: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!(
+                "--public-url {text:?}: give the gateway's address as the browser reaches it, \
+                 e.g. http://demo.example.net:8080"
+            ));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "--public-url {text:?}: only scheme, host and port (the demo serves from /)"
+            ));
+        }
+        Ok(url)
+    }
+
+    /// Moves the demo: listen addresses onto `listen`, the stand-ins' browser-facing URLs
+    /// (YourGPT's login page and chatbot script, the TypingMind instance) onto the public host.
+    fn apply(&self, config: &mut Config, plan: &mut Plan) -> Result<(), String> {
+        if let Some(ip) = self.listen {
+            let moved = |addr: &str| -> Result<String, String> {
+                let a: SocketAddr = addr
+                    .parse()
+                    .map_err(|_| format!("server.listen {addr:?} is not IP:port"))?;
+                Ok(SocketAddr::new(ip, a.port()).to_string())
+            };
+            config.server.listen = config
+                .server
+                .listen
+                .iter()
+                .map(|a| moved(a))
+                .collect::<Result<_, _>>()?;
+            plan.gateway = moved(&plan.gateway)?;
+            for stand_in in [&mut plan.yourgpt, &mut plan.typingmind]
+                .into_iter()
+                .flatten()
+            {
+                stand_in.0.set_ip(ip);
+            }
+        }
+        let Some(public) = &self.public_url else {
+            return Ok(());
+        };
+        let host = public.host_str().unwrap_or_default().to_string();
+        let on_public_host = |text: &str| -> Result<String, String> {
+            let mut u = url::Url::parse(text).map_err(|e| format!("{text}: {e}"))?;
+            u.set_host(Some(&host))
+                .map_err(|e| format!("--public-url host {host:?}: {e}"))?;
+            Ok(u.as_str().trim_end_matches('/').to_string())
+        };
+        for app in &mut config.apps {
+            match &mut app.kind {
+                AppKind::YourGpt(s) => {
+                    s.login_url = on_public_host(&s.login_url)?;
+                    if let Some(w) = &mut s.widget {
+                        w.script_url = on_public_host(&w.script_url)?;
+                    }
+                }
+                AppKind::TypingMind(s) => s.instance_url = on_public_host(&s.instance_url)?,
+            }
+        }
+        if let Some((_, instance, _)) = &mut plan.typingmind {
+            *instance = on_public_host(instance)?;
+        }
+        if let Some((_, _, script)) = &mut plan.yourgpt_widget {
+            *script = on_public_host(script)?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs the demo: the services, then the gateway (until stopped).
-pub fn run(path: &Path) -> Result<(), String> {
-    let config = config::load(path).map_err(|e| e.to_string())?;
-    let plan = Plan::from_config(&config, path)?;
+pub fn run(path: &Path, reach: &Reach) -> Result<(), String> {
+    let mut config = config::load(path).map_err(|e| e.to_string())?;
+    let mut plan = Plan::from_config(&config, path)?;
+    reach.apply(&mut config, &mut plan)?;
     start_services(&plan)?;
     let metrics = config.server.metrics_listen.clone();
     let server = crate::standalone::build_with_config(config, Some(path.to_path_buf()), None)
         .map_err(|e| e.to_string())?;
     println!("Handoff demo — everything runs on this machine; nothing is real.");
-    println!("  open  http://{}/   (the gateway)", plan.gateway);
+    match &reach.public_url {
+        Some(public) => println!(
+            "  open  {public}   (the gateway, listening on {})",
+            plan.gateway
+        ),
+        None => println!("  open  http://{}/   (the gateway)", plan.gateway),
+    }
     println!("        demo intranet        http://{}", plan.intranet);
     if let Some((addr, ..)) = &plan.yourgpt {
         println!("        YourGPT stand-in     http://{addr}");
@@ -196,6 +287,19 @@ pub fn run(path: &Path) -> Result<(), String> {
     }
     if let Some(addr) = metrics {
         println!("        metrics              http://{addr}/metrics");
+    }
+    if reach.listen.is_some_and(|ip| !ip.is_loopback()) {
+        println!(
+            "Listening beyond loopback: the demo's secrets are public, so anyone who can reach \
+             this machine can sign in as a demo person. The demo intranet stays on {} (it \
+             believes identity headers; only the gateway may reach it).",
+            plan.intranet
+        );
+    } else if reach.public_url.is_some() {
+        println!(
+            "Listening on loopback only: forward the ports (ssh -L 8080:127.0.0.1:8080 \
+             -L 9001:127.0.0.1:9001 -L 9002:127.0.0.1:9002 …) or add --listen 0.0.0.0."
+        );
     }
     println!("Stop with Ctrl-C.");
     server.run(false).map_err(|e| e.to_string())
