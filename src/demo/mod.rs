@@ -229,6 +229,19 @@ impl Reach {
             {
                 stand_in.0.set_ip(ip);
             }
+            // The gateway calls YourGPT's API where the stand-in now listens (on every
+            // address, loopback is one of them).
+            if !ip.is_unspecified() {
+                for app in &mut config.apps {
+                    if let AppKind::YourGpt(s) = &mut app.kind {
+                        let mut api = url::Url::parse(&s.api_url)
+                            .map_err(|e| format!("{}: {e}", s.api_url))?;
+                        api.set_ip_host(ip)
+                            .map_err(|()| format!("{}: cannot move it to {ip}", s.api_url))?;
+                        s.api_url = api.as_str().trim_end_matches('/').to_string();
+                    }
+                }
+            }
         }
         let Some(public) = &self.public_url else {
             return Ok(());

@@ -511,3 +511,88 @@ async fn a_wrong_address_in_the_demo_gets_a_readable_page_and_the_portal_leads_h
         .unwrap();
     assert!(portal.contains("Back to the intranet"), "{portal}");
 }
+
+/// `handoff demo --listen IP --public-url URL`: the gateway and the stand-ins listen where
+/// asked (here another loopback address, as a server's own address would be), the handoffs
+/// and the widget tags send the browser to the public host, and the demo intranet — which
+/// believes identity headers — stays on 127.0.0.1. A `--public-url` that is not an address
+/// is refused with exit 2 and the flag named.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_opened_from_elsewhere_sends_the_browser_to_its_public_host() {
+    let ports = [(); 4].map(|_| free_port());
+    let [gateway, intranet, yourgpt, typingmind] = ports;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = demo_config(dir.path(), ports, |t| t);
+    let public = format!("http://127.0.0.2:{gateway}");
+    let mut cmd = demo_command(&config);
+    cmd.args(["--listen", "127.0.0.2", "--public-url", &public])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _demo = Spawned::start(&mut cmd, libc::SIGINT, "handoff demo");
+    wait_until_connectable(SocketAddr::from(([127, 0, 0, 2], gateway)));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", gateway)).is_err(),
+        "the gateway listens only where --listen says"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", intranet)).is_ok(),
+        "the demo intranet stays on loopback's 127.0.0.1"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.2", intranet)).is_err());
+
+    let c = client();
+    let login = c
+        .post(format!("{public}/login"))
+        .form(&[("person", "ada"), ("next", "/")])
+        .send()
+        .await
+        .expect("login");
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let open = |path: &'static str| {
+        let (c, cookie, public) = (c.clone(), cookie.clone(), public.clone());
+        async move {
+            c.get(format!("{public}{path}"))
+                .header("Cookie", cookie)
+                .header("Accept", "text/html")
+                .send()
+                .await
+                .expect("a handoff")
+        }
+    };
+    for (path, port) in [("/ai/yourgpt", yourgpt), ("/ai/chat", typingmind)] {
+        let resp = open(path).await;
+        assert_eq!(resp.status(), 302, "{path}");
+        let location = resp.headers()["location"].to_str().unwrap().to_string();
+        let url = url::Url::parse(&location).unwrap();
+        assert_eq!(
+            (url.host_str(), url.port()),
+            (Some("127.0.0.2"), Some(port)),
+            "{path} → {location}"
+        );
+        // The stand-in is there and signs the person in.
+        let landed = c.get(location).send().await.expect("the stand-in answers");
+        assert!(landed.status().is_success(), "{path}");
+    }
+    let home = open("/").await.text().await.unwrap();
+    assert!(
+        home.contains(&format!("src=\"http://127.0.0.2:{typingmind}/widget.js\""))
+            && home.contains(&format!(
+                "src=\"http://127.0.0.2:{yourgpt}/widget/script.js\""
+            )),
+        "the widgets load from the public host: {home}"
+    );
+
+    let out = demo_command(&config)
+        .args(["--public-url", "demo.example.net:8080"])
+        .output()
+        .expect("handoff demo");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--public-url"), "{err}");
+}
