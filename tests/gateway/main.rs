@@ -16,6 +16,7 @@ mod idp;
 mod jwks;
 mod leaks;
 mod lifecycle;
+mod monitoring;
 mod observability;
 mod pages;
 mod passthrough;
