@@ -762,6 +762,19 @@ pub fn write_process_config(dir: &Path, port: u16, server_extra: &str, body: &st
     path
 }
 
+/// A Prometheus scrape of `127.0.0.1:port/metrics`: 200, the text exposition format.
+pub async fn scrape(port: u16) -> String {
+    let resp = client()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .expect("metrics answer");
+    assert_eq!(resp.status(), 200);
+    let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    resp.text().await.expect("metrics text")
+}
+
 /// One series' value from a Prometheus scrape of `127.0.0.1:port/metrics`.
 pub async fn metric(port: u16, series: &str) -> Option<f64> {
     let text = client()

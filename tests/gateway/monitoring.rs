@@ -561,16 +561,6 @@ fn monitoring_rules_pass_promtool_and_their_unit_tests() {
 
 // --- the gateway ---------------------------------------------------------------------------
 
-async fn scrape(port: u16) -> String {
-    let resp = client()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .expect("metrics answer");
-    assert_eq!(resp.status(), 200);
-    resp.text().await.expect("metrics text")
-}
-
 /// A browser's navigation with `cookie`: the status.
 async fn visit(url: String, cookie: &str) -> u16 {
     client()

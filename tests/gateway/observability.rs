@@ -40,18 +40,6 @@ async fn gateway(api: &YourGptStandIn, extra: &str) -> (TestGateway, Intranet, u
     (gw, intranet, metrics_port)
 }
 
-async fn scrape(port: u16) -> String {
-    let resp = client()
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .expect("metrics answer");
-    assert_eq!(resp.status(), 200);
-    let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
-    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
-    resp.text().await.unwrap()
-}
-
 /// The value of the sample whose name and labels are exactly `series`.
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
