@@ -108,6 +108,11 @@ impl Metrics {
             m.registry.register(Box::new(m.handoffs.clone()))?;
             m.registry.register(Box::new(m.vendor_seconds.clone()))?;
             m.registry.register(Box::new(m.sessions.clone()))?;
+            // Both results from the start: the first refused reload is an increase from 0,
+            // which `increase()` sees, not a series appearing at 1, which it does not.
+            for result in ["success", "failure"] {
+                m.reloads.with_label_values(&[result]);
+            }
             m.registry.register(Box::new(m.reloads.clone()))?;
             m.registry.register(Box::new(m.last_reload.clone()))?;
             #[cfg(target_os = "linux")]
@@ -230,5 +235,19 @@ impl Collector for ConnectionsCollector {
             .into_iter()
             .flat_map(|c| c.collect())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_reload_results_are_exported_from_the_start() {
+        let text = Metrics::new().render();
+        for result in ["success", "failure"] {
+            let series = format!("handoff_config_reloads_total{{result=\"{result}\"}} 0");
+            assert!(text.contains(&series), "{series} in:\n{text}");
+        }
     }
 }

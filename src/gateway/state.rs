@@ -62,7 +62,7 @@ impl StateCollector {
                 Opts::new(
                     "handoff_session_cache_total",
                     "Session cache lookups since the config was loaded, by cache (token, \
-                     userinfo) and result (hit, miss, stale).",
+                     userinfo) and result (hit, miss, stale, refused).",
                 ),
                 &["cache", "result"],
             )?,
