@@ -144,6 +144,7 @@ pub(crate) use internals::{apps, config, identity, intranet_session, paths, rout
 pub(crate) use internals::{log_writer, logging};
 pub use plugin::{Filtered, Handoff, HandoffCtx, LoadError};
 
+mod errors;
 mod gateway;
 mod https_port;
 mod keyed;

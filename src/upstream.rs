@@ -219,7 +219,7 @@ impl HealthCheck for Reported {
     async fn check(&self, target: &Backend) -> pingora::Result<()> {
         let result = self.inner.check(target).await;
         if let Err(e) = &result {
-            let cause = failure_cause(e);
+            let cause = crate::errors::summary(e);
             self.failures().insert(target.addr.to_string(), cause);
         }
         result
@@ -249,18 +249,4 @@ impl HealthCheck for Reported {
     fn health_threshold(&self, success: bool) -> usize {
         self.inner.health_threshold(success)
     }
-}
-
-/// What a failed check says in a log line: its kind and its root cause (`ConnectRefused:
-/// Connection refused (os error 111)`), on one line. Pingora's full chain carries the whole
-/// peer as `Debug` in its context.
-fn failure_cause(e: &pingora::Error) -> String {
-    let root = e.root_cause();
-    let own = std::ptr::addr_eq(root as *const _, e as *const pingora::Error);
-    let text = if own {
-        e.to_string()
-    } else {
-        format!("{}: {root}", e.etype().as_str())
-    };
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -64,7 +64,7 @@ impl Handoff {
             .identity
             .as_ref()
             .map_or(Cow::Borrowed("-"), |i| gateway.person_for_log(i));
-        let error = e.map(|e| e.to_string());
+        let error = e.map(crate::errors::summary);
         AccessLine {
             method: req.method.as_str(),
             path: &path,

@@ -409,3 +409,55 @@ fn an_upstream_that_is_down_is_one_warning_and_each_failed_request_one_access_li
         "no ERROR line for an upstream that is down:\n{log}"
     );
 }
+
+/// An upstream whose answer head is malformed — and carries a session cookie — is a 502 whose
+/// log lines name the kind of failure, never the bytes Pingora kept as its context.
+#[test]
+fn a_malformed_upstream_head_never_puts_its_bytes_in_the_log() {
+    const SECRET: &str = "eyJmalformed-head-session-value";
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_port = upstream.local_addr().unwrap().port();
+    // Answers every connection it gets (Pingora may retry once) until the test ends; never
+    // joined, so a connection that does not come cannot hold the test.
+    std::thread::spawn(move || {
+        for _ in 0..4 {
+            let Ok((mut conn, _)) = upstream.accept() else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nSet-Cookie: intranet_session={SECRET}\r\nX: a\x01b\r\n\r\n"
+            );
+            let _ = std::io::Write::write_all(&mut conn, head.as_bytes());
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let body = format!(
+        "[upstreams.intranet]\nservers = [\"127.0.0.1:{upstream_port}\"]\n\
+         [upstreams.intranet.health_check]\ntype = \"none\"\n\
+         [[routes]]\npath = \"/\"\nupstream = \"intranet\"\n"
+    );
+    let config = write_process_config(dir.path(), port, "", &body);
+    let mut gw = GatewayProcess::start(&config, &[]);
+    wait_listening(port, &gw);
+    assert_eq!(get(port, "/malformed-marker").0, 502);
+    let log = gw.log_with(&["/malformed-marker"]);
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0), "{log}");
+    let log = gw.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("/malformed-marker"))
+        .unwrap_or_else(|| panic!("no access line:\n{log}"));
+    let v: Value = serde_json::from_str(line).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().starts_with("Upstream "),
+        "{line}"
+    );
+    assert!(
+        !log.contains(SECRET),
+        "the upstream's bytes reached the log:\n{log}"
+    );
+}
