@@ -66,7 +66,7 @@ impl AllowRules {
         }
         if !self.domains.is_empty() {
             let at: Vec<String> = self.domains.iter().map(|d| format!("@{d}")).collect();
-            parts.push(format!("people with an address at {}", list(&at)));
+            parts.push(format!("people with an address ending in {}", list(&at)));
         }
         if !self.emails.is_empty() {
             parts.push("a list of named people".to_string());

@@ -20,6 +20,9 @@ pub struct Reply {
     /// An HTML page still to be rendered for the request it answers (its way back, the help
     /// desk); `body` is empty until then. See [`Reply::render_page`].
     pub page: Option<Box<Page>>,
+    /// The help-desk reference of an answer that is not a page (a handoff's redirect, a JSON
+    /// error), for the access log; a page carries its own.
+    pub reference: Option<Box<str>>,
 }
 
 impl Reply {
@@ -36,6 +39,7 @@ impl Reply {
             outcome: "answered",
             close: false,
             page: None,
+            reference: None,
         }
     }
 
@@ -87,6 +91,12 @@ impl Reply {
         page.reference
     }
 
+    /// The help-desk reference the log lines of this answer share (see [`Reply::reference`]).
+    pub fn with_reference(mut self, reference: &str) -> Reply {
+        self.reference = Some(reference.into());
+        self
+    }
+
     /// On a 403 page: what access is asked for (for `[pages] request_access_url`).
     pub fn with_access_to(mut self, what: &str) -> Reply {
         if let Some(page) = &mut self.page {
@@ -136,6 +146,7 @@ impl Reply {
             outcome: "redirect",
             close: false,
             page: None,
+            reference: None,
         }
     }
 
@@ -209,7 +220,7 @@ impl Reply {
             #[serde(skip_serializing_if = "Option::is_none")]
             reference: Option<&'a str>,
         }
-        Reply::json(
+        let r = Reply::json(
             status,
             &Body {
                 error: code,
@@ -217,7 +228,11 @@ impl Reply {
                 reference,
             },
         )
-        .with_outcome(code)
+        .with_outcome(code);
+        match reference {
+            Some(reference) => r.with_reference(reference),
+            None => r,
+        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

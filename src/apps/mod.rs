@@ -384,7 +384,7 @@ impl App {
         match outcome {
             HandoffOutcome::Redirect(location) | HandoffOutcome::EmailSent(location) => {
                 tracing::info!(target: "handoff::handoff", app, user, reference, outcome = label);
-                Reply::token_redirect(location)
+                Reply::token_redirect(location).with_reference(&reference)
             }
             HandoffOutcome::MissingIdentity(fields) => {
                 let claims: Vec<String> = fields
@@ -415,9 +415,12 @@ impl App {
                     identity.email
                 );
                 if html {
-                    return Reply::notice(200, "Check your email", &message).with_outcome(label);
+                    return Reply::notice(200, "Check your email", &message)
+                        .with_outcome(label)
+                        .with_reference(&reference);
                 }
                 Reply::error(false, 200, label, "Check your email", &message)
+                    .with_reference(&reference)
             }
             HandoffOutcome::RetryLater { seconds } => {
                 tracing::warn!(target: "handoff::handoff", app, user, reference, outcome = label, retry_after = seconds);

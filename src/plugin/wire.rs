@@ -15,7 +15,7 @@ pub(super) async fn write_reply(
     mut reply: Reply,
     pages: &PagesSettings,
 ) -> Result<Option<Box<str>>> {
-    let reference = render_page(session, &mut reply, pages);
+    let reference = render_page(session, &mut reply, pages).or_else(|| reply.reference.take());
     if reply.close {
         session.set_keepalive(None);
     }

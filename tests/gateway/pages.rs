@@ -142,6 +142,28 @@ async fn a_refusal_leads_back_names_the_person_in_the_log_and_offers_to_request_
         ("/".to_string(), "Back to the intranet".to_string())
     );
 
+    // A handoff that worked: its access line and its handoff line share one reference.
+    let (status, _) = browse(
+        &gw,
+        "/ai/chat",
+        Some(("ada.handoff@acme.example", AI_USER)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 302);
+    let access = wait_for_log_line("person=\"id-ada.handoff@acme.example\"").await;
+    let reference = access
+        .split("reference=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(reference.len(), 8, "{access}");
+    assert!(
+        log_line_with(&["handoff::handoff", &reference]).is_some(),
+        "the handoff line has the access line's reference {reference}"
+    );
+
     // The portal and whoami name the person in the log too.
     let (status, _) = browse(
         &gw,
