@@ -173,9 +173,12 @@ impl Standalone {
             handoff: self.handoff,
             delay: self.settings.shutdown_delay,
         };
+        let pid_file = self.settings.pid_file.clone();
         self.server.run(RunArgs {
             shutdown_signal: Box::new(signals),
         });
+        // The services may have stopped before they saw the stop: the run is over either way.
+        remove_own_pid_file(&pid_file);
         Ok(())
     }
 

@@ -478,7 +478,12 @@ impl fmt::Display for ConfigError {
         match (&self.route_path, self.key.split_once(']')) {
             // `routes[3] (/ai/chat).app: …`
             (Some(path), Some((index, rest))) => {
-                write!(f, "{index}] ({path}){rest}: {}", self.message)
+                write!(
+                    f,
+                    "{index}] ({}){rest}: {}",
+                    path.escape_debug(),
+                    self.message
+                )
             }
             _ => write!(f, "{}: {}", self.key, self.message),
         }

@@ -62,7 +62,8 @@ pub(super) fn pages_settings(raw: RawPages, p: &mut Problems) -> PagesSettings {
     let defaults = PagesSettings::default();
     let home_url = match raw.home_url {
         None => defaults.home_url,
-        Some(home) if is_local_path(&home) || web_url(&home).is_some() => home,
+        Some(home) if is_local_path(&home) => home,
+        Some(home) if web_url(&home).is_some() => home,
         Some(home) => {
             p.add(
                 "pages.home_url",
@@ -75,7 +76,8 @@ pub(super) fn pages_settings(raw: RawPages, p: &mut Problems) -> PagesSettings {
     };
     let help_desk_url = raw.help_desk_url.and_then(|text| {
         let url = url::Url::parse(&text).ok().filter(|u| match u.scheme() {
-            "http" | "https" => u.host().is_some(),
+            _ if !plain(&text) => false,
+            "http" | "https" => web_url(&text).is_some(),
             "mailto" => !u.path().is_empty(),
             _ => false,
         });
@@ -88,11 +90,18 @@ pub(super) fn pages_settings(raw: RawPages, p: &mut Problems) -> PagesSettings {
         url
     });
     let request_access_url = raw.request_access_url.and_then(|template| {
-        // Checked as it will be used: with `{app}` filled in.
-        if web_url(&template.replace(APP_PLACEHOLDER, "app")).is_none() {
+        // Checked as it will be used: with `{app}` filled in, and never in the host (a name
+        // would pick the site the link leads to).
+        const MARK: &str = "handoffappname";
+        let host_free = web_url(&template.replace(APP_PLACEHOLDER, MARK))
+            .is_some_and(|u| !u.host_str().unwrap_or_default().contains(MARK));
+        if !host_free {
             p.add(
                 "pages.request_access_url",
-                format!("{template:?} must be an absolute http(s) URL ({APP_PLACEHOLDER} may stand for the app's name)"),
+                format!(
+                    "{template:?} must be an absolute http(s) URL ({APP_PLACEHOLDER} may stand \
+                     for the app's name in its path or query, not its host)"
+                ),
             );
             return None;
         }
@@ -107,9 +116,22 @@ pub(super) fn pages_settings(raw: RawPages, p: &mut Problems) -> PagesSettings {
     }
 }
 
-/// An absolute http(s) URL with a host.
+/// An absolute http(s) URL with a host, written as a browser shows it: `http://` or
+/// `https://` then the host (no `http:/\host` or `https:host` that a parser repairs), no
+/// spaces, backslashes or control characters.
 fn web_url(text: &str) -> Option<url::Url> {
-    url::Url::parse(text)
-        .ok()
+    let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+    let spelled = lower.starts_with("https://") || lower.starts_with("http://");
+    let after_scheme = text.split_once("://").map_or("", |(_, rest)| rest);
+    (spelled && plain(text) && !after_scheme.starts_with('/'))
+        .then(|| url::Url::parse(text).ok())
+        .flatten()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+/// No spaces, backslashes or control characters: a link exactly as written.
+fn plain(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
 }

@@ -80,12 +80,17 @@ pub(super) fn session_settings(
             .map(|u| matches!(u.scheme(), "http" | "https"))
             .unwrap_or(false);
         let relative = crate::routes::is_local_path(&url);
-        if absolute || relative {
+        // It becomes a `Location` header: nothing a header cannot carry.
+        let header_safe = !url.chars().any(|c| c.is_control() || c == ' ');
+        if (absolute || relative) && header_safe {
             Some(LoginUrl::new(url))
         } else {
             p.add(
                 "session.login_url",
-                format!("{url:?} must be an http(s) URL or a path starting with `/`"),
+                format!(
+                    "{url:?} must be an http(s) URL or a path starting with `/`, with no \
+                     spaces or control characters"
+                ),
             );
             None
         }

@@ -92,7 +92,13 @@ impl Problems {
             RawUrl::Plain(text) => {
                 let url = kind.parse(text);
                 if url.is_none() {
-                    self.add(key, format!("{text:?} must be {}", kind.expected()));
+                    // A URL that does not parse may still hold a password: shown without
+                    // anything before its last `@`.
+                    let shown = match text.rsplit_once('@') {
+                        Some((_, host)) => format!("\"…@{host}\""),
+                        None => format!("{text:?}"),
+                    };
+                    self.add(key, format!("{shown} must be {}", kind.expected()));
                 }
                 let url = url?;
                 if let Some(what) = credential_in(&url) {
@@ -137,8 +143,11 @@ impl Problems {
     ) -> Option<String> {
         let text = raw?;
         let trimmed = text.trim();
+        // No control characters, and none of the marks that reverse or isolate the text
+        // around them (a name that reads differently from what it is).
+        let bidi = |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
         if trimmed.is_empty()
-            || trimmed.chars().any(char::is_control)
+            || trimmed.chars().any(|c| c.is_control() || bidi(c))
             || trimmed.chars().count() > max
         {
             self.add(key, format!("must be 1 to {max} printable characters"));
@@ -397,7 +406,7 @@ impl UrlKind {
 
     fn expected(self) -> &'static str {
         match self {
-            UrlKind::Http => "an http(s) URL like \"https://sso.example.com/jwks\"",
+            UrlKind::Http => "an http(s) URL like \"https://sso.example.com/path\"",
             UrlKind::Redis => "a Redis URL like \"redis://:password@10.0.0.5:6379/0\" (redis://, a host, an optional database number)",
         }
     }

@@ -198,6 +198,11 @@ impl Reach {
                  e.g. http://demo.example.net:8080"
             ));
         }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(
+                "--public-url: no user name or password in it (the browser opens it)".to_string(),
+            );
+        }
         if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
             return Err(format!(
                 "--public-url {text:?}: only scheme, host and port (the demo serves from /)"
@@ -292,11 +297,16 @@ pub fn run(path: &Path, reach: &Reach) -> Result<(), String> {
         None => println!("  open  http://{}/   (the gateway)", plan.gateway),
     }
     println!("        demo intranet        http://{}", plan.intranet);
+    // Where the browser finds each stand-in: the public host when there is one.
+    let shown = |addr: &SocketAddr| match reach.public_url.as_ref().and_then(|u| u.host_str()) {
+        Some(host) => format!("http://{host}:{} (listening on {addr})", addr.port()),
+        None => format!("http://{addr}"),
+    };
     if let Some((addr, ..)) = &plan.yourgpt {
-        println!("        YourGPT stand-in     http://{addr}");
+        println!("        YourGPT stand-in     {}", shown(addr));
     }
     if let Some((addr, ..)) = &plan.typingmind {
-        println!("        TypingMind stand-in  http://{addr}");
+        println!("        TypingMind stand-in  {}", shown(addr));
     }
     if let Some(addr) = metrics {
         println!("        metrics              http://{addr}/metrics");
@@ -309,9 +319,15 @@ pub fn run(path: &Path, reach: &Reach) -> Result<(), String> {
             plan.intranet
         );
     } else if reach.public_url.is_some() {
+        let forwards: Vec<String> = std::iter::once(plan.gateway.parse::<SocketAddr>().ok())
+            .chain([plan.yourgpt.as_ref(), plan.typingmind.as_ref()].map(|s| s.map(|s| s.0)))
+            .flatten()
+            .map(|a| format!("-L {port}:{a}", port = a.port()))
+            .collect();
         println!(
-            "Listening on loopback only: forward the ports (ssh -L 8080:127.0.0.1:8080 \
-             -L 9001:127.0.0.1:9001 -L 9002:127.0.0.1:9002 …) or add --listen 0.0.0.0."
+            "Listening on loopback only: forward the ports (ssh {} SERVER) or add \
+             --listen 0.0.0.0.",
+            forwards.join(" ")
         );
     }
     println!("Stop with Ctrl-C.");

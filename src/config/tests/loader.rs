@@ -774,3 +774,65 @@ fn a_yourgpt_widget_names_its_ids_fields_and_script() {
     assert_eq!(w.ext_user_id, Some(crate::config::ContactField::Id));
     assert_eq!(w.fields.len(), 3);
 }
+
+#[test]
+fn pages_links_are_refused_unless_they_lead_where_they_say() {
+    let base = format!("{UPSTREAM}{}", route("/", ""));
+    for (key, value) in [
+        ("home_url", "//evil.example/"),
+        ("home_url", "javascript:alert(1)"),
+        ("home_url", "http:/\\\\evil.example/"),
+        ("home_url", "https:evil.example"),
+        ("home_url", "https:///evil.example"),
+        ("home_url", "/\\tx"),
+        ("help_desk_url", "javascript:alert(1)"),
+        ("help_desk_url", "data:text/html,x"),
+        ("help_desk_url", "mailto:help@example.com\\u0000"),
+        ("request_access_url", "https:x?app={app}"),
+        ("request_access_url", "https://{app}.example.com/"),
+        ("request_access_url", "/request?app={app}"),
+        ("organisation", "Acme\\u202Eemca"),
+        ("help_desk", "line\\nbreak"),
+    ] {
+        let text = format!("{base}[pages]\n{key} = \"{value}\"\n");
+        assert_only_problem(&text, &format!("pages.{key}"), "must");
+    }
+    let config = assert_accepted(&format!(
+        "{base}[pages]\norganisation = \"Acme\"\nhome_url = \"https://intranet.example/\"\n\
+         help_desk_url = \"mailto:help@example.com\"\n\
+         request_access_url = \"https://forms.example/access?app={{app}}\"\n"
+    ));
+    assert_eq!(
+        config.pages.request_access("/admin").unwrap().as_str(),
+        "https://forms.example/access?app=%2Fadmin"
+    );
+}
+
+#[test]
+fn a_login_url_a_header_cannot_carry_is_refused_and_a_password_in_a_bad_url_is_not_echoed() {
+    let base = format!("{UPSTREAM}{}", route("/", ""));
+    let text = format!(
+        "{base}[session]\ncookie = \"s\"\nalgorithms = [\"HS256\"]\n\
+         secret = {{ file = \"session-secret.txt\" }}\n\
+         login_url = \"https://login.example/?next={{return_to}}&x=\\u0001\"\n"
+    );
+    assert_only_problem(
+        &text,
+        "session.login_url",
+        "no spaces or control characters",
+    );
+    let text = format!("{base}[state]\nredis_url = \"redis://:SUPERPASSWORD@host:99999/0\"\n");
+    let e = assert_only_problem(&text, "state.redis_url", "must be");
+    assert!(!e.to_string().contains("SUPERPASSWORD"), "{e}");
+}
+
+#[test]
+fn a_route_path_with_control_characters_cannot_forge_a_line_of_the_output() {
+    let text = format!(
+        "{UPSTREAM}[[routes]]\npath = \"/ai/\\u001b[31m\\r\\nfake: line\"\nupstream = \"nope\"\n"
+    );
+    for e in problems(&text) {
+        let shown = e.to_string();
+        assert!(!shown.contains(['\r', '\n', '\u{1b}']), "{shown:?}");
+    }
+}
