@@ -36,14 +36,13 @@ pub fn escape(text: &str) -> String {
 }
 
 /// An error or notice page before it is written: the request it answers decides its way back,
-/// and `[pages]` its help-desk line (see [`Page::render`]).
+/// and `[pages]` its help-desk line (see [`Page::render`]). Its reference is the reply's
+/// ([`crate::reply::Reply::reference`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
     pub status: u16,
     pub title: String,
     pub message: String,
-    /// The help desk's reference; an error page without one gets a fresh one when written.
-    pub reference: Option<String>,
     /// On a 403: what access is asked for (an app's config name, or a route's path), for
     /// `request_access_url`.
     pub access_to: Option<String>,
@@ -104,9 +103,20 @@ impl Back {
 }
 
 impl Page {
+    /// An error page.
+    pub fn new(status: u16, title: &str, message: &str) -> Page {
+        Page {
+            status,
+            title: title.to_string(),
+            message: message.to_string(),
+            access_to: None,
+            notice: false,
+        }
+    }
+
     /// The page as HTML: the organisation, the message, a request-access link on a 403 when
-    /// `[pages]` has one, the way back, and the help desk with the reference.
-    pub fn render(&self, settings: &PagesSettings, back: &Back) -> String {
+    /// `[pages]` has one, the way back, and the help desk with `reference`.
+    pub fn render(&self, settings: &PagesSettings, back: &Back, reference: Option<&str>) -> String {
         let request_access = (self.status == 403)
             .then(|| settings.request_access(self.access_to.as_deref().unwrap_or_default()))
             .flatten();
@@ -118,7 +128,7 @@ impl Page {
             }
             p { a.button href=(back.href) { (back.label) } }
             @if !self.notice {
-                (help_line(settings, self.reference.as_deref()))
+                (help_line(settings, reference))
                 p.code { "HTTP " (self.status) }
             }
         };
@@ -284,7 +294,6 @@ mod tests {
             status,
             title: "<script>x</script>".to_string(),
             message: "a \"b\" & 'c'".to_string(),
-            reference: Some("<r>".to_string()),
             access_to: Some("you&gpt".to_string()),
             notice: false,
         }
@@ -311,7 +320,7 @@ mod tests {
     #[test]
     fn dynamic_text_is_escaped() {
         let home = Back::for_request(&settings(), None, "/x", None);
-        let html = page(403).render(&settings(), &home);
+        let html = page(403).render(&settings(), &home, Some("<r>"));
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"));
         assert!(html.contains("a &quot;b&quot; &amp; 'c'"), "{html}");
@@ -326,7 +335,7 @@ mod tests {
     fn every_error_page_has_a_way_back_and_the_help_desk() {
         let mut s = settings();
         let home = Back::for_request(&s, Some("intranet.example"), "/ai/chat", None);
-        let html = page(404).render(&s, &home);
+        let html = page(404).render(&s, &home, Some("<r>"));
         assert!(html.contains("href=\"/\"") && html.contains("Back to the intranet"));
         assert!(html.contains("Contact your help desk and quote reference"));
         assert!(!html.contains("Request access"), "only on a 403");
@@ -336,7 +345,7 @@ mod tests {
         s.help_desk_url = url::Url::parse("mailto:help@example.com").ok();
         s.request_access_url = Some("https://forms.example/access?app={app}".to_string());
         let home = Back::for_request(&s, Some("intranet.example"), "/ai/chat", None);
-        let html = page(403).render(&s, &home);
+        let html = page(403).render(&s, &home, Some("<r>"));
         assert!(html.contains("<p class=\"org\">Acme &amp; Co</p>"));
         assert!(html.contains("href=\"https://portal.example/start\""));
         assert!(

@@ -20,8 +20,8 @@ pub struct Reply {
     /// An HTML page still to be rendered for the request it answers (its way back, the help
     /// desk); `body` is empty until then. See [`Reply::render_page`].
     pub page: Option<Box<Page>>,
-    /// The help-desk reference of an answer that is not a page (a handoff's redirect, a JSON
-    /// error), for the access log; a page carries its own.
+    /// The help-desk reference the answer shows (a page's, a JSON error's) or shares with its
+    /// log lines (a handoff's redirect), for the access log.
     pub reference: Option<Box<str>>,
 }
 
@@ -46,23 +46,15 @@ impl Reply {
     /// An HTML page for a person (see [`pages::Page`]): rendered when it is written, with the
     /// way back and the help desk of the request it answers.
     pub fn page(status: u16, title: &str, message: &str) -> Reply {
-        Reply::deferred(Page {
-            status,
-            title: title.to_string(),
-            message: message.to_string(),
-            reference: None,
-            access_to: None,
-            notice: false,
-        })
+        Reply::deferred(Page::new(status, title, message))
     }
 
     /// A page that is not an error ("check your email"): a heading, the message, the way back.
     pub fn notice(status: u16, title: &str, message: &str) -> Reply {
-        let mut r = Reply::page(status, title, message);
-        if let Some(page) = &mut r.page {
-            page.notice = true;
-        }
-        r
+        Reply::deferred(Page {
+            notice: true,
+            ..Page::new(status, title, message)
+        })
     }
 
     fn deferred(page: Page) -> Reply {
@@ -72,23 +64,23 @@ impl Reply {
     }
 
     /// Renders a deferred page for the request it answers (`host`, `path_and_query`,
-    /// `referer`) under `[pages]`; an error page without a reference gets one. Returns the
-    /// reference the page shows, for the access log. A reply that is not such a page is left
-    /// as it is.
+    /// `referer`) under `[pages]`; an error page without a reference gets one. A reply that is
+    /// not such a page is left as it is.
     pub fn render_page(
         &mut self,
         settings: &crate::config::PagesSettings,
         host: Option<&str>,
         path_and_query: &str,
         referer: Option<&str>,
-    ) -> Option<String> {
-        let mut page = self.page.take()?;
-        if !page.notice && page.reference.is_none() {
-            page.reference = Some(pages::short_reference());
+    ) {
+        let Some(page) = self.page.take() else {
+            return;
+        };
+        if !page.notice && self.reference.is_none() {
+            self.reference = Some(pages::short_reference().into());
         }
         let back = pages::Back::for_request(settings, host, path_and_query, referer);
-        self.body = Bytes::from(page.render(settings, &back));
-        page.reference
+        self.body = Bytes::from(page.render(settings, &back, self.reference.as_deref()));
     }
 
     /// The help-desk reference the log lines of this answer share (see [`Reply::reference`]).
@@ -202,17 +194,19 @@ impl Reply {
         message: &str,
         reference: Option<&str>,
     ) -> Reply {
-        if wants_html {
-            return Reply::deferred(Page {
-                status,
-                title: title.to_string(),
-                message: message.to_string(),
-                reference: reference.map(str::to_string),
-                access_to: None,
-                notice: false,
-            })
-            .with_outcome(code);
+        let r = if wants_html {
+            Reply::deferred(Page::new(status, title, message))
+        } else {
+            Reply::json_error(status, code, message, reference)
         }
+        .with_outcome(code);
+        match reference {
+            Some(reference) => r.with_reference(reference),
+            None => r,
+        }
+    }
+
+    fn json_error(status: u16, code: &str, message: &str, reference: Option<&str>) -> Reply {
         #[derive(Serialize)]
         struct Body<'a> {
             error: &'a str,
@@ -220,7 +214,7 @@ impl Reply {
             #[serde(skip_serializing_if = "Option::is_none")]
             reference: Option<&'a str>,
         }
-        let r = Reply::json(
+        Reply::json(
             status,
             &Body {
                 error: code,
@@ -228,11 +222,6 @@ impl Reply {
                 reference,
             },
         )
-        .with_outcome(code);
-        match reference {
-            Some(reference) => r.with_reference(reference),
-            None => r,
-        }
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {

@@ -118,7 +118,8 @@ impl Handoff {
              stale sign-in code. Reloading the page usually helps.",
         );
         let gateway = self.gateway_of(ctx).into_owned();
-        ctx.reference = super::wire::render_page(session, &mut reply, gateway.pages());
+        super::wire::render_page(session, &mut reply, gateway.pages());
+        ctx.reference = reply.reference.take();
         tracing::warn!(
             target: "handoff::widget",
             "an HTML page came compressed with an encoding the gateway cannot undo, or as a \

@@ -15,7 +15,8 @@ pub(super) async fn write_reply(
     mut reply: Reply,
     pages: &PagesSettings,
 ) -> Result<Option<Box<str>>> {
-    let reference = render_page(session, &mut reply, pages).or_else(|| reply.reference.take());
+    render_page(session, &mut reply, pages);
+    let reference = reply.reference.take();
     if reply.close {
         session.set_keepalive(None);
     }
@@ -35,25 +36,17 @@ pub(super) async fn write_reply(
 }
 
 /// Renders a deferred page of `reply` for the request it answers (see
-/// [`Reply::render_page`]); returns the help-desk reference it shows.
-pub(super) fn render_page(
-    session: &Session,
-    reply: &mut Reply,
-    pages: &PagesSettings,
-) -> Option<Box<str>> {
-    reply.page.as_ref()?;
+/// [`Reply::render_page`]).
+pub(super) fn render_page(session: &Session, reply: &mut Reply, pages: &PagesSettings) {
+    if reply.page.is_none() {
+        return;
+    }
     let req = session.req_header();
-    let host = req
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers.get(http::header::HOST)?.to_str().ok());
+    let host = crate::gateway::request_host(req);
     let path_and_query = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let referer = req
         .headers
         .get(http::header::REFERER)
         .and_then(|v| v.to_str().ok());
-    reply
-        .render_page(pages, host, path_and_query, referer)
-        .map(String::into_boxed_str)
+    reply.render_page(pages, host, path_and_query, referer);
 }
