@@ -155,6 +155,43 @@ fn help_line(settings: &PagesSettings, reference: Option<&str>) -> Markup {
     }
 }
 
+/// The page that posts a sign-in to an app (`delivery = "form_post"`): a form with the fields
+/// as hidden inputs, submitted at once by the one script the page's CSP lets run (`nonce`);
+/// without script, a button does it. `title` is what the app is called.
+pub fn form_post(title: &str, action: &str, fields: &[(String, String)], nonce: &str) -> String {
+    let heading = format!("Signing you in to {title}");
+    let body = html! {
+        h1 { (heading) "…" }
+        form method="post" action=(action) {
+            @for (name, value) in fields {
+                input type="hidden" name=(name) value=(value);
+            }
+            p { "If nothing happens in a moment, continue yourself:" }
+            button type="submit" { "Continue to " (title) }
+        }
+    };
+    let script = html! {
+        script nonce=(nonce) { (PreEscaped("document.forms[0].submit();")) }
+    };
+    page_shell(
+        &heading,
+        None,
+        html! { meta name="referrer" content="no-referrer"; },
+        body,
+        script,
+    )
+}
+
+/// The CSP of a [`form_post`] page: nothing loads, only the nonce'd script runs. No
+/// `form-action`: browsers apply it to the redirects that follow the post, and an app may
+/// answer the post with a redirect to another of its hosts (a help centre's own domain).
+pub fn form_post_csp(nonce: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; \
+         base-uri 'none'; frame-ancestors 'none'"
+    )
+}
+
 /// The page shell every HTML page of the gateway (and of the demo) shares: a plain, readable
 /// card that works on a laptop and a phone, with no external assets. `title` is plain text;
 /// `body` is HTML the caller has escaped.

@@ -150,6 +150,25 @@ impl Reply {
         r
     }
 
+    /// The page that posts a sign-in to `action` (see [`pages::form_post`]): never cached,
+    /// never sent on as a Referer, only its own nonce'd script runs.
+    pub fn form_post(title: &str, action: &str, fields: &[(String, String)]) -> Reply {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).unwrap_or_else(|_| unreachable!("the OS has randomness"));
+        let nonce = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+        let mut r = Reply::new(
+            200,
+            "text/html; charset=utf-8",
+            pages::form_post(title, action, fields, &nonce),
+        );
+        r.headers
+            .push(("Content-Security-Policy", pages::form_post_csp(&nonce)));
+        r.headers
+            .push(("Referrer-Policy", "no-referrer".to_string()));
+        r.outcome = "redirected";
+        r
+    }
+
     /// Closes the connection after this answer (the request's framing cannot be trusted).
     pub fn closing(mut self) -> Reply {
         self.close = true;

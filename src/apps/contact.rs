@@ -108,10 +108,7 @@ pub fn contact_data(
 
 /// HMAC-SHA256 of `identifier` under the widget's secret, lowercase hex.
 pub fn user_hash(secret: &[u8], identifier: &str) -> String {
-    crate::keyed::hmac_sha256(secret, identifier.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::keyed::hmac_sha256_hex(secret, identifier.as_bytes())
 }
 
 /// The contact script: hands `data` to the widget as soon as `window.$yourgptChatbot` exists

@@ -1,26 +1,50 @@
-//! Minting the short-lived HS256 tokens the vendors verify.
+//! Minting the short-lived tokens the apps verify.
 
 use std::time::Duration;
 
-use jsonwebtoken::{encode, EncodingKey, Header};
+use jsonwebtoken::{encode, Algorithm, AlgorithmFamily, EncodingKey, Header};
 use serde_json::{Map, Value};
 
-/// Signs `claims` with HS256 and `secret`, adding `iat`, `exp = iat + ttl` and a random `jti`.
-pub fn mint_hs256(
+/// Signs `claims` with `key` under `header`, adding `iat`, `exp = iat + ttl` and a random `jti`
+/// (they replace any the claims had).
+pub fn mint(
     mut claims: Map<String, Value>,
-    secret: &[u8],
+    header: &Header,
+    key: &EncodingKey,
     ttl: Duration,
 ) -> Result<String, String> {
     let now = jsonwebtoken::get_current_timestamp();
     claims.insert("iat".into(), now.into());
     claims.insert("exp".into(), (now + ttl.as_secs()).into());
     claims.insert("jti".into(), uuid::Uuid::new_v4().to_string().into());
-    encode(
-        &Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
+    encode(header, &claims, key).map_err(|e| format!("cannot sign the token: {e}"))
+}
+
+/// The `jsonwebtoken` key for `alg` from a secret or a PEM private key.
+pub fn encoding_key(alg: Algorithm, key: &crate::config::Secret) -> Result<EncodingKey, String> {
+    let pem = key.expose();
+    let parsed = match alg.family() {
+        AlgorithmFamily::Hmac => return Ok(EncodingKey::from_secret(pem)),
+        AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(pem),
+        AlgorithmFamily::Ec => EncodingKey::from_ec_pem(pem),
+        AlgorithmFamily::Ed => EncodingKey::from_ed_pem(pem),
+    };
+    // The error names the format problem, never the key.
+    parsed.map_err(|e| format!("not a PEM private key of that type ({e})"))
+}
+
+/// Signs `claims` with HS256 and `secret`, adding `iat`, `exp = iat + ttl` and a random `jti`.
+pub fn mint_hs256(
+    claims: Map<String, Value>,
+    secret: &[u8],
+    ttl: Duration,
+) -> Result<String, String> {
+    mint(
+        claims,
+        &Header::new(Algorithm::HS256),
         &EncodingKey::from_secret(secret),
+        ttl,
     )
-    .map_err(|e| format!("cannot sign the token: {e}"))
 }
 
 #[cfg(test)]

@@ -4,8 +4,12 @@
 //! [`HandoffOutcome`]. [`App::reply`] turns an outcome into what the person sees and writes the
 //! one log line the operator needs; it never shows or logs a token.
 
+pub mod claims;
 pub mod contact;
+pub mod deep_link;
+pub mod discourse;
 pub mod inflate;
+pub mod jwt_link;
 pub mod limits;
 pub mod mint;
 pub mod typingmind;
@@ -18,7 +22,10 @@ use crate::config::{AppKind, AppSettings};
 use crate::identity::{ClaimMapping, Identity};
 use crate::policy::{AllowRules, Denial};
 use crate::reply::Reply;
+use claims::Missing;
 use contact::ContactSite;
+use discourse::{BadSso, Discourse};
+use jwt_link::JwtLink;
 use limits::EmailLimits;
 use typingmind::TypingMind;
 use widget::WidgetTarget;
@@ -48,8 +55,21 @@ pub struct HandoffRequest<'a> {
 pub enum HandoffOutcome {
     /// Send the browser here (it may carry a token: never logged).
     Redirect(String),
+    /// Post these fields (a token among them: never logged) to `action` from a page that
+    /// submits itself.
+    FormPost {
+        action: String,
+        fields: Vec<(String, String)>,
+    },
+    /// DiscourseConnect without the forum's request yet: send the browser to the forum, which
+    /// sends it back with a nonce (no token in it).
+    NonceRequest(String),
     /// The identity lacks fields the app requires; nothing was sent to the app.
     MissingIdentity(Vec<IdentityField>),
+    /// The identity lacks claims the app's template requires; nothing was signed.
+    MissingClaims(Vec<Missing>),
+    /// The forum's DiscourseConnect request does not check out; nothing was signed.
+    BadSso(BadSso),
     /// The app sent its confirmation email just now; send the browser to the app's page that
     /// says so (no token in it).
     EmailSent(String),
@@ -70,13 +90,20 @@ pub enum HandoffOutcome {
 impl HandoffOutcome {
     /// `(outcome, code)`: the one name of how a handoff ended, used alike by the metrics
     /// (`handoff_handoffs_total`), the access log, the operator's log line and the page's error
-    /// code — `redirected`, `email_sent`, `email_already_sent`, `rate_limited`,
-    /// `identity_incomplete`, `off_site_link`, `vendor_error` (code: the vendor's error code, or `garbled`),
+    /// code — `redirected` (code: `form_post` for a posted token, `nonce_request` for a
+    /// person sent to their forum to start DiscourseConnect), `email_sent`,
+    /// `email_already_sent`, `rate_limited`, `identity_incomplete`, `off_site_link`,
+    /// `invalid_sso_request`, `vendor_error` (code: the vendor's error code, or `garbled`),
     /// `vendor_unreachable` (code: `timeout`, `connect`), `internal_error`.
     pub fn labels(&self) -> (&'static str, String) {
         match self {
             HandoffOutcome::Redirect(_) => ("redirected", String::new()),
-            HandoffOutcome::MissingIdentity(_) => ("identity_incomplete", String::new()),
+            HandoffOutcome::FormPost { .. } => ("redirected", "form_post".to_string()),
+            HandoffOutcome::NonceRequest(_) => ("redirected", "nonce_request".to_string()),
+            HandoffOutcome::MissingIdentity(_) | HandoffOutcome::MissingClaims(_) => {
+                ("identity_incomplete", String::new())
+            }
+            HandoffOutcome::BadSso(_) => ("invalid_sso_request", String::new()),
             HandoffOutcome::OffSite => ("off_site_link", String::new()),
             HandoffOutcome::EmailSent(_) => ("email_sent", String::new()),
             HandoffOutcome::EmailAlreadySent => ("email_already_sent", String::new()),
@@ -176,6 +203,8 @@ pub struct App {
 enum Connector {
     YourGpt(Box<YourGpt>),
     TypingMind(Box<TypingMind>),
+    JwtLink(Box<JwtLink>),
+    Discourse(Box<Discourse>),
 }
 
 impl App {
@@ -191,7 +220,7 @@ impl App {
             AppKind::YourGpt(s) => s.widget.as_ref().and_then(|w| {
                 ContactSite::new(w, contact_path(endpoints_prefix, &settings.name)).map(Arc::new)
             }),
-            AppKind::TypingMind(_) => None,
+            AppKind::TypingMind(_) | AppKind::JwtLink(_) | AppKind::DiscourseConnect(_) => None,
         };
         let connector = match settings.kind {
             AppKind::YourGpt(s) => {
@@ -202,6 +231,8 @@ impl App {
                 Connector::YourGpt(Box::new(client))
             }
             AppKind::TypingMind(s) => Connector::TypingMind(Box::new(TypingMind::new(s))),
+            AppKind::JwtLink(s) => Connector::JwtLink(Box::new(JwtLink::new(s)?)),
+            AppKind::DiscourseConnect(s) => Connector::Discourse(Box::new(Discourse::new(s))),
         };
         Ok(App {
             name: settings.name,
@@ -236,22 +267,28 @@ impl App {
         self.display_name.is_some()
     }
 
-    /// The product name.
-    pub fn title(&self) -> &'static str {
+    /// The product name; for an app of a generic kind (`jwt_link`, `discourse_connect`),
+    /// whose product the gateway does not know, its config name.
+    pub fn title(&self) -> &str {
         match self.connector {
             Connector::YourGpt(_) => "YourGPT",
             Connector::TypingMind(_) => "TypingMind",
+            Connector::JwtLink(_) | Connector::Discourse(_) => &self.name,
         }
     }
 
+    /// Hands `identity` on; `mapping` names the session claims a template reads.
     pub async fn handoff(
         &self,
         identity: &Identity,
         request: &HandoffRequest<'_>,
+        mapping: &ClaimMapping,
     ) -> HandoffOutcome {
         match &self.connector {
             Connector::YourGpt(c) => c.handoff(identity).await,
             Connector::TypingMind(c) => c.link(identity, request.tail, request.query),
+            Connector::JwtLink(c) => c.handoff(identity, mapping, request),
+            Connector::Discourse(c) => c.handoff(identity, mapping, request),
         }
     }
 
@@ -359,7 +396,7 @@ impl App {
                     crate::config::IdentifyBy::Id { claim } => claim.as_str(),
                     _ => "?",
                 },
-                Connector::YourGpt(_) => "?",
+                _ => "?",
             },
         }
     }
@@ -387,23 +424,43 @@ impl App {
                 Reply::token_redirect(location).with_reference(&reference)
             }
             HandoffOutcome::MissingIdentity(fields) => {
-                let claims: Vec<String> = fields
+                let missing: Vec<Missing> = fields
                     .iter()
-                    .map(|&f| format!("{} (claim {:?})", f.name(), self.claim_for(f, mapping)))
+                    .map(|&f| Missing {
+                        claim: f.name().to_string(),
+                        described: f.described(),
+                        session_claim: self.claim_for(f, mapping).to_string(),
+                    })
                     .collect();
+                self.missing_page(&missing, user, &reference, label, html)
+            }
+            HandoffOutcome::MissingClaims(missing) => {
+                self.missing_page(&missing, user, &reference, label, html)
+            }
+            HandoffOutcome::FormPost { action, fields } => {
+                tracing::info!(target: "handoff::handoff", app, user, reference, outcome = label, delivery = "form_post");
+                Reply::form_post(title, &action, &fields).with_reference(&reference)
+            }
+            HandoffOutcome::NonceRequest(location) => {
+                tracing::info!(
+                    target: "handoff::handoff", app, user, reference, outcome = label,
+                    "sent to the forum for a DiscourseConnect nonce"
+                );
+                Reply::redirect(location).with_reference(&reference)
+            }
+            HandoffOutcome::BadSso(why) => {
                 tracing::warn!(
-                    target: "handoff::handoff", app, user, reference,
-                    outcome = label,
-                    "the session has no value for {}; check the [identity] mapping",
-                    claims.join(", ")
+                    target: "handoff::handoff", app, user, reference, outcome = label,
+                    "the forum's DiscourseConnect request was refused: {}; nothing was signed",
+                    why.detail()
                 );
                 page(
-                    422,
-                    "Some of your details are missing",
+                    400,
+                    &format!("This sign-in request did not come from {title}"),
                     format!(
-                        "{title} needs details your intranet profile does not provide: {}. \
-                         Ask the intranet team to complete your profile, then try again.",
-                        human_list(&fields)
+                        "The address you opened asks the gateway to sign you in to {title}, \
+                         but the request is not one {title} made, so the gateway stopped here. \
+                         Open {title} from the intranet instead."
                     ),
                 )
             }
@@ -485,6 +542,44 @@ impl App {
     }
 }
 
+impl App {
+    /// The 422 page for a person who lacks details the app requires, and the operator's line
+    /// naming the claims to map.
+    fn missing_page(
+        &self,
+        missing: &[Missing],
+        user: &str,
+        reference: &str,
+        label: &'static str,
+        html: bool,
+    ) -> Reply {
+        let claims: Vec<String> = missing
+            .iter()
+            .map(|m| format!("{} (claim {:?})", m.claim, m.session_claim))
+            .collect();
+        tracing::warn!(
+            target: "handoff::handoff", app = self.name.as_str(), user, reference,
+            outcome = label,
+            "the session has no value for {}; check the [identity] mapping",
+            claims.join(", ")
+        );
+        let title = self.display_name();
+        let described: Vec<&str> = missing.iter().map(|m| m.described).collect();
+        Reply::error_with_reference(
+            html,
+            422,
+            label,
+            "Some of your details are missing",
+            &format!(
+                "{title} needs details your intranet profile does not provide: {}. \
+                 Ask the intranet team to complete your profile, then try again.",
+                human_list(&described)
+            ),
+            Some(reference),
+        )
+    }
+}
+
 fn log_vendor_failure(
     app: &str,
     user: &str,
@@ -545,10 +640,9 @@ fn contact_claim(field: crate::config::ContactField, mapping: &ClaimMapping) -> 
     }
 }
 
-/// Eight hex characters a person can read out to the help desk, and an operator can grep for.
-fn human_list(fields: &[IdentityField]) -> String {
-    let words: Vec<&str> = fields.iter().map(|f| f.described()).collect();
-    match words.as_slice() {
+/// "a, b or c".
+fn human_list(words: &[&str]) -> String {
+    match words {
         [] => String::new(),
         [one] => one.to_string(),
         [init @ .., last] => format!("{} or {last}", init.join(", ")),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::deep_link::deep_link;
 use super::mint::mint_hs256;
 use super::widget::WidgetSite;
 use super::{HandoffOutcome, IdentityField};
@@ -115,7 +116,7 @@ impl TypingMind {
         let Some(instance) = &self.instance else {
             return HandoffOutcome::Internal("instance_url is not a URL".to_string());
         };
-        let Some(mut url) = deep_link(instance, tail, query) else {
+        let Some(mut url) = deep_link(instance, tail, query, &[CODE_PARAM]) else {
             return HandoffOutcome::OffSite;
         };
         match self.mint_code(identity) {
@@ -142,41 +143,13 @@ pub fn widget_code_ttl(
     until_session_ends.min(cap).max(settings.code_ttl.min(cap))
 }
 
-/// The deep link on `instance` (without a code): `tail`, what followed the route's prefix, is
-/// joined to the instance's path; a tail that does not begin with `/` (`;x`, `@host`) is no
-/// deep link, and the instance's own page is opened. The client's query is kept byte for byte,
-/// except that any `externalAuthCode` parameter is dropped so the fresh one is the only one.
-/// `None` when the URL would not be on the instance's origin (scheme, host and port), as a
-/// WHATWG parser reads it.
-pub fn deep_link(instance: &url::Url, tail: &str, query: Option<&str>) -> Option<url::Url> {
-    let mut url = instance.clone();
-    let tail = if tail.starts_with('/') { tail } else { "/" };
-    let base = instance.path().trim_end_matches('/');
-    url.set_path(&format!("{base}{tail}"));
-    let kept: Vec<&str> = query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .filter(|pair| !pair.is_empty() && !is_code_param(pair))
-        .collect();
-    url.set_query((!kept.is_empty()).then(|| kept.join("&")).as_deref());
-    url.set_fragment(None);
-    // Read back as the browser will: the origin must still be the instance's.
-    let reparsed = url::Url::parse(url.as_str()).ok()?;
-    (reparsed.origin() == instance.origin() && reparsed == url).then_some(url)
-}
-
-fn is_code_param(pair: &str) -> bool {
-    let key = pair.split('=').next().unwrap_or_default().replace('+', " ");
-    percent_encoding::percent_decode_str(&key).decode_utf8_lossy() == CODE_PARAM
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn link(tail: &str, query: Option<&str>) -> Option<String> {
         let base = url::Url::parse("https://chat.example.com").unwrap();
-        deep_link(&base, tail, query).map(|mut u| {
+        deep_link(&base, tail, query, &[CODE_PARAM]).map(|mut u| {
             u.query_pairs_mut().append_pair(CODE_PARAM, "C");
             u.to_string()
         })
@@ -240,11 +213,11 @@ mod tests {
     fn an_instance_path_is_kept_before_the_tail() {
         let base = url::Url::parse("https://tools.example.com/chat/").unwrap();
         assert_eq!(
-            deep_link(&base, "/agents", None).unwrap().as_str(),
+            deep_link(&base, "/agents", None, &[]).unwrap().as_str(),
             "https://tools.example.com/chat/agents"
         );
         assert_eq!(
-            deep_link(&base, "", None).unwrap().as_str(),
+            deep_link(&base, "", None, &[]).unwrap().as_str(),
             "https://tools.example.com/chat/"
         );
     }

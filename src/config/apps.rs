@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{RawPlainOrSecret, RawTypingMind, RawYourGpt, RawYourGptWidget};
+use super::raw::{
+    RawDiscourse, RawJwtLink, RawPlainOrSecret, RawTypingMind, RawYourGpt, RawYourGptWidget,
+};
 use super::validate::Problems;
 use super::{
     AppKind, AppSettings, ContactField, IdentifyBy, TypingMindSettings, YourGptSettings,
@@ -11,7 +13,7 @@ use super::{
 };
 use crate::identity::ClaimPath;
 
-const KINDS: &str = "\"yourgpt\", \"typingmind\"";
+const KINDS: &str = "\"yourgpt\", \"typingmind\", \"jwt_link\", \"discourse_connect\"";
 
 pub(super) fn app_settings(
     name: &str,
@@ -41,6 +43,28 @@ pub(super) fn app_settings(
                 name: name.to_string(),
                 display_name,
                 kind: AppKind::TypingMind(s),
+                allow,
+            })
+        }
+        Some("jwt_link") => {
+            let mut raw = p.parse::<RawJwtLink>(&key, value)?;
+            let allow = p.allow(&key, raw.allow.take());
+            let display_name = display_name(&key, raw.display_name.take(), p);
+            super::token_apps::jwt_link(&key, raw, base_dir, p).map(|s| AppSettings {
+                name: name.to_string(),
+                display_name,
+                kind: AppKind::JwtLink(s),
+                allow,
+            })
+        }
+        Some("discourse_connect") => {
+            let mut raw = p.parse::<RawDiscourse>(&key, value)?;
+            let allow = p.allow(&key, raw.allow.take());
+            let display_name = display_name(&key, raw.display_name.take(), p);
+            super::token_apps::discourse(&key, raw, base_dir, p).map(|s| AppSettings {
+                name: name.to_string(),
+                display_name,
+                kind: AppKind::DiscourseConnect(s),
                 allow,
             })
         }

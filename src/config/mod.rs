@@ -15,6 +15,7 @@ mod server;
 mod session;
 mod state;
 mod tls;
+mod token_apps;
 mod upstreams;
 mod validate;
 
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use http::HeaderName;
 
+use crate::apps::claims::ClaimTemplate;
 use crate::identity::ClaimMapping;
 use crate::identity::ClaimPath;
 use crate::intranet_session::jwks::JwksSettings;
@@ -78,6 +80,8 @@ pub struct AppSettings {
 pub enum AppKind {
     YourGpt(YourGptSettings),
     TypingMind(TypingMindSettings),
+    JwtLink(JwtLinkSettings),
+    DiscourseConnect(DiscourseSettings),
 }
 
 impl AppSettings {
@@ -85,6 +89,8 @@ impl AppSettings {
     pub fn needed_claims(&self) -> Vec<ClaimPath> {
         match &self.kind {
             AppKind::YourGpt(_) => Vec::new(),
+            AppKind::JwtLink(j) => j.claims.session_claims().cloned().collect(),
+            AppKind::DiscourseConnect(d) => d.payload.session_claims().cloned().collect(),
             AppKind::TypingMind(t) => {
                 let mut paths: Vec<ClaimPath> =
                     t.user_fields.iter().map(|(_, p)| p.clone()).collect();
@@ -95,6 +101,56 @@ impl AppSettings {
             }
         }
     }
+}
+
+/// `kind = "jwt_link"`: any app that signs people in from a JWT it is sent (Zendesk, Metabase,
+/// Canny …): the token in a link or an auto-submitted form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JwtLinkSettings {
+    /// Where the token is sent (its own query, e.g. Canny's `companyID`, is kept).
+    pub url: url::Url,
+    /// The parameter (query or form field) that carries the token.
+    pub token_param: String,
+    pub delivery: Delivery,
+    /// Where deep links lead, and the parameter that says so (`return_to`).
+    pub return_to: Option<ReturnTo>,
+    pub algorithm: jsonwebtoken::Algorithm,
+    /// The HMAC secret (HS*), or the PEM private key (RS*, PS*, ES*, EdDSA).
+    pub key: Secret,
+    /// The token header's `kid`.
+    pub kid: Option<String>,
+    /// The claims besides `iat`, `exp` and `jti`.
+    pub claims: ClaimTemplate,
+    pub token_ttl: Duration,
+}
+
+/// How a `jwt_link` token reaches the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// A 302 to the URL with the token in its query.
+    Redirect,
+    /// A page whose form posts the token to the URL at once (the token stays out of URLs,
+    /// and so out of the app's and any proxy's access logs).
+    FormPost,
+}
+
+/// `return_to_param` and `site_url` of a `jwt_link` app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnTo {
+    pub param: String,
+    /// The app's site: deep links are built on it and must stay on its origin.
+    pub site: url::Url,
+}
+
+/// `kind = "discourse_connect"`: a Discourse forum's DiscourseConnect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscourseSettings {
+    /// The forum's base URL (its `/session/sso` and `/session/sso_login` are below it).
+    pub forum_url: url::Url,
+    /// `discourse connect secret` of the forum.
+    pub secret: Secret,
+    /// The payload's fields besides `nonce`.
+    pub payload: ClaimTemplate,
 }
 
 /// `kind = "typingmind"`: TypingMind's `externalAuthCode`.

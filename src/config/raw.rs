@@ -293,3 +293,41 @@ impl<'de> Deserialize<'de> for RawUrl {
         deserializer.deserialize_any(UrlVisitor)
     }
 }
+
+/// `[apps.NAME]` with `kind = "jwt_link"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtLink {
+    /// Already dispatched on; present so `deny_unknown_fields` accepts it.
+    #[allow(dead_code)]
+    pub kind: String,
+    pub url: String,
+    pub token_param: Option<String>,
+    pub delivery: Option<String>,
+    pub return_to_param: Option<String>,
+    pub site_url: Option<String>,
+    pub algorithm: Option<String>,
+    pub secret: Option<SecretRef>,
+    pub private_key: Option<SecretRef>,
+    pub kid: Option<String>,
+    pub token_ttl_seconds: Option<u64>,
+    /// Claim name → source, each read on its own (see `apps::claims`).
+    pub claims: Option<BTreeMap<String, toml::Value>>,
+    pub display_name: Option<String>,
+    pub allow: Option<RawAllow>,
+}
+
+/// `[apps.NAME]` with `kind = "discourse_connect"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscourse {
+    /// Already dispatched on; present so `deny_unknown_fields` accepts it.
+    #[allow(dead_code)]
+    pub kind: String,
+    pub forum_url: String,
+    pub secret: SecretRef,
+    /// Payload field → source, as `claims` of a `jwt_link` app.
+    pub payload: Option<BTreeMap<String, toml::Value>>,
+    pub display_name: Option<String>,
+    pub allow: Option<RawAllow>,
+}

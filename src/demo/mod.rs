@@ -71,6 +71,8 @@ impl Plan {
                     plan.typingmind =
                         Some((addr, s.instance_url.clone(), s.secret.expose().to_vec()));
                 }
+                // The demo has no stand-in for these: they lead where the config says.
+                AppKind::JwtLink(_) | AppKind::DiscourseConnect(_) => {}
             }
         }
         Ok(plan)
@@ -267,6 +269,7 @@ impl Reach {
                     }
                 }
                 AppKind::TypingMind(s) => s.instance_url = on_public_host(&s.instance_url)?,
+                AppKind::JwtLink(_) | AppKind::DiscourseConnect(_) => {}
             }
         }
         if let Some((_, instance, _)) = &mut plan.typingmind {

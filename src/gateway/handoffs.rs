@@ -30,7 +30,7 @@ impl Gateway {
             tail,
             query: req.uri.query(),
         };
-        let outcome = app.handoff(identity, &request).await;
+        let outcome = app.handoff(identity, &request, session.mapping()).await;
         let (label, code) = outcome.labels();
         self.metrics
             .handoffs

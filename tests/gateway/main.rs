@@ -23,6 +23,7 @@ mod passthrough;
 mod policy;
 mod process;
 mod routing;
+mod saas;
 mod security;
 mod sessions;
 mod spawned;
