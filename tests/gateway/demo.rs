@@ -86,7 +86,7 @@ fn manifest() -> PathBuf {
 }
 
 /// Headless Chromium through a chromedriver of its own.
-async fn browser() -> (Client, Spawned) {
+pub(crate) async fn browser() -> (Client, Spawned) {
     for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
         assert!(
             std::path::Path::new(tool).exists(),
@@ -124,7 +124,7 @@ async fn browser() -> (Client, Spawned) {
 }
 
 /// Saves what the browser shows as `target/e2e-screenshots/<name>.png`.
-async fn shot(c: &Client, name: &str) {
+pub(crate) async fn shot(c: &Client, name: &str) {
     let dir = manifest().join("target/e2e-screenshots");
     std::fs::create_dir_all(&dir).expect("screenshot dir");
     let png = c.screenshot().await.expect("a screenshot");
@@ -133,7 +133,7 @@ async fn shot(c: &Client, name: &str) {
 }
 
 /// The page's visible text.
-async fn text(c: &Client) -> String {
+pub(crate) async fn text(c: &Client) -> String {
     c.find(Locator::Css("body"))
         .await
         .expect("a body")

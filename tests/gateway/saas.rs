@@ -851,3 +851,51 @@ async fn the_portal_lists_the_apps_and_metrics_count_each_outcome() {
         assert!(text.contains(series), "{series} in\n{text}");
     }
 }
+
+/// The posted form in a real browser: Chromium runs the page's nonce'd script under its CSP,
+/// posts the token, and lands on the help centre signed in, at the deep link.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_posted_form_signs_in_from_chromium() {
+    let v = Vendors::start();
+    let (gw, _i) = gateway(&v).await;
+    let (c, _driver) = crate::demo::browser().await;
+    // The intranet's session cookie, as the intranet's login would have set it.
+    c.goto(&gw.url("/")).await.expect("the intranet");
+    c.execute(
+        "document.cookie = 'intranet_session=' + arguments[0] + '; path=/'",
+        vec![json!(hs256(&ada()))],
+    )
+    .await
+    .expect("cookie set");
+    c.goto(&gw.url("/apps/support/hc/en-us/articles/42"))
+        .await
+        .expect("the help centre route");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = c.current_url().await.expect("url");
+        if url.port() == Some(v.addr.port()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the form did not post itself: still at {url}: {}",
+            crate::demo::text(&c).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let url = c.current_url().await.expect("url");
+    assert_eq!(url.path(), "/access/jwt");
+    assert_eq!(
+        url.query(),
+        None,
+        "the token was posted, not put in the URL"
+    );
+    let shown = crate::demo::text(&c).await;
+    let body: Value = serde_json::from_str(shown.trim())
+        .unwrap_or_else(|e| panic!("the stand-in's answer is not JSON ({e}): {shown}"));
+    assert_eq!(body["method"], "POST", "{body}");
+    assert_eq!(body["claims"]["email"], "ada@corp.example");
+    assert_eq!(body["return_to"], v.url("/hc/en-us/articles/42"));
+    crate::demo::shot(&c, "08-help-centre-signed-in-by-form-post").await;
+    c.close().await.expect("browser closes");
+}

@@ -9,6 +9,7 @@ mod keys;
 mod loader;
 mod session;
 mod state;
+mod token_apps;
 
 use std::path::PathBuf;
 
