@@ -63,6 +63,11 @@ fn check(path: &Path, secret: Option<&str>) -> Output {
         "YOURGPT_SSO_SECRET",
         "TYPINGMIND_JWT_SECRET",
         "HANDOFF_LOG_HASH_KEY",
+        // conf/apps/ and the reference's commented-out apps.
+        "ZENDESK_JWT_SECRET",
+        "METABASE_JWT_SECRET",
+        "CANNY_SSO_KEY",
+        "DISCOURSE_CONNECT_SECRET",
     ] {
         match secret {
             Some(s) => cmd.env(var, s),
@@ -376,6 +381,10 @@ fn the_reference_documents_real_jwks_and_userinfo_keys() {
             "# [session.userinfo]",
             "# [log]",
             "# [state]",
+            "# [apps.help]",
+            "# [apps.help.claims]",
+            "# [apps.forum]",
+            "# [apps.forum.payload]",
         ]
         .contains(&line)
         {
@@ -391,7 +400,7 @@ fn the_reference_documents_real_jwks_and_userinfo_keys() {
         }
         config.push('\n');
     }
-    assert_eq!(switched_on, 4, "the four tables are in the reference");
+    assert_eq!(switched_on, 8, "the eight tables are in the reference");
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("handoff.toml");
     std::fs::write(&path, &config).expect("write");
@@ -402,6 +411,45 @@ fn the_reference_documents_real_jwks_and_userinfo_keys() {
         "stdout:\n{}\nstderr:\n{}",
         text(&out.stdout),
         text(&out.stderr)
+    );
+}
+
+/// Each example in conf/apps/, added to the reference config, passes `check`.
+#[test]
+fn the_app_examples_load_on_the_reference_config() {
+    let reference = std::fs::read_to_string(manifest_dir().join("conf/handoff.toml")).unwrap();
+    let examples = std::fs::read_dir(manifest_dir().join("conf/apps")).unwrap();
+    let mut seen = Vec::new();
+    for entry in examples {
+        let path = entry.unwrap().path();
+        let example = std::fs::read_to_string(&path).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("handoff.toml");
+        std::fs::write(&config, format!("{reference}\n{example}")).unwrap();
+        let out = check(&config, Some("reference-config-test-secret"));
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}:\n{stdout}\n{}",
+            path.display(),
+            text(&out.stderr)
+        );
+        assert!(
+            stdout.contains("OK (5 routes, 1 upstream, 3 apps)"),
+            "{stdout}"
+        );
+        seen.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "canny.toml",
+            "discourse.toml",
+            "metabase.toml",
+            "zendesk.toml"
+        ]
     );
 }
 

@@ -607,6 +607,9 @@ async fn monitoring_rules_and_dashboard_use_only_what_the_gateway_exports() {
          login_url = \"https://chatbot.yourgpt.test/\"\n\
          [apps.chat]\nkind = \"typingmind\"\ninstance_url = \"https://chat.example.test/\"\n\
          secret = {{ file = \"{typingmind_secret}\" }}\n\
+         [apps.forum]\nkind = \"discourse_connect\"\nforum_url = \"https://forum.example.test\"\n\
+         secret = {{ file = \"{discourse_secret}\" }}\n\
+         [[routes]]\npath = \"/ai/forum\"\napp = \"forum\"\n\
          [[routes]]\npath = \"/ai/yourgpt\"\napp = \"yourgpt\"\n\
          [[routes]]\npath = \"/ai/offline\"\napp = \"offline\"\n\
          [[routes]]\npath = \"/ai/chat\"\napp = \"chat\"\n\
@@ -618,6 +621,7 @@ async fn monitoring_rules_and_dashboard_use_only_what_the_gateway_exports() {
         redis_port = redis.port,
         yourgpt_secret = secret("yourgpt-secret.txt"),
         typingmind_secret = secret("typingmind-secret.txt"),
+        discourse_secret = secret("discourse-secret.txt"),
         api = api.url(),
     );
     let dir = tempfile::tempdir().unwrap();
@@ -700,6 +704,8 @@ async fn monitoring_rules_and_dashboard_use_only_what_the_gateway_exports() {
     api.set_verify(Mode::Real);
     assert_eq!(visit(url("/ai/offline"), &ada).await, 502);
     assert_eq!(visit(url("/ai/chat"), &ada).await, 302);
+    // A forum request that is not the forum's.
+    assert_eq!(visit(url("/ai/forum?sso=x&sig=y"), &ada).await, 400);
 
     // Requests are counted after their answer went out and the health check runs every
     // 200 ms: scrape until nothing is missing, for up to 15 s, then say what is.
