@@ -10,6 +10,11 @@
 //! - widget sign-in: streaming a page through the lol_html rewriter (MB/s, and time per page)
 //!   versus copying the same chunks untouched (plain pass-through).
 //!
+//! - any app that takes a signed token (`jwt_link`): a handoff from the claims template to the
+//!   redirect URL or the posted form, HS256/RS256/ES256, next to TypingMind's link (the same
+//!   work for a fixed payload) in the same run; DiscourseConnect's answer to the forum
+//!   (verify its sso/sig, sign the payload).
+//!
 //! Run: `cargo bench --bench handoff`
 // Test, bench and example code may unwrap and panic; the library may not.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -246,5 +251,150 @@ fn widget(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, mint, whole_handoff, email_path, widget);
+/// The apps of one config, by name.
+fn token_apps() -> Vec<(String, handoff::internals::apps::App)> {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let text = r#"
+[session]
+cookie = "s"
+algorithms = ["HS256"]
+secret = { file = "session-secret.txt" }
+[upstreams.intranet]
+servers = ["127.0.0.1:9"]
+[[routes]]
+path = "/"
+upstream = "intranet"
+[apps.hs256]
+kind = "jwt_link"
+url = "https://acme.zendesk.example/access/jwt"
+return_to_param = "return_to"
+secret = { file = "zendesk-secret.txt" }
+[apps.hs256.claims]
+email = "email"
+name = "name"
+external_id = "id"
+[apps.form]
+kind = "jwt_link"
+url = "https://acme.zendesk.example/access/jwt"
+delivery = "form_post"
+return_to_param = "return_to"
+secret = { file = "zendesk-secret.txt" }
+[apps.form.claims]
+email = "email"
+name = "name"
+external_id = "id"
+[apps.rs256]
+kind = "jwt_link"
+url = "https://app.example/sso"
+algorithm = "RS256"
+private_key = { file = "rsa_private.pem" }
+[apps.rs256.claims]
+email = "email"
+[apps.es256]
+kind = "jwt_link"
+url = "https://app.example/sso"
+algorithm = "ES256"
+private_key = { file = "ec_private.pem" }
+[apps.es256.claims]
+email = "email"
+[apps.typingmind]
+kind = "typingmind"
+instance_url = "https://chat.example"
+secret = { file = "typingmind-secret.txt" }
+[apps.forum]
+kind = "discourse_connect"
+forum_url = "https://forum.example"
+secret = { file = "discourse-secret.txt" }
+"#;
+    let config = handoff::internals::config::from_toml_str(text, &fixtures).expect("bench config");
+    let mut limits = EmailLimits::new(None);
+    let seconds = prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new("bench_seconds", "bench"),
+        &["app", "call"],
+    )
+    .unwrap();
+    config
+        .apps
+        .into_iter()
+        .map(|a| {
+            let name = a.name.clone();
+            let app = handoff::internals::apps::App::new(a, &mut limits, &seconds, "/_handoff")
+                .expect("app");
+            (name, app)
+        })
+        .collect()
+}
+
+fn token_links(c: &mut Criterion) {
+    use handoff::internals::apps::HandoffRequest;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let apps = token_apps();
+    let who = ada();
+    let mapping = handoff::internals::identity::ClaimMapping::default();
+    let deep = HandoffRequest {
+        tail: "/hc/en-us/articles/42",
+        query: Some("lang=fr"),
+    };
+    let mut group = c.benchmark_group("token_link");
+    for (name, app) in &apps {
+        if name == "forum" {
+            continue;
+        }
+        group.bench_function(name.as_str(), |b| {
+            b.iter(|| match rt.block_on(app.handoff(&who, &deep, &mapping)) {
+                HandoffOutcome::Redirect(_) | HandoffOutcome::FormPost { .. } => {}
+                other => panic!("{name}: {other:?}"),
+            })
+        });
+    }
+    // The forum's request, signed as the forum signs it.
+    let secret = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/discourse-secret.txt"),
+    )
+    .unwrap();
+    let sso = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        "nonce=cb68251eefb5211e58c00ff1395f0c0b&return_sso_url=https%3A%2F%2Fforum.example%2Fsession%2Fsso_login",
+    );
+    let sig: String = {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.trim().as_bytes()).unwrap();
+        mac.update(sso.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let query = format!(
+        "sso={}&sig={sig}",
+        url::form_urlencoded::byte_serialize(sso.as_bytes()).collect::<String>()
+    );
+    let forum = &apps.iter().find(|(n, _)| n == "forum").unwrap().1;
+    let request = HandoffRequest {
+        tail: "",
+        query: Some(&query),
+    };
+    group.bench_function("discourse_connect_answer", |b| {
+        b.iter(
+            || match rt.block_on(forum.handoff(&who, &request, &mapping)) {
+                HandoffOutcome::Redirect(_) => {}
+                other => panic!("forum: {other:?}"),
+            },
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    mint,
+    whole_handoff,
+    email_path,
+    widget,
+    token_links
+);
 criterion_main!(benches);

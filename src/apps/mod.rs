@@ -564,7 +564,12 @@ impl App {
             claims.join(", ")
         );
         let title = self.display_name();
-        let described: Vec<&str> = missing.iter().map(|m| m.described).collect();
+        // In words, with the claim the app reads, for whoever completes the profile.
+        let described: Vec<String> = missing
+            .iter()
+            .map(|m| format!("{} ({})", m.described, m.claim))
+            .collect();
+        let described: Vec<&str> = described.iter().map(String::as_str).collect();
         Reply::error_with_reference(
             html,
             422,

@@ -786,7 +786,7 @@ async fn refused_people_missing_claims_and_non_navigations_get_no_token() {
     let page = resp.text().await.unwrap();
     assert!(
         page.contains(
-            "Help centre needs details your intranet profile does not provide: your name."
+            "Help centre needs details your intranet profile does not provide: your name (name)."
         ),
         "{page}"
     );
