@@ -31,6 +31,8 @@ pub struct Discourse {
 pub enum BadSso {
     /// `sso` without `sig`, or the reverse, or either twice.
     Incomplete,
+    /// `sso` longer than any the forum sends.
+    TooLong,
     /// `sig` is not the HMAC of `sso` under the secret: not the forum, or another secret.
     BadSignature,
     /// The payload is not base64 of a query with a nonce.
@@ -43,6 +45,7 @@ impl BadSso {
     pub fn detail(self) -> &'static str {
         match self {
             BadSso::Incomplete => "the request has sso without sig (or the reverse, or one twice)",
+            BadSso::TooLong => "sso is longer than the 4096 bytes a forum sends",
             BadSso::BadSignature => {
                 "sig does not match sso: not from the forum, or the forum's \
                  `discourse connect secret` differs from this app's secret"
@@ -74,6 +77,11 @@ impl Discourse {
             twice |= slot.is_some();
             *slot = Some(v.into_owned());
         }
+        // A person who lacks what the forum requires learns it before the round trip.
+        let fields = match self.settings.payload.fill(who, mapping) {
+            Ok(f) => f,
+            Err(missing) => return HandoffOutcome::MissingClaims(missing),
+        };
         let (sso, sig) = match (sso, sig, twice) {
             (None, None, false) => return self.start(request),
             (Some(sso), Some(sig), false) => (sso, sig),
@@ -82,10 +90,6 @@ impl Discourse {
         let (nonce, back) = match self.verify(&sso, &sig) {
             Ok(found) => found,
             Err(why) => return HandoffOutcome::BadSso(why),
-        };
-        let fields = match self.settings.payload.fill(who, mapping) {
-            Ok(f) => f,
-            Err(missing) => return HandoffOutcome::MissingClaims(missing),
         };
         let mut payload = form_urlencoded::Serializer::new(String::new());
         payload.append_pair("nonce", &nonce);
@@ -105,7 +109,7 @@ impl Discourse {
     /// The forum's request, checked: its nonce and where the answer goes.
     fn verify(&self, sso: &str, sig: &str) -> Result<(String, url::Url), BadSso> {
         if sso.len() > MAX_SSO_BYTES {
-            return Err(BadSso::Garbled);
+            return Err(BadSso::TooLong);
         }
         if !verify_hmac_sha256_hex(self.settings.secret.expose(), sso.as_bytes(), sig) {
             return Err(BadSso::BadSignature);
@@ -139,7 +143,8 @@ impl Discourse {
         let base = forum.path().trim_end_matches('/');
         let mut url = forum.clone();
         url.set_path(&format!("{base}/session/sso"));
-        let deep = !request.tail.trim_start_matches('/').is_empty() || request.query.is_some();
+        let deep = !request.tail.trim_start_matches('/').is_empty()
+            || request.query.is_some_and(|q| !q.is_empty());
         if deep {
             let Some(link) = deep_link(forum, request.tail, request.query, &["sso", "sig"]) else {
                 return HandoffOutcome::OffSite;

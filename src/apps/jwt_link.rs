@@ -98,7 +98,9 @@ impl JwtLink {
             // Two readers could pick different ones.
             _ => return Err(()),
         }
-        if request.tail.trim_start_matches('/').is_empty() && request.query.is_none() {
+        if request.tail.trim_start_matches('/').is_empty()
+            && request.query.is_none_or(str::is_empty)
+        {
             return Ok(None);
         }
         let drop = [self.settings.token_param.as_str(), rt.param.as_str()];

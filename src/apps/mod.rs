@@ -446,7 +446,8 @@ impl App {
                     target: "handoff::handoff", app, user, reference, outcome = label,
                     "sent to the forum for a DiscourseConnect nonce"
                 );
-                Reply::redirect(location).with_reference(&reference)
+                // No token in it, but the forum need not see the intranet address either.
+                Reply::token_redirect(location).with_reference(&reference)
             }
             HandoffOutcome::BadSso(why) => {
                 tracing::warn!(

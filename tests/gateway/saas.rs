@@ -795,6 +795,18 @@ async fn refused_people_missing_claims_and_non_navigations_get_no_token() {
             || log_line_with(&["identity_incomplete", "name (claim \"name\")"]).is_some()
     );
 
+    // The forum requires an email: a person without one learns it before the round trip.
+    let mut no_email = ada();
+    no_email.as_object_mut().unwrap().remove("email");
+    let resp = navigate(&gw.url("/apps/forum"), Some(&no_email)).await;
+    assert_eq!(resp.status(), 422);
+    assert!(resp.headers().get("location").is_none());
+    assert!(resp.text().await.unwrap().contains("your email address (email)"));
+
+    // An empty query is no deep link.
+    let resp = navigate(&gw.url("/apps/metabase?"), Some(&ada())).await;
+    assert_eq!(param(&location(&resp), "return_to"), None);
+
     // Only a top-level navigation starts a handoff.
     for (name, value, status) in [
         ("Sec-Fetch-Dest", "image", 400),
