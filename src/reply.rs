@@ -151,7 +151,8 @@ impl Reply {
     }
 
     /// The page that posts a sign-in to `action` (see [`pages::form_post`]): never cached,
-    /// never sent on as a Referer, only its own nonce'd script runs.
+    /// never sent on as a Referer, only its own nonce'd script runs, and no other page of the
+    /// origin can reach into it.
     pub fn form_post(title: &str, action: &str, fields: &[(String, String)]) -> Reply {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).unwrap_or_else(|_| unreachable!("the OS has randomness"));
@@ -165,6 +166,11 @@ impl Reply {
             .push(("Content-Security-Policy", pages::form_post_csp(&nonce)));
         r.headers
             .push(("Referrer-Policy", "no-referrer".to_string()));
+        // The page is on the intranet's own origin: a script of any intranet page could open it
+        // with `window.open` and read the token out of the form before it posts. A browsing
+        // context group of its own leaves the opener a closed handle.
+        r.headers
+            .push(("Cross-Origin-Opener-Policy", "same-origin".to_string()));
         r.outcome = "redirected";
         r
     }

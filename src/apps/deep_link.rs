@@ -39,8 +39,13 @@ pub fn return_to(site: &url::Url, value: &str) -> Option<url::Url> {
     on_site(site, url)
 }
 
-/// `url` when, written out and read back, it is still on `site`'s origin and unchanged.
+/// `url` when, written out and read back, it is still on `site`'s origin and unchanged, and
+/// its path does not begin with `//` (an app that redirects to the path alone would read
+/// that as another host).
 fn on_site(site: &url::Url, url: url::Url) -> Option<url::Url> {
+    if url.path().starts_with("//") {
+        return None;
+    }
     let reparsed = url::Url::parse(url.as_str()).ok()?;
     (reparsed.origin() == site.origin() && reparsed == url).then_some(url)
 }
@@ -88,8 +93,20 @@ mod tests {
             "/\t/evil.example",
             "https:evil.example",
             "https:/evil.example",
+            "/.//evil.example",
+            "/x/..//evil.example",
+            "/%2e%2e//evil.example",
+            ".//evil.example",
+            "..//evil.example",
+            "https://acme.zendesk.example/.%2e//evil.example",
+            "https://acme.zendesk.example///evil.example",
         ] {
             let read = ok(hostile);
+            assert!(
+                read.as_deref()
+                    .is_none_or(|u| !u["https://acme.zendesk.example".len()..].starts_with("//")),
+                "{hostile:?} -> {read:?}: a path another reader takes for a host"
+            );
             assert!(
                 read.as_deref()
                     .is_none_or(|u| url::Url::parse(u).unwrap().host_str()
@@ -110,5 +127,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(u.as_str(), "https://acme.zendesk.example/x?jw+t=c&keep=1");
+        // A tail whose backslash the URL parser turns into a second slash.
+        assert_eq!(deep_link(&site(), "/\\evil.example", None, &[]), None);
     }
 }

@@ -164,12 +164,32 @@ impl Discourse {
     }
 }
 
-/// A payload value as text: strings as they are, lists joined with commas (`add_groups`).
+/// A payload value as text: strings as they are, lists joined with commas (`add_groups`). An
+/// item that holds a comma itself is left out: the forum would split it into other items (a
+/// group named `x,admins` would add `admins`).
 fn text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+        Value::Array(items) => items
+            .iter()
+            .map(text)
+            .filter(|item| !item.is_empty() && !item.contains(','))
+            .collect::<Vec<_>>()
+            .join(","),
         Value::Null => String::new(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_list_item_cannot_become_two() {
+        assert_eq!(text(&json!(["eng", "x,admins", "ai", ""])), "eng,ai");
+        assert_eq!(text(&json!("a,b")), "a,b", "a plain value is one value");
+        assert_eq!(text(&json!(7)), "7");
     }
 }

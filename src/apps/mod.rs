@@ -519,7 +519,7 @@ impl App {
             HandoffOutcome::OffSite => {
                 tracing::warn!(
                     target: "handoff::handoff", app, user, reference, outcome = label,
-                    "the link's path would lead off the app's own site; nothing was minted"
+                    "the link (its path, or the return_to it carries) would lead off the app's own site; nothing was minted"
                 );
                 page(
                     400,

@@ -85,6 +85,23 @@ pub enum AppKind {
 }
 
 impl AppSettings {
+    /// The HMAC keys the app signs with, each with its key's name under `[apps.NAME]`.
+    pub fn hmac_secrets(&self) -> Vec<(&'static str, &Secret)> {
+        match &self.kind {
+            AppKind::YourGpt(y) => {
+                let mut keys = vec![("secret", &y.secret)];
+                keys.extend(y.widget.as_ref().map(|w| ("widget.secret", &w.secret)));
+                keys
+            }
+            AppKind::TypingMind(t) => vec![("secret", &t.secret)],
+            AppKind::JwtLink(j) if j.algorithm.family() == jsonwebtoken::AlgorithmFamily::Hmac => {
+                vec![("secret", &j.key)]
+            }
+            AppKind::JwtLink(_) => Vec::new(),
+            AppKind::DiscourseConnect(d) => vec![("secret", &d.secret)],
+        }
+    }
+
     /// Claims this app needs with their JSON type kept (see [`crate::identity::ClaimMapping::extra`]).
     pub fn needed_claims(&self) -> Vec<ClaimPath> {
         match &self.kind {

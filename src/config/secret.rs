@@ -42,7 +42,7 @@ impl SecretRef {
             },
             SecretRef::File(path) => {
                 let full = base_dir.join(path);
-                let mut bytes = std::fs::read(&full)
+                let mut bytes = read_capped(&full)
                     .map_err(|e| format!("cannot read secret file {}: {e}", full.display()))?;
                 if bytes.ends_with(b"\n") {
                     bytes.pop();
@@ -61,6 +61,25 @@ impl SecretRef {
         }
         Ok(Secret(bytes.into_boxed_slice()))
     }
+}
+
+/// The most a secret file may hold: a 4096-bit PEM key is about 3 kB. A larger file (or one
+/// that never ends, such as `/dev/zero`) is not a secret, and is not read whole.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it holds more than {} KiB, more than any secret or key",
+            MAX_SECRET_FILE_BYTES / 1024
+        )));
+    }
+    Ok(bytes)
 }
 
 impl<'de> Deserialize<'de> for SecretRef {
@@ -156,6 +175,19 @@ mod tests {
     #[derive(Deserialize, Debug)]
     struct Holder {
         secret: SecretRef,
+    }
+
+    #[test]
+    fn an_endless_or_huge_file_is_not_read_whole() {
+        let e = SecretRef::File("/dev/zero".into())
+            .resolve(Path::new("/"))
+            .unwrap_err();
+        assert!(e.contains("more than 64 KiB"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("big"), vec![b'k'; 64 * 1024 + 1]).unwrap();
+        assert!(SecretRef::File("big".into()).resolve(dir.path()).is_err());
+        std::fs::write(dir.path().join("ok"), vec![b'k'; 64 * 1024]).unwrap();
+        assert!(SecretRef::File("ok".into()).resolve(dir.path()).is_ok());
     }
 
     fn parse(s: &str) -> Result<SecretRef, String> {

@@ -26,10 +26,11 @@ pub(super) fn jwt_link(
     let url = app_url(&format!("{key}.url"), &raw.url, true, p);
     let param = |k: &str, raw: Option<String>, default: Option<&str>, p: &mut Problems| {
         let value = raw.or_else(|| default.map(str::to_string))?;
-        if value.is_empty() || value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        let fits = |c: char| c.is_ascii_alphanumeric() || "-._~[]".contains(c);
+        if value.is_empty() || !value.chars().all(fits) {
             p.add(
                 format!("{key}.{k}"),
-                format!("{value:?} is not a parameter name"),
+                format!("{value:?} is not a parameter name (letters, digits and - . _ ~ [ ] only)"),
             );
         }
         Some(value)
@@ -273,13 +274,17 @@ fn template(
             .join(", ")
     };
     for (name, value) in raw {
+        if name.is_empty() || name.chars().any(char::is_control) {
+            // Shown escaped: a name must not write to the operator's terminal.
+            p.add(
+                format!("{key}.{}", name.escape_debug()),
+                "is not a claim name",
+            );
+            continue;
+        }
         let k = format!("{key}.{name}");
         if reserved.contains(&name.as_str()) {
             p.add(&k, "is set by the gateway on every sign-in; remove it");
-            continue;
-        }
-        if name.is_empty() || name.chars().any(char::is_control) {
-            p.add(&k, "is not a claim name");
             continue;
         }
         let field = |text: &str, p: &mut Problems| {

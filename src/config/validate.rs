@@ -268,6 +268,20 @@ pub(super) fn validate(text: &str, base_dir: &Path) -> Result<Config, Vec<Config
 
     let raw_session = take("session").and_then(|v| p.parse::<RawSession>("session", v));
     let session = raw_session.and_then(|s| session_settings(s, mapping, base_dir, &mut p));
+    // A token an app is handed, or shows in a URL, must never open the intranet too.
+    if let Some(session_key) = session.as_ref().and_then(|s| s.jwt.as_ref()?.hmac.as_ref()) {
+        for app in &apps {
+            for (name, key) in app.hmac_secrets() {
+                if key == session_key {
+                    p.add(
+                        format!("apps.{}.{name}", app.name),
+                        "is the [session] secret: a token minted for the app would also be a \
+                         valid intranet session; give the app the secret its vendor gave you",
+                    );
+                }
+            }
+        }
+    }
 
     let headers = take("identity_headers")
         .and_then(|v| p.parse::<RawIdentityHeaders>("identity_headers", v))

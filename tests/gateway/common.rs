@@ -376,6 +376,20 @@ pub fn page_body(name: &str) -> Option<String> {
             "{head}<script src=\"https://other.example.test/widget.js\" data-external-auth-code=\"theirs\"></script>\n{body}"
         ),
         "plain" => format!("{head}{body}"),
+        // An intranet page whose script (an XSS, say) opens the help centre's route and tries
+        // to read the posted token out of the form before it is sent; its title says how far
+        // it got.
+        "opener" => format!(
+            "{head}<script>\n\
+             const w = window.open('/apps/support/hc/x'); let n = 0;\n\
+             const t = setInterval(() => {{ n++;\n\
+               try {{ const i = w.document.querySelector('input[name=jwt]');\n\
+                 if (i) {{ w.stop(); document.title = 'STOLEN'; clearInterval(t); return; }} }}\n\
+               catch (e) {{ document.title = 'BLOCKED ' + e.name; clearInterval(t); return; }}\n\
+               if (w.closed) {{ document.title = 'CLOSED'; clearInterval(t); return; }}\n\
+               if (n > 500) {{ document.title = 'TIMEOUT'; clearInterval(t); }} }}, 2);\n\
+             </script>\n{body}"
+        ),
         // YourGPT's chatbot widget as its docs embed it (a nonce as a CSP-strict page gives it).
         "yourgpt" => format!(
             "{head}{body}<script src=\"https://widget.yourgpt.ai/script.js\" id=\"yourgpt-chatbot\" data-widget=\"w-intranet\" nonce=\"n0nce\"></script>\n"

@@ -110,7 +110,8 @@ pub(crate) async fn browser() -> (Client, Spawned) {
         json!({
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1100,900"],
+                     "--disable-dev-shm-usage", "--window-size=1100,900",
+                     "--disable-popup-blocking"],
         }),
     );
     // chromedriver speaks plain HTTP on loopback: no TLS stack needed.

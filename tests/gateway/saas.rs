@@ -300,6 +300,7 @@ async fn zendesk_gets_a_posted_form_that_signs_in_once() {
     let h = resp.headers().clone();
     assert_eq!(h["cache-control"], "no-store");
     assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["cross-origin-opener-policy"], "same-origin");
     let csp = h["content-security-policy"].to_str().unwrap().to_string();
     let html = resp.text().await.unwrap();
     // The only script that may run is the page's own, by its nonce.
@@ -801,7 +802,11 @@ async fn refused_people_missing_claims_and_non_navigations_get_no_token() {
     let resp = navigate(&gw.url("/apps/forum"), Some(&no_email)).await;
     assert_eq!(resp.status(), 422);
     assert!(resp.headers().get("location").is_none());
-    assert!(resp.text().await.unwrap().contains("your email address (email)"));
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("your email address (email)"));
 
     // An empty query is no deep link.
     let resp = navigate(&gw.url("/apps/metabase?"), Some(&ada())).await;
@@ -909,5 +914,50 @@ async fn the_posted_form_signs_in_from_chromium() {
     assert_eq!(body["claims"]["email"], "ada@corp.example");
     assert_eq!(body["return_to"], v.url("/hc/en-us/articles/42"));
     crate::demo::shot(&c, "08-help-centre-signed-in-by-form-post").await;
+    c.close().await.expect("browser closes");
+}
+
+/// A script on any intranet page shares the posting page's origin: opened with `window.open`,
+/// the page must not let it read the token before the form posts (`Cross-Origin-Opener-Policy`
+/// leaves the opener a closed handle).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_intranet_script_cannot_read_the_posted_token_from_its_popup() {
+    let v = Vendors::start();
+    let (gw, _i) = gateway(&v).await;
+    let (c, _driver) = crate::demo::browser().await;
+    c.goto(&gw.url("/")).await.expect("the intranet");
+    c.execute(
+        "document.cookie = 'intranet_session=' + arguments[0] + '; path=/'",
+        vec![json!(hs256(&ada()))],
+    )
+    .await
+    .expect("cookie set");
+    for attempt in 0..3 {
+        c.goto(&gw.url("/pages/opener")).await.expect("the page");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let title = loop {
+            let title = c.title().await.expect("title");
+            if title != "Intranet" {
+                break title;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the script never finished"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            title == "CLOSED" || title.starts_with("BLOCKED"),
+            "attempt {attempt}: the opener's script says {title:?}"
+        );
+        // Close the popup again, whatever it became.
+        let windows = c.windows().await.expect("windows");
+        let main = c.window().await.expect("this window");
+        for w in windows.into_iter().filter(|w| *w != main) {
+            c.switch_to_window(w).await.expect("switch");
+            c.close_window().await.expect("close");
+        }
+        c.switch_to_window(main).await.expect("back");
+    }
     c.close().await.expect("browser closes");
 }

@@ -361,6 +361,37 @@ fn a_discourse_app_and_its_default_payload() {
     assert_has_problem(&errors, "apps.app.secret", "10 characters");
 }
 
+/// A token signed with the session's own secret would be an intranet session wherever the app
+/// (or its URL) shows it: every app kind's HMAC key is compared.
+#[test]
+fn no_app_signs_with_the_session_secret() {
+    let session_secret = "{ file = \"session-secret.txt\" }";
+    assert_only_problem(
+        &config_with(&format!(
+            "kind = \"jwt_link\"\nurl = \"https://acme.zendesk.com/access/jwt\"\nsecret = {session_secret}\n{CLAIMS}"
+        )),
+        "apps.app.secret",
+        "is the [session] secret",
+    );
+    assert_only_problem(
+        &config_with(&FORUM.replace("discourse-secret.txt", "session-secret.txt")),
+        "apps.app.secret",
+        "is the [session] secret",
+    );
+    assert_only_problem(
+        &config_with(&format!(
+            "kind = \"typingmind\"\ninstance_url = \"https://chat.example.com\"\nsecret = {session_secret}\n"
+        )),
+        "apps.app.secret",
+        "is the [session] secret",
+    );
+    // An RS256 app has no HMAC key to compare.
+    assert_accepted(&config_with(&format!(
+        "kind = \"jwt_link\"\nurl = \"https://x.example/sso\"\nalgorithm = \"RS256\"\n\
+         private_key = {{ file = \"rsa_private.pem\" }}\n{CLAIMS}"
+    )));
+}
+
 #[test]
 fn unknown_kinds_list_the_new_ones() {
     assert_only_problem(
