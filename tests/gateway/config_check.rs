@@ -69,8 +69,9 @@ fn check(path: &Path, secret: Option<&str>) -> Output {
         "CANNY_SSO_KEY",
         "DISCOURSE_CONNECT_SECRET",
     ] {
+        // Each its own value: no app may share the session's secret.
         match secret {
-            Some(s) => cmd.env(var, s),
+            Some(s) => cmd.env(var, format!("{s}-{var}")),
             None => cmd.env_remove(var),
         };
     }

@@ -316,8 +316,8 @@ fn the_systemd_unit_verifies_and_its_service_user_can_check_the_config() {
         cmd.args(["check", "--config"])
             .arg(&config)
             .env("INTRANET_SESSION_SECRET", secret)
-            .env("YOURGPT_SSO_SECRET", secret)
-            .env("TYPINGMIND_JWT_SECRET", secret)
+            .env("YOURGPT_SSO_SECRET", format!("{secret}-yourgpt"))
+            .env("TYPINGMIND_JWT_SECRET", format!("{secret}-typingmind"))
             .output()
             .unwrap()
     };
