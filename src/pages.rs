@@ -195,12 +195,14 @@ pub fn form_post_csp(nonce: &str) -> String {
 /// The page shell every HTML page of the gateway (and of the demo) shares: a plain, readable
 /// card that works on a laptop and a phone, with no external assets. `title` is plain text;
 /// `body` is HTML the caller has escaped.
+#[cfg(feature = "demo")]
 pub fn document(title: &str, body: &str) -> String {
     document_with_scripts(title, "", body, "")
 }
 
 /// [`document`] with HTML put at the start of `<head>` (`head_start`) and at the end of
 /// `<body>` (`body_end`), as pages carrying vendor widgets have them.
+#[cfg(feature = "demo")]
 pub fn document_with_scripts(title: &str, head_start: &str, body: &str, body_end: &str) -> String {
     page_shell(
         title,

@@ -97,7 +97,7 @@ impl Reply {
         self
     }
 
-    /// An HTML document (see [`pages::document`]), with the pages' CSP.
+    /// An HTML document (a rendered [`Page`], the portal), with the pages' CSP.
     pub fn html(status: u16, body: String) -> Reply {
         let mut r = Reply::new(status, "text/html; charset=utf-8", body);
         r.headers

@@ -1,7 +1,7 @@
 //! `kind = "jwt_link"`: any app that signs people in from a JWT the company signs (Zendesk,
 //! Metabase, Canny …). The token, built from the app's claims template, is sent to the app's
 //! URL in a query parameter (a redirect) or in an auto-submitted form (see
-//! [`crate::pages::form_post`]); a deep link travels in the app's `return_to` parameter.
+//! `pages::form_post`); a deep link travels in the app's `return_to` parameter.
 
 use jsonwebtoken::{EncodingKey, Header};
 
