@@ -869,14 +869,9 @@ async fn the_portal_lists_the_apps_and_metrics_count_each_outcome() {
     }
 }
 
-/// The posted form in a real browser: Chromium runs the page's nonce'd script under its CSP,
-/// posts the token, and lands on the help centre signed in, at the deep link.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_posted_form_signs_in_from_chromium() {
-    let v = Vendors::start();
-    let (gw, _i) = gateway(&v).await;
-    let (c, _driver) = crate::demo::browser().await;
-    // The intranet's session cookie, as the intranet's login would have set it.
+/// Chromium with Ada's intranet session cookie, as the intranet's login would have set it.
+async fn signed_in_browser(gw: &TestGateway) -> (fantoccini::Client, Spawned) {
+    let (c, driver) = crate::demo::browser().await;
     c.goto(&gw.url("/")).await.expect("the intranet");
     c.execute(
         "document.cookie = 'intranet_session=' + arguments[0] + '; path=/'",
@@ -884,6 +879,16 @@ async fn the_posted_form_signs_in_from_chromium() {
     )
     .await
     .expect("cookie set");
+    (c, driver)
+}
+
+/// The posted form in a real browser: Chromium runs the page's nonce'd script under its CSP,
+/// posts the token, and lands on the help centre signed in, at the deep link.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_posted_form_signs_in_from_chromium() {
+    let v = Vendors::start();
+    let (gw, _i) = gateway(&v).await;
+    let (c, _driver) = signed_in_browser(&gw).await;
     c.goto(&gw.url("/apps/support/hc/en-us/articles/42"))
         .await
         .expect("the help centre route");
@@ -924,14 +929,7 @@ async fn the_posted_form_signs_in_from_chromium() {
 async fn an_intranet_script_cannot_read_the_posted_token_from_its_popup() {
     let v = Vendors::start();
     let (gw, _i) = gateway(&v).await;
-    let (c, _driver) = crate::demo::browser().await;
-    c.goto(&gw.url("/")).await.expect("the intranet");
-    c.execute(
-        "document.cookie = 'intranet_session=' + arguments[0] + '; path=/'",
-        vec![json!(hs256(&ada()))],
-    )
-    .await
-    .expect("cookie set");
+    let (c, _driver) = signed_in_browser(&gw).await;
     for attempt in 0..3 {
         c.goto(&gw.url("/pages/opener")).await.expect("the page");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
