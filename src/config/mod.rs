@@ -402,6 +402,9 @@ pub struct IdentityHeaderNames {
     pub name: HeaderName,
     pub username: HeaderName,
     pub groups: HeaderName,
+    /// Each name as written in the config (default `X-Handoff-User` …), in [`Self::all`]'s
+    /// order: how it is spelled on the wire to an HTTP/1 upstream.
+    pub spellings: [bytes::Bytes; 5],
 }
 
 impl IdentityHeaderNames {

@@ -371,12 +371,24 @@ pub(super) fn identity_header_names(
             }
         }
     };
+    let spelled = |raw: &Option<String>, default: &'static str| match raw {
+        Some(text) => bytes::Bytes::from(text.clone()),
+        None => bytes::Bytes::from_static(default.as_bytes()),
+    };
+    let spellings = [
+        spelled(&raw.id, "X-Handoff-User"),
+        spelled(&raw.email, "X-Handoff-Email"),
+        spelled(&raw.name, "X-Handoff-Name"),
+        spelled(&raw.username, "X-Handoff-Username"),
+        spelled(&raw.groups, "X-Handoff-Groups"),
+    ];
     IdentityHeaderNames {
         id: name("id", raw.id, "x-handoff-user"),
         email: name("email", raw.email, "x-handoff-email"),
         name: name("name", raw.name, "x-handoff-name"),
         username: name("username", raw.username, "x-handoff-username"),
         groups: name("groups", raw.groups, "x-handoff-groups"),
+        spellings,
     }
 }
 

@@ -37,25 +37,45 @@ impl Gateway {
         kept.join(",")
     }
 
-    /// The identity headers to send upstream for `identity`. Values that cannot be a header
-    /// (control characters) are left out rather than mangled.
-    pub fn identity_header_values(&self, identity: &Identity) -> Vec<(HeaderName, HeaderValue)> {
+    /// The identity headers to send upstream for `identity`, with each name as the config
+    /// spells it. Values that cannot be a header (control characters) are left out rather
+    /// than mangled. No allocation but the values'.
+    pub fn identity_header_values(
+        &self,
+        identity: &Identity,
+    ) -> impl Iterator<Item = IdentityHeader<'_>> {
         let names = &self.identity_headers;
         let groups = self.groups_header(identity);
-        [
-            (&names.id, identity.id.as_str()),
-            (&names.email, identity.email.as_str()),
-            (&names.name, identity.name.as_str()),
-            (&names.username, identity.username.as_str()),
-            (&names.groups, groups.as_str()),
+        let values = [
+            identity.id.as_str(),
+            identity.email.as_str(),
+            identity.name.as_str(),
+            identity.username.as_str(),
+            groups.as_str(),
         ]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .filter_map(|(n, v)| {
-            HeaderValue::from_bytes(v.as_bytes())
-                .ok()
-                .map(|v| (n.clone(), v))
-        })
-        .collect()
+        .map(|v| {
+            (!v.is_empty())
+                .then(|| HeaderValue::from_bytes(v.as_bytes()).ok())
+                .flatten()
+        });
+        names
+            .all()
+            .into_iter()
+            .zip(&names.spellings)
+            .zip(values)
+            .filter_map(|((name, spelled), value)| {
+                Some(IdentityHeader {
+                    name,
+                    spelled,
+                    value: value?,
+                })
+            })
     }
+}
+
+/// One identity header for the upstream: its name, the name as spelled on the wire, its value.
+pub struct IdentityHeader<'g> {
+    pub name: &'g HeaderName,
+    pub spelled: &'g bytes::Bytes,
+    pub value: HeaderValue,
 }

@@ -360,8 +360,10 @@ impl Handoff {
         let gateway = self.gateway_of(ctx);
         if let (Some(identity), Some(route)) = (&ctx.identity, ctx.route) {
             if gateway.route(route).identity_headers {
-                for (name, value) in gateway.identity_header_values(identity) {
-                    upstream.insert_header(name, value)?;
+                // Room for all five at once; each name parsed once, at load (see vendor/).
+                upstream.reserve_headers(5);
+                for h in gateway.identity_header_values(identity) {
+                    upstream.insert_parsed_header(h.name, h.spelled.clone(), h.value);
                 }
             }
         }

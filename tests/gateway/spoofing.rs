@@ -106,3 +106,61 @@ async fn websocket_upgrade_requests_are_stripped_too() {
         .unwrap();
     assert_eq!(first, "echo:hi");
 }
+
+/// The identity headers reach an HTTP/1 upstream spelled as the config writes them (defaults
+/// `X-Handoff-User` …, a custom `X-Remote-Email` as written), once each, with the person's
+/// values — and a client's own identity headers, in any case, are gone. Read off the wire of a
+/// raw upstream (an HTTP library would fold the case).
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_headers_reach_the_wire_spelled_as_configured() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (heads, received) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        // Two requests at most: the one with a session and the one without.
+        for stream in listener.incoming().take(2) {
+            let Ok(mut stream) = stream else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = heads.send(String::from_utf8_lossy(&head).into_owned());
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    let config = format!(
+        "{}[identity_headers]\nemail = \"X-Remote-Email\"\n\
+         [upstreams.intranet]\nservers = [\"{upstream}\"]\nhealth_check = {{ type = \"none\" }}\n\
+         [[routes]]\npath = \"/\"\nupstream = \"intranet\"\nidentity_headers = true\n",
+        session_config(&["HS256"], ""),
+    );
+    let gw = TestGateway::start(&config);
+    let mut ada = person("ada@corp.example", &["eng", "ai"]);
+    ada["name"] = serde_json::json!("Ada Lovelace");
+    ada["preferred_username"] = serde_json::json!("ada");
+    let resp = client()
+        .get(gw.url("/page"))
+        .header("Cookie", format!("intranet_session={}", hs256(&ada)))
+        .header("x-handoff-user", "spoofed")
+        .header("X-REMOTE-EMAIL", "spoofed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let head = received
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the upstream got the request");
+    for line in [
+        "X-Handoff-User: id-ada@corp.example\r\n",
+        "X-Remote-Email: ada@corp.example\r\n",
+        "X-Handoff-Name: Ada Lovelace\r\n",
+        "X-Handoff-Username: ada\r\n",
+        "X-Handoff-Groups: eng,ai\r\n",
+    ] {
+        assert_eq!(head.matches(line).count(), 1, "{line:?} once in:\n{head}");
+    }
+    assert!(!head.to_ascii_lowercase().contains("spoofed"), "{head}");
+}
