@@ -18,15 +18,7 @@ A=$(free_port); B=$(free_port); C=$(free_port)
 handoff_config a "$A" "$(handoff_log true a)"; handoff_config b "$B" "$(handoff_log true b)"
 RUST_LOG=info "$OLD" run --config $work/a.toml 2>$work/a.err & PA=$!; pids+=("$PA")
 RUST_LOG=info "$NEW" run --config $work/b.toml 2>$work/b.err & PB=$!; pids+=("$PB")
-cat > "$work/nginx.conf" <<EOF
-worker_processes 1; pid $work/nginx.pid; error_log $work/nginx.err warn;
-events { worker_connections 1024; }
-http { $(nginx_json_log nginx-access.log)
-  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 128; }
-  server { listen 127.0.0.1:$C; keepalive_requests 100000;
-    location / { proxy_pass http://origin; $NGINX_PROXY } } }
-EOF
-nginx -p "$work" -c "$work/nginx.conf" -g "daemon off;" & PN=$!; pids+=("$PN")
+start_nginx_proxy $C; PN=$NGINX_PID
 wait_port $A; wait_port $B; wait_port $C
 NG="$PN $(pgrep -P "$PN" | tr '\n' ' ')"
 HZ=$(getconf CLK_TCK)

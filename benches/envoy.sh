@@ -98,15 +98,7 @@ static_resources:
         - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $ORIGIN } } }
 EOF
 N=$(free_port)
-cat > "$work/nginx.conf" <<EOF
-worker_processes 1; pid $work/nginx.pid; error_log $work/nginx.err warn;
-events { worker_connections 1024; }
-http { $(nginx_json_log nginx-access.log)
-  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 128; }
-  server { listen 127.0.0.1:$N; keepalive_requests 100000;
-    location / { proxy_pass http://origin; $NGINX_PROXY } } }
-EOF
-nginx -p "$work" -c "$work/nginx.conf" -g "daemon off;" & PN=$!; pids+=("$PN")
+start_nginx_proxy $N; PN=$NGINX_PID
 RUST_LOG=info "$HANDOFF" run --config "$work/h.toml" 2>"$work/h.err" & PH=$!; pids+=("$PH")
 "$ENVOY" -c "$work/envoy.yaml" --concurrency 1 --log-level warn --disable-hot-restart \
   2>"$work/envoy.err" & PE=$!; pids+=("$PE")

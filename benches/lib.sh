@@ -85,6 +85,20 @@ nginx_json_log() {
 }
 NGINX_PROXY='proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header X-Forwarded-For $remote_addr; proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $host;'
 
+# nginx doing that work as a proxy in front of the origin, one worker, on 127.0.0.1:$1, in the
+# foreground (its pid in $NGINX_PID and $pids; its access log $work/nginx-access.log).
+start_nginx_proxy() {
+  cat > "$work/nginx.conf" <<EOF
+worker_processes 1; pid $work/nginx.pid; error_log $work/nginx.err warn;
+events { worker_connections 1024; }
+http { $(nginx_json_log nginx-access.log)
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 128; }
+  server { listen 127.0.0.1:$1; keepalive_requests 100000;
+    location / { proxy_pass http://origin; $NGINX_PROXY } } }
+EOF
+  nginx -p "$work" -c "$work/nginx.conf" -g "daemon off;" & NGINX_PID=$!; pids+=("$NGINX_PID")
+}
+
 # The [log] table of a gateway config: the access log on (true) or off, to $work/handoff-$2.log.
 handoff_log() { printf '[log]\naccess = %s\nfile = "%s/handoff-%s.log"\n' "$1" "$work" "$2"; }
 
