@@ -14,10 +14,11 @@ pub(crate) fn hmac_sha256(key: &[u8], value: &[u8]) -> [u8; 32] {
 
 /// HMAC-SHA256 of `value` under `key`, lowercase hex (64 digits).
 pub(crate) fn hmac_sha256_hex(key: &[u8], value: &[u8]) -> String {
-    hmac_sha256(key, value)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&hmac_sha256(key, value))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `hex` is the HMAC-SHA256 of `value` under `key` (hex digits of either case),
@@ -44,10 +45,7 @@ pub(crate) fn verify_hmac_sha256_hex(key: &[u8], value: &[u8], hex: &str) -> boo
 /// HMAC-SHA256 of `value` under `key`, as 32 hex digits (the first 16 bytes): a stable
 /// pseudonym for logs.
 pub(crate) fn pseudonym(key: &[u8], value: &[u8]) -> String {
-    hmac_sha256(key, value)[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&hmac_sha256(key, value)[..16])
 }
 
 #[cfg(test)]

@@ -166,11 +166,6 @@ impl ClaimTemplate {
         })
     }
 
-    /// Whether a rule names this claim.
-    pub fn has(&self, name: &str) -> bool {
-        self.rules.iter().any(|r| r.name == name)
-    }
-
     /// The person's claims, or every required one they lack.
     pub fn fill(
         &self,

@@ -146,14 +146,11 @@ impl Discourse {
         let deep = !request.tail.trim_start_matches('/').is_empty()
             || request.query.is_some_and(|q| !q.is_empty());
         if deep {
+            // `deep_link` refuses a path the forum could read as another host (`//evil`).
             let Some(link) = deep_link(forum, request.tail, request.query, &["sso", "sig"]) else {
                 return HandoffOutcome::OffSite;
             };
             let mut path = link.path().to_string();
-            // A path the forum could read as another host (`//evil`, `/\evil`) is no deep link.
-            if path.starts_with("//") || path.contains('\\') {
-                return HandoffOutcome::OffSite;
-            }
             if let Some(q) = link.query() {
                 path.push('?');
                 path.push_str(q);

@@ -30,10 +30,6 @@ impl JwtLink {
         })
     }
 
-    pub fn settings(&self) -> &JwtLinkSettings {
-        &self.settings
-    }
-
     /// Signs the person in: the claims, the deep link, the token, and how it is sent. Nothing
     /// is signed for a person who lacks a required claim or a link that would leave the site.
     pub fn handoff(

@@ -22,7 +22,7 @@ use crate::config::{AppKind, AppSettings};
 use crate::identity::{ClaimMapping, Identity};
 use crate::policy::{AllowRules, Denial};
 use crate::reply::Reply;
-use claims::Missing;
+use claims::{Missing, PersonField};
 use contact::ContactSite;
 use discourse::{BadSso, Discourse};
 use jwt_link::JwtLink;
@@ -137,26 +137,26 @@ pub enum IdentityField {
 }
 
 impl IdentityField {
+    /// The `[identity]` field it is; `None` for TypingMind's own id (an app setting's claim).
+    fn person(self) -> Option<PersonField> {
+        match self {
+            IdentityField::Id => Some(PersonField::Id),
+            IdentityField::Email => Some(PersonField::Email),
+            IdentityField::FirstName => Some(PersonField::FirstName),
+            IdentityField::LastName => Some(PersonField::LastName),
+            IdentityField::TypingMindId => None,
+        }
+    }
+
     /// The field's name, as the config and the operator's log line say it.
     pub fn name(self) -> &'static str {
-        match self {
-            IdentityField::Id => "id",
-            IdentityField::Email => "email",
-            IdentityField::FirstName => "first_name",
-            IdentityField::LastName => "last_name",
-            IdentityField::TypingMindId => "typingmind_id",
-        }
+        self.person().map_or("typingmind_id", PersonField::key)
     }
 
     /// How the person's page names it.
     fn described(self) -> &'static str {
-        match self {
-            IdentityField::Id => "your user id",
-            IdentityField::Email => "your email address",
-            IdentityField::FirstName => "your first name",
-            IdentityField::LastName => "your last name",
-            IdentityField::TypingMindId => "your TypingMind user id",
-        }
+        self.person()
+            .map_or("your TypingMind user id", PersonField::described)
     }
 }
 
@@ -386,18 +386,15 @@ impl App {
 
     /// The claim a missing field comes from, for the operator's log line.
     fn claim_for<'m>(&'m self, field: IdentityField, mapping: &'m ClaimMapping) -> &'m str {
-        match field {
-            IdentityField::Id => mapping.id.as_str(),
-            IdentityField::Email => mapping.email.as_str(),
-            IdentityField::FirstName => mapping.first_name.as_str(),
-            IdentityField::LastName => mapping.last_name.as_str(),
-            IdentityField::TypingMindId => match &self.connector {
-                Connector::TypingMind(c) => match &c.settings().identify_by {
-                    crate::config::IdentifyBy::Id { claim } => claim.as_str(),
-                    _ => "?",
-                },
+        if let Some(person) = field.person() {
+            return person.claim(mapping);
+        }
+        match &self.connector {
+            Connector::TypingMind(c) => match &c.settings().identify_by {
+                crate::config::IdentifyBy::Id { claim } => claim.as_str(),
                 _ => "?",
             },
+            _ => "?",
         }
     }
 
@@ -638,12 +635,13 @@ pub fn contact_path(endpoints_prefix: &str, app: &str) -> String {
 fn contact_claim(field: crate::config::ContactField, mapping: &ClaimMapping) -> &str {
     use crate::config::ContactField;
     match field {
-        ContactField::Id => mapping.id.as_str(),
-        ContactField::Email => mapping.email.as_str(),
-        ContactField::Name => mapping.name.as_str(),
-        ContactField::Username => mapping.username.as_str(),
-        ContactField::Phone => mapping.phone_no.as_str(),
+        ContactField::Id => PersonField::Id,
+        ContactField::Email => PersonField::Email,
+        ContactField::Name => PersonField::Name,
+        ContactField::Username => PersonField::Username,
+        ContactField::Phone => PersonField::PhoneNo,
     }
+    .claim(mapping)
 }
 
 /// "a, b or c".

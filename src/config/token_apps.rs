@@ -150,15 +150,14 @@ fn signing_key(
     p: &mut Problems,
 ) -> Option<Secret> {
     let hmac = alg.family() == jsonwebtoken::AlgorithmFamily::Hmac;
-    let (wanted, unwanted) = if hmac {
-        ("secret", "private_key")
-    } else {
-        ("private_key", "secret")
-    };
-    let (given, other) = if hmac {
-        (&raw.secret, &raw.private_key)
-    } else {
-        (&raw.private_key, &raw.secret)
+    let ((wanted, given), (unwanted, other)) = {
+        let secret = ("secret", &raw.secret);
+        let private_key = ("private_key", &raw.private_key);
+        if hmac {
+            (secret, private_key)
+        } else {
+            (private_key, secret)
+        }
     };
     if other.is_some() {
         p.add(
@@ -403,11 +402,7 @@ fn constant(
 /// An app's URL: absolute `https://` (plain `http://` only on loopback, for tests and
 /// stand-ins), no credentials, no fragment; a query only where `query` allows it.
 fn app_url(key: &str, raw: &str, query: bool, p: &mut Problems) -> Option<url::Url> {
-    // A URL with a password is never echoed (only what follows its last `@`).
-    let shown = match raw.rsplit_once('@') {
-        Some((_, host)) => format!("\"…@{host}\""),
-        None => format!("{raw:?}"),
-    };
+    let shown = super::validate::shown_url(raw);
     let Ok(url) = url::Url::parse(raw) else {
         p.add(
             key,

@@ -92,13 +92,10 @@ impl Problems {
             RawUrl::Plain(text) => {
                 let url = kind.parse(text);
                 if url.is_none() {
-                    // A URL that does not parse may still hold a password: shown without
-                    // anything before its last `@`.
-                    let shown = match text.rsplit_once('@') {
-                        Some((_, host)) => format!("\"…@{host}\""),
-                        None => format!("{text:?}"),
-                    };
-                    self.add(key, format!("{shown} must be {}", kind.expected()));
+                    self.add(
+                        key,
+                        format!("{} must be {}", shown_url(text), kind.expected()),
+                    );
                 }
                 let url = url?;
                 if let Some(what) = credential_in(&url) {
@@ -190,6 +187,15 @@ impl Problems {
                 None
             }
         }
+    }
+}
+
+/// A URL as written, quoted for a problem's message — a URL that does not parse may still hold
+/// a password, so anything before its last `@` is left out.
+pub(super) fn shown_url(text: &str) -> String {
+    match text.rsplit_once('@') {
+        Some((_, host)) => format!("\"…@{host}\""),
+        None => format!("{text:?}"),
     }
 }
 
