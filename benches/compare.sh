@@ -15,7 +15,8 @@ for round in 1 2; do
     for route in / /jwt; do
       P=$(free_port); handoff_config "handoff-$P" "$P" "$(handoff_log true "$P")"
       callgrind_run "x" "$P" "$route" "$N" "$bin" run --config "$work/handoff-$P.toml"
-      echo "round $round $bin $route $(( CALLGRIND_TOTAL / N ))"
+      echo "round $round $bin $route $(( CALLGRIND_TOTAL / N )) instructions," \
+        "$(python3 -c "print(f'{$CALLGRIND_ALLOCS / $N:.1f}')") allocations per request"
     done
   done
 done

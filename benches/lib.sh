@@ -173,7 +173,8 @@ PY
 # Runs COMMAND… under callgrind: 200 warm-up requests to ROUTE on 127.0.0.1:PORT, then N
 # counted ones (counters zeroed in between), then a dump and a fast stop (SIGINT: Pingora waits
 # out a grace period on TERM). Sets $CALLGRIND_DUMP (the dump's path) and $CALLGRIND_TOTAL
-# (instructions of the N requests).   callgrind_run NAME PORT ROUTE N COMMAND...
+# (instructions of the N requests) and $CALLGRIND_ALLOCS (calls to Rust's allocator in them:
+# `__rust_alloc`, `__rust_alloc_zeroed`, `__rust_realloc`).   callgrind_run NAME PORT ROUTE N COMMAND...
 callgrind_run() {
   local name=$1 port=$2 route=$3 n=$4; shift 4
   valgrind --tool=callgrind --callgrind-out-file="$work/$name.cg" "$@" 2>"$work/$name.vg" &
@@ -190,4 +191,24 @@ callgrind_run() {
   [ -n "$CALLGRIND_DUMP" ] || CALLGRIND_DUMP="$work/$name.cg"
   CALLGRIND_TOTAL=$(callgrind_annotate "$CALLGRIND_DUMP" 2>/dev/null \
     | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  CALLGRIND_ALLOCS=$(callgrind_calls "$CALLGRIND_DUMP" '__rust_(alloc|alloc_zeroed|realloc)$')
+}
+
+# Calls to the functions whose name matches REGEX (Python syntax) in a callgrind dump, summed
+# over every caller (the `calls=` lines under a matching `cfn=`).   callgrind_calls DUMP REGEX
+callgrind_calls() {
+  python3 - "$1" "$2" <<'PY'
+import re, sys
+pattern, names, target, total = re.compile(sys.argv[2]), {}, False, 0
+for line in open(sys.argv[1], errors="replace"):
+    if line.startswith(("fn=", "cfn=")):
+        key, _, rest = line.rstrip("\n").partition("=")
+        ident, name = re.match(r"(?:\((\d+)\))?\s*(.*)", rest).groups()
+        if name:
+            names[ident] = name
+        target = key == "cfn" and bool(pattern.search(names.get(ident, name)))
+    elif target and line.startswith("calls="):
+        total += int(line[len("calls="):].split()[0])
+print(total)
+PY
 }

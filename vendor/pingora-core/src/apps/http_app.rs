@@ -42,7 +42,7 @@ pub trait ServeHttp {
 }
 
 // TODO: remove this in favor of HttpServer?
-#[async_trait]
+// HANDOFF PATCH: a native `async fn`, no `async_trait` (see `HttpServerApp::process_new_http`).
 impl<SV> HttpServerApp for SV
 where
     SV: ServeHttp + Send + Sync,
@@ -133,7 +133,7 @@ impl<SV> HttpServer<SV> {
     }
 }
 
-#[async_trait]
+// HANDOFF PATCH: a native `async fn`, no `async_trait` (see `HttpServerApp::process_new_http`).
 impl<SV> HttpServerApp for HttpServer<SV>
 where
     SV: ServeHttp + Send + Sync,
