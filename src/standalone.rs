@@ -4,11 +4,12 @@
 //! (listeners, TLS, threads …), `X-Forwarded-*`, a 404 page for unrouted requests, error pages
 //! for failed proxy attempts, and the access log.
 
+use std::net::IpAddr;
 use std::path::Path;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::HOST;
+use http::header::{HeaderName, HeaderValue, HOST};
 use pingora::apps::{ConnectionLimit, HttpServerOptions};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::listeners::tls::TlsSettings;
@@ -34,9 +35,32 @@ use crate::config::{self, Config, ConfigErrors, ServerSettings};
 pub use crate::https_port::PlainHttpOnTlsPort;
 use crate::plugin::{Filtered, Handoff, HandoffCtx, LoadError};
 
-const X_FORWARDED_FOR: &str = "X-Forwarded-For";
-const X_FORWARDED_PROTO: &str = "X-Forwarded-Proto";
-const X_FORWARDED_HOST: &str = "X-Forwarded-Host";
+/// A header this proxy adds to every request: its name, parsed at compile time, and the
+/// spelling it goes upstream in (added through `insert_parsed_header`: neither is parsed nor
+/// copied per request, see vendor/README.md).
+struct Forwarding {
+    name: HeaderName,
+    spelled: &'static [u8],
+}
+
+impl Forwarding {
+    fn set(&self, upstream: &mut RequestHeader, value: HeaderValue) {
+        upstream.insert_parsed_header(&self.name, Bytes::from_static(self.spelled), value);
+    }
+}
+
+static X_FORWARDED_FOR: Forwarding = Forwarding {
+    name: HeaderName::from_static("x-forwarded-for"),
+    spelled: b"X-Forwarded-For",
+};
+static X_FORWARDED_PROTO: Forwarding = Forwarding {
+    name: HeaderName::from_static("x-forwarded-proto"),
+    spelled: b"X-Forwarded-Proto",
+};
+static X_FORWARDED_HOST: Forwarding = Forwarding {
+    name: HeaderName::from_static("x-forwarded-host"),
+    spelled: b"X-Forwarded-Host",
+};
 
 /// The standalone gateway, built: [`Standalone::run`] serves until a signal stops it.
 pub struct Standalone {
@@ -499,34 +523,40 @@ impl StandaloneProxy {
     fn forwarded_headers(&self, session: &Session, upstream: &mut RequestHeader) -> Result<()> {
         let trust = self.trust_forwarded_headers;
         let client_ip = match session.client_addr() {
-            Some(PingoraAddr::Inet(addr)) => Some(addr.ip().to_string()),
+            Some(PingoraAddr::Inet(addr)) => ip_value(addr.ip()),
             _ => None,
         };
         if let Some(ip) = client_ip {
-            let value = match upstream.headers.get(X_FORWARDED_FOR) {
-                Some(prior) if trust => match prior.to_str() {
-                    Ok(prior) => format!("{prior}, {ip}"),
-                    Err(_) => ip,
-                },
-                _ => ip,
+            let value = if trust && upstream.headers.contains_key(&X_FORWARDED_FOR.name) {
+                // Every line the trusted proxy sent, in order, then the address it came from.
+                let mut chain = Vec::new();
+                for prior in upstream.headers.get_all(&X_FORWARDED_FOR.name) {
+                    chain.extend_from_slice(prior.as_bytes());
+                    chain.extend_from_slice(b", ");
+                }
+                chain.extend_from_slice(ip.as_bytes());
+                HeaderValue::from_bytes(&chain).unwrap_or(ip)
+            } else {
+                ip
             };
-            upstream.insert_header(X_FORWARDED_FOR, value)?;
+            X_FORWARDED_FOR.set(upstream, value);
         }
-        if !(trust && upstream.headers.contains_key(X_FORWARDED_PROTO)) {
+        if !(trust && upstream.headers.contains_key(&X_FORWARDED_PROTO.name)) {
             let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-            upstream.insert_header(X_FORWARDED_PROTO, if tls { "https" } else { "http" })?;
+            let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+            X_FORWARDED_PROTO.set(upstream, proto);
         }
-        if !(trust && upstream.headers.contains_key(X_FORWARDED_HOST)) {
+        if !(trust && upstream.headers.contains_key(&X_FORWARDED_HOST.name)) {
             let host = upstream.headers.get(HOST).cloned().or_else(|| {
                 upstream
                     .uri
                     .authority()
-                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             });
             match host {
-                Some(host) => upstream.insert_header(X_FORWARDED_HOST, host)?,
+                Some(host) => X_FORWARDED_HOST.set(upstream, host),
                 None => {
-                    upstream.remove_header(X_FORWARDED_HOST);
+                    upstream.remove_header(&X_FORWARDED_HOST.name);
                 }
             }
         }
@@ -537,5 +567,57 @@ impl StandaloneProxy {
             }
         }
         Ok(())
+    }
+}
+
+/// A client address as `X-Forwarded-For` carries it. An IPv4 address (the common case, once per
+/// request) is written digit by digit: `Display` goes through `fmt`, ten times the work.
+/// (Either is always a valid header value: digits, dots, hex and colons.)
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::try_from(ip.to_string()).ok();
+    };
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        let digits = match octet {
+            100.. => 3,
+            10.. => 2,
+            _ => 1,
+        };
+        let mut rest = octet;
+        for place in (0..digits).rev() {
+            text[len + place] = b'0' + rest % 10;
+            rest /= 10;
+        }
+        len += digits;
+    }
+    HeaderValue::from_bytes(&text[..len]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn a_client_address_reads_as_display_writes_it() {
+        let mut addresses = vec![Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST];
+        for octet in 0..=255u8 {
+            addresses.push(Ipv4Addr::new(octet, 0, 9, 10));
+            addresses.push(Ipv4Addr::new(99, octet, 100, 1));
+            addresses.push(Ipv4Addr::new(255, 7, octet, 0));
+            addresses.push(Ipv4Addr::new(1, 23, 45, octet));
+        }
+        for v4 in addresses {
+            let written = ip_value(IpAddr::V4(v4)).unwrap();
+            assert_eq!(written.to_str().unwrap(), v4.to_string());
+        }
+        let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        assert_eq!(ip_value(v6).unwrap().to_str().unwrap(), "2001:db8::1");
     }
 }

@@ -149,14 +149,19 @@ impl UpstreamGroup {
         })
     }
 
-    /// The next server's peer, round-robin, preferring healthy servers.
+    /// The next server's peer, round-robin, preferring healthy servers; when none is healthy,
+    /// the next one anyway (a failed connect then says why).
     pub fn select(&self, upgrade: bool) -> Option<Box<HttpPeer>> {
-        let backend = self
-            .lb
-            .select(b"", 256)
-            .or_else(|| self.lb.select_with(b"", 256, |_, _| true))?;
-        let addr = backend.addr.as_inet()?;
-        let peers = self.peers.get(addr)?;
+        let peers = if self.peers.len() == 1 {
+            // The only server is the answer either way: no need to ask the balancer.
+            self.peers.values().next()?
+        } else {
+            let backend = self
+                .lb
+                .select(b"", 256)
+                .or_else(|| self.lb.select_with(b"", 256, |_, _| true))?;
+            self.peers.get(backend.addr.as_inet()?)?
+        };
         Some(Box::new(if upgrade {
             peers.upgraded.clone()
         } else {

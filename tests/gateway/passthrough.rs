@@ -163,6 +163,23 @@ async fn trusted_forwarded_headers_are_appended_to() {
     .await;
     assert_eq!(echo.headers("x-forwarded-for"), vec!["10.1.2.3, 127.0.0.1"]);
     assert_eq!(echo.header("x-forwarded-proto").as_deref(), Some("https"));
+    // A chain the trusted proxy sent on two lines is kept whole, in order, on one.
+    let mut chain = reqwest::header::HeaderMap::new();
+    chain.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
+    chain.append("x-forwarded-for", "10.0.0.2, 10.0.0.3".parse().unwrap());
+    let echo = Echo::from(
+        client()
+            .get(gw.url("/h"))
+            .headers(chain)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        echo.headers("x-forwarded-for"),
+        vec!["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

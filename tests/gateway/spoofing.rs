@@ -109,8 +109,9 @@ async fn websocket_upgrade_requests_are_stripped_too() {
 
 /// The identity headers reach an HTTP/1 upstream spelled as the config writes them (defaults
 /// `X-Handoff-User` …, a custom `X-Remote-Email` as written), once each, with the person's
-/// values — and a client's own identity headers, in any case, are gone. Read off the wire of a
-/// raw upstream (an HTTP library would fold the case).
+/// values — and a client's own identity headers, in any case, are gone. So do the forwarding
+/// headers (`X-Forwarded-For` …, the client's own lowercase ones replaced). Read off the wire
+/// of a raw upstream (an HTTP library would fold the case).
 #[tokio::test(flavor = "multi_thread")]
 async fn identity_headers_reach_the_wire_spelled_as_configured() {
     use std::io::{Read, Write};
@@ -146,6 +147,8 @@ async fn identity_headers_reach_the_wire_spelled_as_configured() {
         .header("Cookie", format!("intranet_session={}", hs256(&ada)))
         .header("x-handoff-user", "spoofed")
         .header("X-REMOTE-EMAIL", "spoofed")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-host", "spoofed.example")
         .send()
         .await
         .unwrap();
@@ -159,8 +162,12 @@ async fn identity_headers_reach_the_wire_spelled_as_configured() {
         "X-Handoff-Name: Ada Lovelace\r\n",
         "X-Handoff-Username: ada\r\n",
         "X-Handoff-Groups: eng,ai\r\n",
+        "X-Forwarded-For: 127.0.0.1\r\n",
+        "X-Forwarded-Proto: http\r\n",
+        &format!("X-Forwarded-Host: {}\r\n", gw.addr),
     ] {
         assert_eq!(head.matches(line).count(), 1, "{line:?} once in:\n{head}");
     }
     assert!(!head.to_ascii_lowercase().contains("spoofed"), "{head}");
+    assert!(!head.contains("6.6.6.6"), "{head}");
 }
