@@ -107,6 +107,50 @@ pub struct Identity {
     /// When the intranet session ends (its token's `exp`, Unix seconds), if it says.
     #[serde(skip)]
     pub(crate) session_expires: Option<u64>,
+    /// The identity headers' values, made on the first request that sends them.
+    #[serde(skip)]
+    pub(crate) header_values: HeaderValuesMemo,
+}
+
+/// The values of a person's identity headers, made once: the person is shared (`Arc`) from
+/// the session cache to every request it recognises, so each later request clones them (a
+/// reference count each) instead of joining the groups and copying five values again. Not
+/// part of who the person is: any two compare equal, and a clone starts empty (a clone may be
+/// changed; the person it was made from is not, once shared).
+#[derive(Default)]
+pub(crate) struct HeaderValuesMemo(std::sync::OnceLock<[Option<http::HeaderValue>; 5]>);
+
+impl HeaderValuesMemo {
+    pub(crate) fn get_or_init(
+        &self,
+        make: impl FnOnce() -> [Option<http::HeaderValue>; 5],
+    ) -> &[Option<http::HeaderValue>; 5] {
+        self.0.get_or_init(make)
+    }
+}
+
+impl Clone for HeaderValuesMemo {
+    fn clone(&self) -> Self {
+        HeaderValuesMemo::default()
+    }
+}
+
+impl PartialEq for HeaderValuesMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for HeaderValuesMemo {}
+
+impl std::fmt::Debug for HeaderValuesMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "made"
+        } else {
+            "not yet made"
+        })
+    }
 }
 
 /// `None` for an empty detail.
@@ -206,6 +250,7 @@ impl ClaimMapping {
                 .filter_map(|p| p.find(claims).map(|v| (p.as_str().to_string(), v.clone())))
                 .collect(),
             session_expires: claims.get("exp").and_then(Value::as_u64),
+            header_values: HeaderValuesMemo::default(),
         }
     }
 }
@@ -256,6 +301,39 @@ mod tests {
 
     fn claims(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn header_values_are_made_once_and_a_clone_makes_its_own() {
+        let ada = Identity {
+            email: "ada@corp.example".into(),
+            ..Identity::default()
+        };
+        let value = |who: &Identity| {
+            let mut made = 0;
+            let email = who.header_values.get_or_init(|| {
+                made += 1;
+                let mut values: [Option<http::HeaderValue>; 5] = Default::default();
+                values[1] = http::HeaderValue::from_str(&who.email).ok();
+                values
+            })[1]
+                .clone();
+            (email, made)
+        };
+        assert_eq!(
+            value(&ada),
+            (Some("ada@corp.example".try_into().unwrap()), 1)
+        );
+        assert_eq!(value(&ada).1, 0, "the second request reuses them");
+        // A clone that is then changed does not carry the old person's values.
+        let mut grace = ada.clone();
+        grace.email = "grace@corp.example".into();
+        assert_eq!(value(&grace).0.unwrap(), "grace@corp.example");
+        assert_eq!(
+            ada,
+            ada.clone(),
+            "the memo is not part of who the person is"
+        );
     }
 
     #[test]

@@ -39,24 +39,27 @@ impl Gateway {
 
     /// The identity headers to send upstream for `identity`, with each name as the config
     /// spells it. Values that cannot be a header (control characters) are left out rather
-    /// than mangled. No allocation but the values'.
-    pub fn identity_header_values(
-        &self,
-        identity: &Identity,
-    ) -> impl Iterator<Item = IdentityHeader<'_>> {
+    /// than mangled. The values are made once per person (kept with it, see
+    /// `HeaderValuesMemo`); a later request's are reference counts, no allocation.
+    pub fn identity_header_values<'a>(
+        &'a self,
+        identity: &'a Identity,
+    ) -> impl Iterator<Item = IdentityHeader<'a>> {
         let names = &self.identity_headers;
-        let groups = self.groups_header(identity);
-        let values = [
-            identity.id.as_str(),
-            identity.email.as_str(),
-            identity.name.as_str(),
-            identity.username.as_str(),
-            groups.as_str(),
-        ]
-        .map(|v| {
-            (!v.is_empty())
-                .then(|| HeaderValue::from_bytes(v.as_bytes()).ok())
-                .flatten()
+        let values = identity.header_values.get_or_init(|| {
+            let groups = self.groups_header(identity);
+            [
+                identity.id.as_str(),
+                identity.email.as_str(),
+                identity.name.as_str(),
+                identity.username.as_str(),
+                groups.as_str(),
+            ]
+            .map(|v| {
+                (!v.is_empty())
+                    .then(|| HeaderValue::from_bytes(v.as_bytes()).ok())
+                    .flatten()
+            })
         });
         names
             .all()
@@ -67,7 +70,7 @@ impl Gateway {
                 Some(IdentityHeader {
                     name,
                     spelled,
-                    value: value?,
+                    value: value.clone()?,
                 })
             })
     }
