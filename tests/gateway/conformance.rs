@@ -93,6 +93,36 @@ fn an_upstreams_hop_by_hop_headers_never_reach_the_client() {
     }
 }
 
+/// The gateway's own `Date` and `Connection` reach the client spelled as HTTP writes them, once
+/// each, over an upstream's lowercase ones (the names are inserted pre-parsed, see
+/// vendor/README.md; a raw client reads the case).
+#[test]
+fn the_gateways_date_and_connection_are_spelled_once_as_written() {
+    let upstream = fixed_upstream(
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ndate: Mon, 01 Jan 2001 00:00:00 GMT\r\n\
+         connection: keep-alive\r\n\r\nok",
+    );
+    let gw = gateway_to(upstream);
+    let answer = raw_exchange(
+        gw.addr,
+        b"GET / HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    let head = answer.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    let lines: Vec<&str> = head.lines().skip(1).collect();
+    let dates: Vec<&&str> = lines.iter().filter(|l| l.starts_with("Date: ")).collect();
+    assert_eq!(dates.len(), 1, "{head}");
+    assert!(!dates[0].contains("2001"), "the upstream's date went through:\n{head}");
+    assert_eq!(
+        lines.iter().filter(|l| **l == "Connection: close").count(),
+        1,
+        "{head}"
+    );
+    let lowercase = |name: &str| lines.iter().any(|l| l.starts_with(name));
+    assert!(!lowercase("date:") && !lowercase("connection:"), "{head}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
     let intranet = Intranet::start().await;

@@ -38,6 +38,16 @@ impl CaseHeaderName {
 /// A trait that converts into case-sensitive header names.
 pub trait IntoCaseHeaderName {
     fn into_case_header_name(self) -> CaseHeaderName;
+
+    // HANDOFF PATCH: a name given as a `HeaderName` is not parsed again (vendor/README.md).
+    /// The case-sensitive name, and the parsed name when `self` already is one (so that
+    /// inserting it does not parse its spelling back into the name it came from).
+    fn into_case_and_name(self) -> (CaseHeaderName, Option<HeaderName>)
+    where
+        Self: Sized,
+    {
+        (self.into_case_header_name(), None)
+    }
 }
 
 impl IntoCaseHeaderName for CaseHeaderName {
@@ -62,11 +72,21 @@ impl IntoCaseHeaderName for HeaderName {
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(titled_header_name(&self))
     }
+
+    // HANDOFF PATCH
+    fn into_case_and_name(self) -> (CaseHeaderName, Option<HeaderName>) {
+        (CaseHeaderName(titled_header_name(&self)), Some(self))
+    }
 }
 
 impl IntoCaseHeaderName for &HeaderName {
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(titled_header_name(self))
+    }
+
+    // HANDOFF PATCH
+    fn into_case_and_name(self) -> (CaseHeaderName, Option<HeaderName>) {
+        (CaseHeaderName(titled_header_name(self)), Some(self.clone()))
     }
 }
 
@@ -114,5 +134,17 @@ mod tests {
         assert_eq!("FoO".into_case_header_name().as_slice(), b"FoO");
         assert_eq!("FoO".to_string().into_case_header_name().as_slice(), b"FoO");
         assert_eq!(header::SERVER.into_case_header_name().as_slice(), b"Server");
+    }
+
+    // HANDOFF PATCH: a parsed name comes back with its titled case; a spelling comes back alone.
+    #[test]
+    fn test_case_and_name() {
+        let (case, name) = header::DATE.into_case_and_name();
+        assert_eq!((case.as_slice(), name), (&b"Date"[..], Some(header::DATE)));
+        let custom = HeaderName::from_static("x-custom");
+        let (case, name) = (&custom).into_case_and_name();
+        assert_eq!((case.as_slice(), name), (&b"x-custom"[..], Some(custom)));
+        let (case, name) = "X-Custom".into_case_and_name();
+        assert_eq!((case.as_slice(), name), (&b"X-Custom"[..], None));
     }
 }
