@@ -113,7 +113,10 @@ fn the_gateways_date_and_connection_are_spelled_once_as_written() {
     let lines: Vec<&str> = head.lines().skip(1).collect();
     let dates: Vec<&&str> = lines.iter().filter(|l| l.starts_with("Date: ")).collect();
     assert_eq!(dates.len(), 1, "{head}");
-    assert!(!dates[0].contains("2001"), "the upstream's date went through:\n{head}");
+    assert!(
+        !dates[0].contains("2001"),
+        "the upstream's date went through:\n{head}"
+    );
     assert_eq!(
         lines.iter().filter(|l| **l == "Connection: close").count(),
         1,
