@@ -413,6 +413,12 @@ impl ProxyHttp for StandaloneProxy {
         self.handoff.new_ctx()
     }
 
+    /// No downstream modules. Pingora's default adds its response compression, switched off
+    /// (level 0), which still costs every request a context and two header filters (three
+    /// allocations). The gateway never compresses for the client: an answer goes out as the
+    /// upstream encoded it.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut HandoffCtx) -> Result<bool> {
         // A client may half-close once its request is sent (RFC 9112 §9.6: `shutdown(SHUT_WR)`,
         // `nc -q`): it still gets its answer. A client that is really gone shows when the
