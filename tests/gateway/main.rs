@@ -14,6 +14,7 @@ mod faults;
 mod fleet;
 mod idp;
 mod jwks;
+mod keepalive;
 mod leaks;
 mod lifecycle;
 mod monitoring;

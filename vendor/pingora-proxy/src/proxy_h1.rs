@@ -113,7 +113,8 @@ where
             return (false, true, Some(e));
         }
 
-        session.set_upstream_h1_upgrade_request_status(is_h1_upgrade_req(&req));
+        let upstream_upgrade = is_h1_upgrade_req(&req);
+        session.set_upstream_h1_upgrade_request_status(upstream_upgrade);
 
         session.upstream_compression.request_filter(&req);
 
@@ -124,6 +125,18 @@ where
             Err(e) => {
                 return (false, false, Some(e.into_up()));
             }
+        }
+
+        // HANDOFF PATCH: a body-less request skips the task channels (vendor/README.md).
+        if matches!(
+            *session.downstream_session,
+            HttpSession::H1(_) | HttpSession::H2(_)
+        ) && !upstream_upgrade
+            && !session.is_upgrade_req()
+            && !session.cache.enabled()
+            && session.as_mut().is_body_empty()
+        {
+            return self.proxy_bodyless_1to1(session, client_session, ctx).await;
         }
 
         let mut downstream_custom_message_writer = session
@@ -189,6 +202,90 @@ where
             }
             Err(e) => (false, false, Some(e)),
         }
+    }
+
+    // HANDOFF PATCH: `proxy_handle_downstream` and `proxy_handle_upstream` for a request
+    // without a body, in one loop and without their channels: same filters, same watch on the
+    // client, same (downstream reusable, upstream reusable, error) as `proxy_1to1`.
+    async fn proxy_bodyless_1to1(
+        &self,
+        session: &mut Session,
+        client_session: &mut HttpSessionV1,
+        ctx: &mut SV::CTX,
+    ) -> (bool, bool, Option<Box<Error>>)
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        session.as_mut().enable_retry_buffering();
+        let mut upstream_can_reuse = true;
+        let mut send_error = None;
+        let buffer = session.as_ref().get_retry_buffer();
+        match self.request_body_task(session, buffer, true, ctx).await {
+            Ok(Some(task)) => {
+                if let Err(e) = send_body_to1(client_session, Some(task)).await {
+                    warn!("send error, draining read buf: {e}");
+                    upstream_can_reuse = false;
+                    send_error = Some(e);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return (false, false, Some(e)),
+        }
+
+        let mut response_state = ResponseStateMachine::new();
+        let mut serve_from_cache = proxy_cache::ServeFromCache::new();
+        let mut range_body_filter = proxy_cache::range_filter::RangeBodyFilter::new();
+        let mut watch_downstream = true;
+        loop {
+            let task = tokio::select! {
+                biased;
+                task = client_session.read_response_task() => match task {
+                    Ok(task) => task,
+                    Err(e) => {
+                        upstream_can_reuse = false;
+                        HttpTask::Failed(send_error.take().unwrap_or(e).into_up())
+                    }
+                },
+                // A finished request's body: pending, or the error of a client that is gone.
+                idle = session.downstream_session.read_body_or_idle(true), if watch_downstream => {
+                    match idle {
+                        Err(e) => return (false, false, Some(e.into_down())),
+                        Ok(_) => {
+                            watch_downstream = false;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let upstream_done = task.is_end();
+            match self
+                .process_upstream_tasks(
+                    session,
+                    ctx,
+                    task,
+                    None,
+                    &mut serve_from_cache,
+                    &mut range_body_filter,
+                    &mut response_state,
+                )
+                .await
+            {
+                Ok(response_done) => {
+                    if upstream_done || response_done == Some(true) {
+                        break;
+                    }
+                }
+                Err(e) => return (false, false, Some(e)),
+            }
+        }
+
+        let mut reuse_downstream = true;
+        if let Err(e) = session.as_mut().finish_body().await {
+            error!("Error finish sending body to downstream: {}", e);
+            reuse_downstream = false;
+        }
+        (reuse_downstream, upstream_can_reuse, None)
     }
 
     pub(crate) async fn proxy_to_h1_upstream(
@@ -375,7 +472,7 @@ where
         session: &mut Session,
         ctx: &mut SV::CTX,
         initial_task: HttpTask,
-        rx: &mut mpsc::Receiver<HttpTask>,
+        mut rx: Option<&mut mpsc::Receiver<HttpTask>>,
         serve_from_cache: &mut ServeFromCache,
         range_body_filter: &mut proxy_cache::range_filter::RangeBodyFilter,
         response_state: &mut ResponseStateMachine,
@@ -395,7 +492,11 @@ where
         let mut tasks = Vec::with_capacity(TASK_BUFFER_SIZE);
         tasks.push(initial_task);
         // tokio::task::unconstrained because now_or_never may yield None when the future is ready
-        while let Some(maybe_task) = tokio::task::unconstrained(rx.recv()).now_or_never() {
+        // HANDOFF PATCH: no pipe (`None`) on the body-less path.
+        while let Some(maybe_task) = rx
+            .as_mut()
+            .and_then(|rx| tokio::task::unconstrained(rx.recv()).now_or_never())
+        {
             debug!("upstream event now: {:?}", maybe_task);
             if let Some(t) = maybe_task {
                 tasks.push(t);
@@ -634,7 +735,7 @@ where
                             session,
                             ctx,
                             t,
-                            &mut rx,
+                            Some(&mut rx),
                             &mut serve_from_cache,
                             &mut range_body_filter,
                             &mut response_state,
@@ -659,7 +760,7 @@ where
                             session,
                             ctx,
                             t,
-                            &mut rx,
+                            Some(&mut rx),
                             &mut serve_from_cache,
                             &mut range_body_filter,
                             &mut response_state,
@@ -1030,11 +1131,34 @@ where
     async fn send_body_to_pipe(
         &self,
         session: &mut Session,
-        mut data: Option<Bytes>,
+        data: Option<Bytes>,
         end_of_body: bool,
         tx: mpsc::Permit<'_, HttpTask>,
         ctx: &mut SV::CTX,
     ) -> Result<bool>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        let end_of_body = end_of_body || data.is_none();
+        if let Some(task) = self
+            .request_body_task(session, data, end_of_body, ctx)
+            .await?
+        {
+            tx.send(task);
+        }
+        Ok(end_of_body)
+    }
+
+    // HANDOFF PATCH: the filters of `send_body_to_pipe`, shared with the body-less path: the
+    // task to send upstream for this piece of the request body, if any.
+    async fn request_body_task(
+        &self,
+        session: &mut Session,
+        mut data: Option<Bytes>,
+        end_of_body: bool,
+        ctx: &mut SV::CTX,
+    ) -> Result<Option<HttpTask>>
     where
         SV: ProxyHttp + Send + Sync,
         SV::CTX: Send + Sync,
@@ -1063,7 +1187,7 @@ where
          * Don't write 0 bytes to the network since it will be
          * treated as the terminating chunk */
         if !upstream_end_of_body && data.as_ref().is_some_and(|d| d.is_empty()) {
-            return Ok(false);
+            return Ok(None);
         }
 
         debug!(
@@ -1072,13 +1196,11 @@ where
         );
 
         // upgraded body needs to be marked
-        if session.was_upgraded() {
-            tx.send(HttpTask::UpgradedBody(data, upstream_end_of_body));
+        Ok(Some(if session.was_upgraded() {
+            HttpTask::UpgradedBody(data, upstream_end_of_body)
         } else {
-            tx.send(HttpTask::Body(data, upstream_end_of_body));
-        }
-
-        Ok(end_of_body)
+            HttpTask::Body(data, upstream_end_of_body)
+        }))
     }
 }
 
