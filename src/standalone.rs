@@ -533,17 +533,14 @@ impl StandaloneProxy {
             _ => None,
         };
         if let Some(ip) = client_ip {
-            let value = if trust && upstream.headers.contains_key(&X_FORWARDED_FOR.name) {
-                // Every line the trusted proxy sent, in order, then the address it came from.
-                let mut chain = Vec::new();
-                for prior in upstream.headers.get_all(&X_FORWARDED_FOR.name) {
-                    chain.extend_from_slice(prior.as_bytes());
-                    chain.extend_from_slice(b", ");
+            let prior = trust.then(|| forwarded_chain(&upstream.headers)).flatten();
+            let value = match prior {
+                Some(mut chain) => {
+                    chain.push_str(", ");
+                    chain.push_str(ip.to_str().unwrap_or_default());
+                    HeaderValue::try_from(chain).unwrap_or(ip)
                 }
-                chain.extend_from_slice(ip.as_bytes());
-                HeaderValue::from_bytes(&chain).unwrap_or(ip)
-            } else {
-                ip
+                None => ip,
             };
             X_FORWARDED_FOR.set(upstream, value);
         }
@@ -574,6 +571,20 @@ impl StandaloneProxy {
         }
         Ok(())
     }
+}
+
+/// The `X-Forwarded-For` a trusted proxy sent, its lines joined in order; `None` when it sent
+/// none, or a line that is not text (then only the address it came from is passed on).
+fn forwarded_chain(headers: &http::HeaderMap) -> Option<String> {
+    let mut chain: Option<String> = None;
+    for line in headers.get_all(&X_FORWARDED_FOR.name) {
+        let line = line.to_str().ok()?;
+        match chain.as_mut() {
+            Some(chain) => chain.extend([", ", line]),
+            None => chain = Some(line.to_string()),
+        }
+    }
+    chain
 }
 
 /// A client address as `X-Forwarded-For` carries it. An IPv4 address (the common case, once per

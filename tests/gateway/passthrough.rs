@@ -180,6 +180,23 @@ async fn trusted_forwarded_headers_are_appended_to() {
         echo.headers("x-forwarded-for"),
         vec!["10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"]
     );
+    // A chain with a line that is not text is not passed on: the address it came from is.
+    let mut odd = reqwest::header::HeaderMap::new();
+    odd.append("x-forwarded-for", "6.6.6.6".parse().unwrap());
+    odd.append(
+        "x-forwarded-for",
+        reqwest::header::HeaderValue::from_bytes(b"9.9.9.9\xe9").unwrap(),
+    );
+    let echo = Echo::from(
+        client()
+            .get(gw.url("/h"))
+            .headers(odd)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(echo.headers("x-forwarded-for"), vec!["127.0.0.1"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
