@@ -256,3 +256,97 @@ async fn a_cancelled_http2_request_releases_its_upstream_at_once() {
         "the upstream request was held {held:?} after the client gave up"
     );
 }
+
+/// An HTTP/2 upload of unknown length that ends with an empty `DATA` frame (how hyper, httpx
+/// and python-h2 end a stream body) goes upstream as a chunked body with one last chunk, not
+/// two: a second `0\r\n\r\n` would sit in front of the next request on that pooled connection,
+/// and the upstream would read it as the start of that request (a desync).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_upload_of_unknown_length_ends_once_on_the_upstream_wire() {
+    // An upstream that reads chunked uploads and plain requests off one connection and
+    // reports, for each request, the bytes its head started with.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (starts, started) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let starts = starts.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push_str(&line);
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let _ = starts.send(head.chars().take(8).collect());
+                    if head
+                        .to_ascii_lowercase()
+                        .contains("transfer-encoding: chunked")
+                    {
+                        // The chunks, up to and including the last one.
+                        loop {
+                            let mut size = String::new();
+                            reader.read_line(&mut size).unwrap_or(0);
+                            let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                            let mut chunk = vec![0; size + 2];
+                            if reader.read_exact(&mut chunk).is_err() {
+                                return;
+                            }
+                            if size == 0 {
+                                break;
+                            }
+                        }
+                    }
+                    if writer
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let gw = TestGateway::start_with(
+        &format!(
+            "[upstreams.reader]\nservers = [\"127.0.0.1:{port}\"]\nhealth_check = {{ type = \"none\" }}\n\
+             [[routes]]\npath = \"/\"\nupstream = \"reader\"\n"
+        ),
+        "h2c = true",
+    );
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let chunks = (0..3).map(|i| Ok::<_, std::io::Error>(vec![b'a' + i; 100]));
+    let upload = h2
+        .post(gw.url("/upload"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 200);
+    for path in ["/after-1", "/after-2"] {
+        let next = h2.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(next.status(), 200, "{path}");
+    }
+    let heads: Vec<String> = started.try_iter().collect();
+    assert_eq!(heads.len(), 3, "{heads:?}");
+    for head in &heads {
+        assert!(
+            head.starts_with("POST ") || head.starts_with("GET "),
+            "a request started with {head:?}: {heads:?}"
+        );
+    }
+}
