@@ -2,6 +2,7 @@
 # Pass-through and remembered-JWT rows of benches/instructions.sh for two builds, interleaved in
 # one run (callgrind; the before/after check of a change to the request path):
 #   OLD=/tmp/handoff-main NEW=target/release/handoff N=3000 benches/compare.sh
+# With OLD_MINIMAL=… NEW_MINIMAL=… (two builds of examples/minimal_proxy), their rows too.
 set -euo pipefail
 N=${N:-2000}
 export RUST_LOG=info
@@ -18,5 +19,12 @@ for round in 1 2; do
       echo "round $round $bin $route $(( CALLGRIND_TOTAL / N )) instructions," \
         "$(python3 -c "print(f'{$CALLGRIND_ALLOCS / $N:.1f}')") allocations per request"
     done
+  done
+  [ -n "${OLD_MINIMAL:-}" ] || continue
+  for bin in "$OLD_MINIMAL" "${NEW_MINIMAL:?NEW_MINIMAL=the minimal proxy after}"; do
+    P=$(free_port)
+    callgrind_run "x" "$P" / "$N" "$bin" "127.0.0.1:$P" "127.0.0.1:$ORIGIN"
+    echo "round $round $bin / $(( CALLGRIND_TOTAL / N )) instructions," \
+      "$(python3 -c "print(f'{$CALLGRIND_ALLOCS / $N:.1f}')") allocations per request"
   done
 done
