@@ -204,9 +204,8 @@ where
         }
     }
 
-    // HANDOFF PATCH: `proxy_handle_downstream` and `proxy_handle_upstream` for a request
-    // without a body, in one loop and without their channels: same filters, same watch on the
-    // client, same (downstream reusable, upstream reusable, error) as `proxy_1to1`.
+    // HANDOFF PATCH: `proxy_handle_downstream` + `proxy_handle_upstream` for a body-less request
+    // in one loop, no channels: same filters, client watch and result as `proxy_1to1`.
     async fn proxy_bodyless_1to1(
         &self,
         session: &mut Session,
@@ -271,11 +270,13 @@ where
                 )
                 .await
             {
-                Ok(response_done) => {
-                    if upstream_done || response_done == Some(true) {
-                        break;
-                    }
+                Ok(_) if upstream_done => break,
+                Ok(Some(true)) => {
+                    // The client's answer ended first: unread upstream bytes (as piped).
+                    upstream_can_reuse = false;
+                    break;
                 }
+                Ok(_) => {}
                 Err(e) => return (false, false, Some(e)),
             }
         }
