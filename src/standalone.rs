@@ -588,32 +588,21 @@ fn forwarded_chain(headers: &http::HeaderMap) -> Option<String> {
 }
 
 /// A client address as `X-Forwarded-For` carries it. An IPv4 address (the common case, once per
-/// request) is written digit by digit: `Display` goes through `fmt`, ten times the work.
-/// (Either is always a valid header value: digits, dots, hex and colons.)
+/// request) is written octet by octet with `itoa`: `Display` goes through `fmt`, ten times the
+/// work. (Either is always a valid header value: digits, dots, hex and colons.)
 fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
     let IpAddr::V4(v4) = ip else {
         return HeaderValue::try_from(ip.to_string()).ok();
     };
-    let mut text = [0u8; 15];
-    let mut len = 0;
-    for (i, octet) in v4.octets().into_iter().enumerate() {
+    let mut text = String::with_capacity(15);
+    let mut octet = itoa::Buffer::new();
+    for (i, byte) in v4.octets().into_iter().enumerate() {
         if i > 0 {
-            text[len] = b'.';
-            len += 1;
+            text.push('.');
         }
-        let digits = match octet {
-            100.. => 3,
-            10.. => 2,
-            _ => 1,
-        };
-        let mut rest = octet;
-        for place in (0..digits).rev() {
-            text[len + place] = b'0' + rest % 10;
-            rest /= 10;
-        }
-        len += digits;
+        text.push_str(octet.format(byte));
     }
-    HeaderValue::from_bytes(&text[..len]).ok()
+    HeaderValue::try_from(text).ok()
 }
 
 #[cfg(test)]

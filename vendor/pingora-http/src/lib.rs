@@ -872,6 +872,21 @@ fn http_header_map_upper_bound(size_hint: Option<usize>) -> usize {
     )
 }
 
+// HANDOFF PATCH: a `HeaderName` is not parsed again from its spelling (vendor/README.md).
+/// The spelling of `name` and the name it spells, parsed only when it was not given parsed.
+#[inline]
+fn case_and_name(name: impl IntoCaseHeaderName) -> Result<(CaseHeaderName, HeaderName)> {
+    let (case_header_name, parsed) = name.into_case_and_name();
+    let header_name = match parsed {
+        Some(name) => name,
+        None => case_header_name
+            .as_slice()
+            .try_into()
+            .or_err(InvalidHTTPHeader, "invalid header name")?,
+    };
+    Ok((case_header_name, header_name))
+}
+
 #[inline]
 fn append_header_value<T>(
     name_map: Option<&mut CaseMap>,
@@ -879,15 +894,7 @@ fn append_header_value<T>(
     name: impl IntoCaseHeaderName,
     value: T,
 ) -> Result<bool> {
-    // HANDOFF PATCH: a `HeaderName` is not parsed again from its spelling.
-    let (case_header_name, parsed) = name.into_case_and_name();
-    let header_name: HeaderName = match parsed {
-        Some(name) => name,
-        None => case_header_name
-            .as_slice()
-            .try_into()
-            .or_err(InvalidHTTPHeader, "invalid header name")?,
-    };
+    let (case_header_name, header_name) = case_and_name(name)?;
     // store the original case in the map
     if let Some(name_map) = name_map {
         // Use the non-panicking `try_append`: the infallible `append` calls
@@ -912,15 +919,7 @@ fn insert_header_value<T>(
     name: impl IntoCaseHeaderName,
     value: T,
 ) -> Result<()> {
-    // HANDOFF PATCH: a `HeaderName` is not parsed again from its spelling.
-    let (case_header_name, parsed) = name.into_case_and_name();
-    let header_name: HeaderName = match parsed {
-        Some(name) => name,
-        None => case_header_name
-            .as_slice()
-            .try_into()
-            .or_err(InvalidHTTPHeader, "invalid header name")?,
-    };
+    let (case_header_name, header_name) = case_and_name(name)?;
     if let Some(name_map) = name_map {
         // store the original case in the map
         name_map.insert(header_name.clone(), case_header_name);
