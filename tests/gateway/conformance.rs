@@ -185,6 +185,87 @@ async fn an_http2_upload_ending_with_an_empty_data_frame_is_not_a_warning() {
     );
 }
 
+/// With h2c on, a new connection is read until it is known not to start with HTTP/2's 24-byte
+/// preface. An HTTP/1 request shorter than that — the classic probe `GET / HTTP/1.0` and its
+/// blank line, 18 bytes — is answered at once: it waited for the request-head timeout (60 s),
+/// and half-closed it was dropped unanswered. HTTP/2 with prior knowledge still works, also
+/// when its preface arrives in pieces, and a request that begins like the preface (`P…`) is
+/// still HTTP/1.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_h2c_on_a_request_shorter_than_the_http2_preface_is_answered_at_once() {
+    let intranet = Intranet::start().await;
+    let gw = TestGateway::start_with(&upstream_config(&intranet), "h2c = true");
+    let addr = gw.addr;
+    let (kept_open, half_closed, post, split_preface) = tokio::task::spawn_blocking(move || {
+        let timed = |request: &[u8], half_close: bool| {
+            let started = std::time::Instant::now();
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(request).unwrap();
+            if half_close {
+                s.shutdown(Shutdown::Write).unwrap();
+            }
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+            (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+        };
+        let post = {
+            let started = std::time::Instant::now();
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"POST /p HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+                .unwrap();
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+            (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+        };
+        // The preface in two pieces, then an empty SETTINGS frame: the gateway answers with
+        // its own SETTINGS frame (type 4), so it took the connection for HTTP/2.
+        let split_preface = {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"PRI * HTTP/2.0\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            s.write_all(b"\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").unwrap();
+            let mut frame_head = [0u8; 9];
+            s.read_exact(&mut frame_head).map(|_| frame_head[3])
+        };
+        (
+            timed(b"GET / HTTP/1.0\r\n\r\n", false),
+            timed(b"GET / HTTP/1.0\r\n\r\n", true),
+            post,
+            split_preface,
+        )
+    })
+    .await
+    .unwrap();
+    for (what, (answer, took)) in [("kept open", kept_open), ("half-closed", half_closed)] {
+        assert!(
+            answer.starts_with("HTTP/1.") && answer.contains(" 200 "),
+            "{what}: {answer:?}"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "{what}: answered after {took:?}"
+        );
+    }
+    assert!(post.0.contains(" 200 "), "{:?}", post.0);
+    assert!(
+        post.1 < Duration::from_secs(5),
+        "POST answered after {:?}",
+        post.1
+    );
+    assert_eq!(split_preface.ok(), Some(4), "a SETTINGS frame back: HTTP/2");
+    // And an HTTP/2 client with prior knowledge is served as before.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2.get(gw.url("/h2c")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+}
+
 /// An upstream that accepts a WebSocket upgrade and then resets the connection (SO_LINGER 0),
 /// as servers do after a close frame.
 fn resetting_websocket_upstream() -> u16 {

@@ -368,8 +368,9 @@ where
         }
         // try to read h2 preface
         else if h2c && !custom {
-            let mut buf = [0u8; H2_PREFACE.len()];
-            let peek = stream.try_peek(&mut buf);
+            // HANDOFF PATCH: `peek_prefix`, not `try_peek`: an HTTP/1 request shorter than the
+            // preface (`GET / HTTP/1.0` and its blank line) is not waited on.
+            let peek = stream.peek_prefix(H2_PREFACE);
             // HANDOFF PATCH: a silent connection is not waited for past the head timeout.
             let peeked = match head_timeout {
                 Some(t) => match pingora_timeout::timeout(t, peek).await {
@@ -389,9 +390,9 @@ where
                 })
                 .ok()?;
             // not all streams support peeking
-            if peeked {
+            if let Some(preface) = peeked {
                 // turn off h2c (use h1) if h2 preface doesn't exist
-                h2c = buf == H2_PREFACE;
+                h2c = preface;
             }
         }
         if h2c || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {

@@ -79,6 +79,15 @@ pub trait Peek {
     async fn try_peek(&mut self, _buf: &mut [u8]) -> std::io::Result<bool> {
         Ok(false)
     }
+
+    /// HANDOFF PATCH: whether the data starts with `prefix`, without consuming it; `None` if
+    /// peeking is not supported. Unlike `try_peek` of `prefix.len()` bytes, a stream that
+    /// implements it answers as soon as the data differs from `prefix` or ends, so a message
+    /// shorter than `prefix` is not waited on.
+    async fn peek_prefix(&mut self, prefix: &[u8]) -> std::io::Result<Option<bool>> {
+        let mut buf = vec![0; prefix.len()];
+        Ok(self.try_peek(&mut buf).await?.then(|| buf == prefix))
+    }
 }
 
 use std::any::Any;

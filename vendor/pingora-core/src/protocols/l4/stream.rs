@@ -750,6 +750,21 @@ impl Peek for Stream {
         self.rewind(buf);
         Ok(true)
     }
+
+    // HANDOFF PATCH: read only while what arrived still matches `prefix` (see the trait).
+    async fn peek_prefix(&mut self, prefix: &[u8]) -> std::io::Result<Option<bool>> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; prefix.len()];
+        let mut n = 0;
+        while n < prefix.len() && buf[..n] == prefix[..n] {
+            match self.read(&mut buf[n..]).await? {
+                0 => break,
+                read => n += read,
+            }
+        }
+        self.rewind(&buf[..n]);
+        Ok(Some(buf[..n] == *prefix))
+    }
 }
 
 #[async_trait]
