@@ -13,6 +13,7 @@ connections made and the gateway's "failed to acquire reusable stream" lines (ho
 reports a pooled connection it could not take, cloudflare/pingora#998). Loopback only;
 everything is stopped at the end.
 """
+import gateway_conf
 import os, socket, subprocess, sys, tempfile, threading, time
 
 bin_ = sys.argv[1]
@@ -52,20 +53,7 @@ def accept():
 threading.Thread(target=accept, daemon=True).start()
 
 s = socket.socket(); s.bind(("127.0.0.1", 0)); gw = s.getsockname()[1]; s.close()
-open(f"{d}/h.toml", "w").write(f"""[server]
-listen=["127.0.0.1:{gw}"]
-threads=2
-pid_file="{d}/pid"
-upgrade_sock="{d}/sock"
-[log]
-access=false
-[upstreams.u]
-servers=["127.0.0.1:{up}"]
-health_check={{type="none"}}
-[[routes]]
-path="/"
-upstream="u"
-""")
+gateway_conf.write(f"{d}/h.toml", d, gw, up)
 log = open(f"{d}/gw.log", "w")
 g = subprocess.Popen([bin_, "run", "--config", f"{d}/h.toml"], stderr=log, stdout=log,
                      env={**os.environ, "RUST_LOG": "warn"})

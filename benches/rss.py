@@ -10,6 +10,7 @@ each make one keep-alive request and stay open, then prints the proxy's VmHWM an
 /proc (nginx: master and workers summed), its RSS before the connections and the growth per
 connection. Loopback only; everything is stopped at the end.
 """
+import gateway_conf
 import os, shutil, socket, subprocess, sys, tempfile, time
 
 bin_ = sys.argv[1]
@@ -47,20 +48,7 @@ http {{ access_log off;
     g = subprocess.Popen([shutil.which("nginx") or bin_, "-p", d, "-c", f"{d}/n.conf", "-g", "daemon off;"],
                          stderr=subprocess.DEVNULL)
 else:
-    open(f"{d}/h.toml", "w").write(f"""[server]
-listen=["127.0.0.1:{gw}"]
-threads=2
-pid_file="{d}/pid"
-upgrade_sock="{d}/sock"
-[log]
-access=false
-[upstreams.u]
-servers=["127.0.0.1:{up}"]
-health_check={{type="none"}}
-[[routes]]
-path="/"
-upstream="u"
-""")
+    gateway_conf.write(f"{d}/h.toml", d, gw, up)
     g = subprocess.Popen([bin_, "run", "--config", f"{d}/h.toml"], stderr=subprocess.DEVNULL)
 time.sleep(1.5)
 
