@@ -413,6 +413,19 @@ impl ProxyHttp for StandaloneProxy {
         self.handoff.new_ctx()
     }
 
+    /// What Pingora's own error and retry lines say about the request: method, path and host,
+    /// without the query — a query can carry a credential (`?access_token=…`), and the access
+    /// log leaves it out too.
+    fn request_summary(&self, session: &Session, _ctx: &HandoffCtx) -> String {
+        let req = session.req_header();
+        format!(
+            "{} {}, Host: {}",
+            req.method,
+            req.uri.path(),
+            String::from_utf8_lossy(session.get_header_bytes(HOST))
+        )
+    }
+
     /// No downstream modules. Pingora's default adds its response compression, switched off
     /// (level 0), which still costs every request a context and two header filters (three
     /// allocations). The gateway never compresses for the client: an answer goes out as the

@@ -190,3 +190,60 @@ async fn a_flapping_upstream_gets_502_pages_then_recovers() {
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
+
+/// Pingora's own warning about a request it retries (`Fail to proxy: …, retry: true, GET
+/// /path, Host: …`) names its path, never its query: a query can carry a credential, and the
+/// retry succeeding does not make the line go away.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_request_is_logged_without_its_query() {
+    use std::io::{BufRead, BufReader, Write};
+    // An upstream that answers the first request on each connection and closes the
+    // connection when a second one arrives: the gateway's reuse of it fails and is retried.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut read_head = || loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        return;
+                    }
+                };
+                read_head();
+                let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                read_head();
+            });
+        }
+    });
+    let gw = TestGateway::start(&format!(
+        "[upstreams.once]\nservers = [\"127.0.0.1:{port}\"]\nhealth_check = {{ type = \"none\" }}\n\
+         [[routes]]\npath = \"/\"\nupstream = \"once\"\n"
+    ));
+    let c = client();
+    let first = c.get(gw.url("/first")).send().await.unwrap();
+    assert_eq!(first.text().await.unwrap(), "ok");
+    let retried = c
+        .get(gw.url("/retried-query-path?access_token=query-secret-7f3a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        retried.status(),
+        200,
+        "the retry on a new connection answers"
+    );
+    let logs = captured_logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("Fail to proxy") && l.contains("GET /retried-query-path,")),
+        "Pingora's warning about the retry names the path"
+    );
+    assert!(
+        !logs.contains("query-secret-7f3a"),
+        "the query is not logged"
+    );
+}
