@@ -2,8 +2,9 @@
 access log off, every path to one upstream without health checks."""
 
 
-def write(path, directory, port, upstream):
-    """Writes the config to `path`; its pid file and upgrade socket go in `directory`."""
+def write(path, directory, port, upstream, upstream_extra=""):
+    """Writes the config to `path`; its pid file and upgrade socket go in `directory`.
+    `upstream_extra`: more lines for the upstream's table."""
     with open(path, "w") as f:
         f.write(f"""[server]
 listen=["127.0.0.1:{port}"]
@@ -15,6 +16,7 @@ access=false
 [upstreams.u]
 servers=["127.0.0.1:{upstream}"]
 health_check={{type="none"}}
+{upstream_extra}
 [[routes]]
 path="/"
 upstream="u"

@@ -4,14 +4,23 @@
 //! When every server of a group fails its health check the group still tries them in turn —
 //! a health check that is wrong must not turn a working intranet into an outage — and
 //! `readyz` shows the group with no healthy server.
+//!
+//! A kept-alive HTTP/1 connection is, by default, reused only for requests with the same
+//! credentials ([`ConnectionReuse`]): an upstream that writes past the end of an answer leaves
+//! bytes that the next request on that connection reads as its own answer, and when they arrive
+//! after the idle connection was checked nothing can tell them apart. The pool key (Pingora's
+//! `HttpPeer::group_key`) is a keyed hash of the request's `Cookie` and `Authorization`
+//! values, so that stray answer can only reach the person who caused it.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
 use pingora::lb::Backend;
 
+use pingora::http::RequestHeader;
 use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::LoadBalancer;
@@ -19,7 +28,7 @@ use pingora::protocols::tls::CaType;
 use pingora::upstreams::peer::{HttpPeer, PeerOptions};
 use pingora::utils::tls::{parse_x509, WrappedX509};
 
-use crate::config::{HealthCheckKind, UpstreamSettings};
+use crate::config::{ConnectionReuse, HealthCheckKind, UpstreamSettings};
 
 /// How one upstream's TLS servers are trusted — the same for its requests and its health
 /// checks (they connect through different connectors: the trust travels with the peer).
@@ -68,6 +77,8 @@ pub struct UpstreamGroup {
     lb: Arc<LoadBalancer<RoundRobin>>,
     peers: HashMap<SocketAddr, ServerPeers>,
     health_checked: bool,
+    /// `connection_reuse = "same_credentials"`: pools are per credentials.
+    pool_per_credentials: bool,
 }
 
 /// How many of a group's servers pass their health check.
@@ -146,12 +157,14 @@ impl UpstreamGroup {
             lb: Arc::new(lb),
             peers,
             health_checked,
+            pool_per_credentials: settings.connection_reuse == ConnectionReuse::SameCredentials,
         })
     }
 
-    /// The next server's peer, round-robin, preferring healthy servers; when none is healthy,
-    /// the next one anyway (a failed connect then says why).
-    pub fn select(&self, upgrade: bool) -> Option<Box<HttpPeer>> {
+    /// The next server's peer for `req`, round-robin, preferring healthy servers; when none is
+    /// healthy, the next one anyway (a failed connect then says why). Its pool is the one for
+    /// `req`'s credentials (see the module's doc).
+    pub fn select(&self, req: &RequestHeader, upgrade: bool) -> Option<Box<HttpPeer>> {
         let peers = if self.peers.len() == 1 {
             // The only server is the answer either way: no need to ask the balancer.
             self.peers.values().next()?
@@ -162,11 +175,15 @@ impl UpstreamGroup {
                 .or_else(|| self.lb.select_with(b"", 256, |_, _| true))?;
             self.peers.get(backend.addr.as_inet()?)?
         };
-        Some(Box::new(if upgrade {
+        let mut peer = Box::new(if upgrade {
             peers.upgraded.clone()
         } else {
             peers.normal.clone()
-        }))
+        });
+        if self.pool_per_credentials {
+            peer.group_key = credentials_key(req);
+        }
+        Some(peer)
     }
 
     pub fn server_count(&self) -> usize {
@@ -253,5 +270,68 @@ impl HealthCheck for Reported {
 
     fn health_threshold(&self, success: bool) -> usize {
         self.inner.health_threshold(success)
+    }
+}
+
+/// The pool key of `req`'s credentials: 0 (the shared pool) for a request with neither a
+/// `Cookie` nor an `Authorization` header, else a keyed hash of their values in order (a
+/// cookie split over several headers, as HTTP/2 clients send it, hashes the same each time).
+/// aHash with keys random per process (a 64-bit key nobody can aim at another person's pool
+/// without that person's cookie); one key for the process's life, so a reload keeps the pools.
+/// Per request with a 250-byte session cookie this costs ~0.6 k instructions (SipHash: 1.5 k;
+/// BENCHMARKS.md).
+fn credentials_key(req: &RequestHeader) -> u64 {
+    static KEY: LazyLock<ahash::RandomState> = LazyLock::new(ahash::RandomState::new);
+    let mut credentials = false;
+    let mut hasher = KEY.build_hasher();
+    for (tag, name) in [
+        (1u8, http::header::COOKIE),
+        (2, http::header::AUTHORIZATION),
+    ] {
+        for value in req.headers.get_all(name) {
+            credentials = true;
+            hasher.write_u8(tag);
+            hasher.write_usize(value.len());
+            hasher.write(value.as_bytes());
+        }
+    }
+    if credentials {
+        hasher.finish().max(1)
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn key(headers: &[(&str, &str)]) -> u64 {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for (name, value) in headers {
+            req.append_header(name.to_string(), *value).unwrap();
+        }
+        credentials_key(&req)
+    }
+
+    #[test]
+    fn credentials_keys_separate_exactly_what_differs() {
+        assert_eq!(key(&[]), 0, "no credentials: the shared pool");
+        assert_eq!(key(&[("accept", "*/*")]), 0);
+        let alice = key(&[("cookie", "s=alice")]);
+        assert_ne!(alice, 0);
+        assert_eq!(alice, key(&[("Cookie", "s=alice"), ("accept", "*/*")]));
+        assert_ne!(alice, key(&[("cookie", "s=bob")]));
+        // The same bytes in the other header, or cut elsewhere, are other credentials.
+        assert_ne!(alice, key(&[("authorization", "s=alice")]));
+        assert_ne!(
+            key(&[("cookie", "s=al"), ("cookie", "ice")]),
+            key(&[("cookie", "s=a"), ("cookie", "lice")])
+        );
+        assert_ne!(
+            key(&[("cookie", "s=alice")]),
+            key(&[("cookie", "s=alice"), ("authorization", "Bearer t")])
+        );
     }
 }

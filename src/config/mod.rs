@@ -437,7 +437,19 @@ pub struct UpstreamSettings {
     pub read_timeout: Duration,
     pub write_timeout: Duration,
     pub idle_timeout: Duration,
+    pub connection_reuse: ConnectionReuse,
     pub health_check: HealthCheckSettings,
+}
+
+/// `connection_reuse`: which requests may reuse a kept-alive connection to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionReuse {
+    /// Only requests with the same credentials (their `Cookie` and `Authorization` headers);
+    /// requests with neither share one pool. Bytes an upstream writes past the end of an
+    /// answer can then only reach the same person.
+    SameCredentials,
+    /// Any request (nginx's and Envoy's behaviour): fewer connections.
+    Any,
 }
 
 #[derive(Debug, Clone, PartialEq)]

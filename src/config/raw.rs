@@ -144,6 +144,7 @@ pub struct RawUpstream {
     pub read_timeout_ms: Option<u64>,
     pub write_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+    pub connection_reuse: Option<String>,
     pub health_check: Option<RawHealthCheck>,
 }
 

@@ -58,6 +58,19 @@ pub(super) fn upstream_settings(
     let read_timeout = ms("read_timeout_ms", raw.read_timeout_ms, 60_000, p);
     let write_timeout = ms("write_timeout_ms", raw.write_timeout_ms, 60_000, p);
     let idle_timeout = ms("idle_timeout_ms", raw.idle_timeout_ms, 60_000, p);
+    let connection_reuse = match raw.connection_reuse.as_deref() {
+        None | Some("same_credentials") => ConnectionReuse::SameCredentials,
+        Some("any") => ConnectionReuse::Any,
+        Some(other) => {
+            p.add(
+                format!("{key}.connection_reuse"),
+                format!(
+                    "{other:?} is not a way to reuse connections; use \"same_credentials\" or \"any\""
+                ),
+            );
+            ConnectionReuse::SameCredentials
+        }
+    };
     let hc = raw.health_check;
     let hc_key = format!("{key}.health_check");
     let kind = match hc.as_ref().and_then(|h| h.kind.as_deref()).unwrap_or("tcp") {
@@ -148,6 +161,7 @@ pub(super) fn upstream_settings(
         read_timeout,
         write_timeout,
         idle_timeout,
+        connection_reuse,
         health_check,
     })
 }

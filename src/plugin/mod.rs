@@ -343,7 +343,7 @@ impl Handoff {
         let peer = self
             .gateway_of(ctx)
             .upstream_for(ctx.route?)
-            .and_then(|group| group.select(upgrade))?;
+            .and_then(|group| group.select(session.req_header(), upgrade))?;
         ctx.upstream = Some(peer.address().clone());
         Some(peer)
     }

@@ -22,6 +22,7 @@ mod observability;
 mod pages;
 mod passthrough;
 mod policy;
+mod pooling;
 mod process;
 mod routing;
 mod saas;

@@ -419,6 +419,15 @@ fn bad_health_check() {
 }
 
 #[test]
+fn unknown_connection_reuse() {
+    assert_only_problem(
+        &format!("{UPSTREAM}connection_reuse = \"per_person\"\n{ROUTE}"),
+        "upstreams.intranet.connection_reuse",
+        "\"per_person\" is not a way to reuse connections; use \"same_credentials\" or \"any\"",
+    );
+}
+
+#[test]
 fn route_path_must_be_a_plain_absolute_path() {
     assert_only_problem(
         &format!("{UPSTREAM}{}", route("ai", "")),
