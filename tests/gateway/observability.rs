@@ -542,3 +542,35 @@ async fn credentials_in_identity_urls_reach_no_log_and_no_metric() {
     );
     assert!(!said.contains("Jwks-Pass-1"), "{said}");
 }
+
+#[test]
+fn a_client_leaving_in_the_middle_of_a_head_is_no_error() {
+    use std::io::{Read, Write};
+    let gw = TestGateway::start(
+        "[upstreams.u]\nservers = [\"127.0.0.1:9\"]\nhealth_check = { type = \"none\" }\n\
+         [[routes]]\npath = \"/\"\nupstream = \"u\"\n",
+    );
+    // A head cut off after 173 bytes (the count names this test's line in the shared capture),
+    // then the client's FIN: the gateway closes too, without an answer and without an ERROR.
+    let head = format!(
+        "GET /left HTTP/1.1\r\nHost: gw.test\r\nX-Pad: {}",
+        "p".repeat(131)
+    );
+    assert_eq!(head.len(), 173);
+    let mut client = std::net::TcpStream::connect(gw.addr).unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    client.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let line = log_line_with(&["bytes already read: 173"]);
+    assert!(
+        line.is_none(),
+        "a client that left is logged as a fault: {line:?}"
+    );
+}

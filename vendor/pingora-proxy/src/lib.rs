@@ -369,6 +369,14 @@ where
                         .unwrap_or_else(|e| {
                             debug!("failed to send 408 to downstream: {e}");
                         });
+                } else if matches!(e.etype, ConnectionClosed | ReadError) {
+                    // HANDOFF PATCH: the client closed or reset its connection in the middle of
+                    // a request head (a scanner, a dropped network, a probe that sends half a
+                    // line). Nothing is broken on our side: no ERROR line for it, as for 408.
+                    debug!(
+                        "Client left in the middle of a request head: {e}, downstream session type: {}",
+                        downstream_session.session_type()
+                    );
                 } else {
                     // otherwise the connection must be broken, no need to send anything
                     error!(
