@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use pingora_timeout::{sleep, timeout};
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -188,6 +189,10 @@ pub struct ConnectionPool<S> {
     // Concurrent per-key pool index; each value handles per-key connection storage.
     pools: DashMap<GroupKey, Arc<Pool<S>>>,
     lru: Lru<ID, ConnectionMeta>,
+    // HANDOFF PATCH: a node emptied by `get` is kept (its connection usually comes back at the
+    // end of the request), and empty nodes are swept once there are more than `sweep_above`.
+    nodes: AtomicUsize,
+    sweep_above: usize,
 }
 
 impl<S> ConnectionPool<S> {
@@ -199,7 +204,25 @@ impl<S> ConnectionPool<S> {
         ConnectionPool {
             pools: DashMap::with_capacity(size),
             lru: Lru::new(size),
+            nodes: AtomicUsize::new(0),
+            // At most `size` nodes hold a connection, so a sweep leaves at most `size` and the
+            // next one comes after at least `size` new keys: amortised O(1) per put.
+            sweep_above: size.saturating_mul(2).max(16),
         }
+    }
+
+    /// HANDOFF PATCH: remove every empty node (they are kept by `get`; see `sweep_above`).
+    /// Safe against a concurrent `put` for the same reason as [`Self::try_remove_empty_node`]:
+    /// `retain` write-locks each shard, and a put holds its entry's shard until its connection
+    /// is in the node.
+    fn sweep_empty_nodes(&self) {
+        self.pools.retain(|_, node| {
+            let keep = !node.is_empty();
+            if !keep {
+                self.nodes.fetch_sub(1, Ordering::Relaxed);
+            }
+            keep
+        });
     }
 
     /// Insert a connection under `key` while the DashMap entry guard is held.
@@ -207,11 +230,15 @@ impl<S> ConnectionPool<S> {
     /// Holding the guard through [`PoolNode::insert`] prevents empty-node cleanup
     /// from removing the map entry between looking it up and repopulating it.
     fn insert_pool_connection(&self, key: GroupKey, id: ID, connection: PoolConnection<S>) {
-        let pool_node = self
-            .pools
-            .entry(key)
-            .or_insert_with(|| Arc::new(PoolNode::new()));
+        let pool_node = self.pools.entry(key).or_insert_with(|| {
+            self.nodes.fetch_add(1, Ordering::Relaxed);
+            Arc::new(PoolNode::new())
+        });
         pool_node.insert(id, connection);
+        drop(pool_node);
+        if self.nodes.load(Ordering::Relaxed) > self.sweep_above {
+            self.sweep_empty_nodes();
+        }
     }
 
     /// Attempt to remove an empty [`PoolNode`] entry from the pool `HashMap`.
@@ -237,7 +264,9 @@ impl<S> ConnectionPool<S> {
                 // predicate because another thread may repopulate the node in
                 // between dropping this guard and attempting removal.
                 drop(node);
-                self.pools.remove_if(&key, |_, node| node.is_empty());
+                if self.pools.remove_if(&key, |_, node| node.is_empty()).is_some() {
+                    self.nodes.fetch_sub(1, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -277,18 +306,12 @@ impl<S> ConnectionPool<S> {
         if let Some((id, connection)) = pool_node.get_any() {
             self.lru.pop(&id); // the notified is not needed
 
-            // Clean up the now-empty node. This path is important because when a
-            // connection is retrieved (not evicted), the idle_poll/idle_timeout
-            // tasks exit via the watch_use channel and never call pop_closed(),
-            // so pop_evicted's cleanup would never run for this key.
-            if pool_node.is_empty() {
-                self.try_remove_empty_node(*key);
-            }
-
+            // HANDOFF PATCH: a node this leaves empty is kept, not removed: the connection
+            // usually comes back when its request ends, and removing the node made `put`
+            // build it again (an `Arc`, a queue and their locks per request). Empty nodes of
+            // keys that stop coming back are swept once there are too many (`sweep_above`).
             Some(connection.release())
         } else {
-            // The node exists but has no connections. Clean it up.
-            self.try_remove_empty_node(*key);
             None
         }
     }
@@ -1026,25 +1049,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn test_empty_node_removed_after_get() {
-        // When the last connection is retrieved via get(), the PoolNode should
-        // be cleaned up. This path is distinct from pop_closed because the
-        // idle_poll/idle_timeout tasks exit via the watch_use channel and never
-        // call pop_closed.
+    async fn test_empty_node_kept_after_get() {
+        // HANDOFF PATCH: when get() takes the last connection its node stays, so the put
+        // that returns the connection does not build it again.
         let meta = ConnectionMeta::new(101, 1);
         let cp: ConnectionPool<String> = ConnectionPool::new(2);
         cp.put(&meta, "v1".to_string());
+        let node = cp.pools.get(&101).unwrap().value().clone();
 
-        assert_eq!(pool_len(&cp), 1);
+        assert_eq!(cp.get(&meta.key), Some("v1".to_string()));
+        assert_eq!(pool_len(&cp), 1, "the emptied node is kept");
+        assert_eq!(cp.get(&meta.key), None, "and it holds nothing");
 
-        let conn = cp.get(&meta.key);
-        assert!(conn.is_some());
-
-        assert_eq!(
-            pool_len(&cp),
-            0,
-            "empty PoolNode should be removed after get() takes the last connection"
+        cp.put(&ConnectionMeta::new(101, 2), "v2".to_string());
+        assert!(
+            Arc::ptr_eq(&node, cp.pools.get(&101).unwrap().value()),
+            "the returned connection goes into the same node"
         );
+        assert_eq!(cp.get(&meta.key), Some("v2".to_string()));
+    }
+
+    #[tokio::test]
+    async fn test_empty_nodes_are_swept_when_too_many() {
+        // HANDOFF PATCH: keys whose connections never come back (one per person, say) leave
+        // empty nodes; there are never more than `sweep_above` + 1, and a node that holds a
+        // connection survives every sweep.
+        let cp: ConnectionPool<String> = ConnectionPool::new(4);
+        assert_eq!(cp.sweep_above, 16);
+        cp.put(&ConnectionMeta::new(1, 1), "kept".to_string());
+        for key in 2..1_000u64 {
+            let id = key as ID;
+            cp.put(&ConnectionMeta::new(key, id), format!("v{key}"));
+            assert_eq!(cp.get(&key), Some(format!("v{key}")));
+            assert!(pool_len(&cp) <= 17, "{} nodes at key {key}", pool_len(&cp));
+            assert_eq!(cp.nodes.load(Ordering::Relaxed), pool_len(&cp));
+        }
+        assert_eq!(cp.get(&1), Some("kept".to_string()));
     }
 
     #[tokio::test]
@@ -1172,6 +1212,39 @@ mod tests {
         cleanup.join().unwrap();
     }
 
+    #[test]
+    fn test_concurrent_sweep_does_not_orphan_put() {
+        // HANDOFF PATCH: as above, for the sweep of empty nodes.
+        const KEY: GroupKey = 101;
+        let cp = Arc::new(ConnectionPool::new(2_000));
+        let start = Arc::new(std::sync::Barrier::new(2));
+
+        let sweep_cp = cp.clone();
+        let sweep_start = start.clone();
+        let sweep = std::thread::spawn(move || {
+            sweep_start.wait();
+            for _ in 0..10_000 {
+                sweep_cp.sweep_empty_nodes();
+                std::thread::yield_now();
+            }
+        });
+
+        start.wait();
+        for id in 1..=1_000 {
+            let value = format!("v{id}");
+            cp.put(&ConnectionMeta::new(KEY, id), value.clone());
+            assert_eq!(
+                cp.get(&KEY),
+                Some(value),
+                "put connection should remain reachable during sweeps"
+            );
+            std::thread::yield_now();
+        }
+
+        sweep.join().unwrap();
+        assert_eq!(cp.nodes.load(Ordering::Relaxed), pool_len(&cp));
+    }
+
     #[tokio::test]
     async fn test_node_reusable_after_cleanup() {
         // After an empty node is cleaned up, inserting a new connection for the
@@ -1191,10 +1264,7 @@ mod tests {
         let conn = cp.get(&meta2.key);
         assert_eq!(conn, Some("second".to_string()));
 
-        assert_eq!(
-            pool_len(&cp),
-            0,
-            "node should be cleaned up again after get"
-        );
+        // HANDOFF PATCH: get() keeps the emptied node (test_empty_node_kept_after_get).
+        assert_eq!(pool_len(&cp), 1, "node kept after get");
     }
 }
