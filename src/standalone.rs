@@ -438,6 +438,9 @@ impl ProxyHttp for StandaloneProxy {
         // answer cannot be written.
         if let HttpSession::H1(h1) = session.as_downstream_mut() {
             h1.set_abort_on_close(false);
+            // Pipelined requests (RFC 9112 §9.3.2) are answered one after another, in order,
+            // each read and checked on its own; Pingora's default drops all but the first.
+            h1.set_pipelining_enabled(true);
         }
         if self.draining.load(Ordering::Relaxed) {
             session.set_keepalive(None);

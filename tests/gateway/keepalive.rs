@@ -78,7 +78,7 @@ fn serve(stream: TcpStream, connections: &AtomicUsize) {
 
 /// One answer read off a kept-alive client connection: status, and the body by its framing
 /// (none for HEAD, 1xx-then-final, 204 and 304). `None` when the connection ends first.
-fn read_answer(reader: &mut BufReader<TcpStream>, head: bool) -> Option<(u16, String)> {
+pub(crate) fn read_answer(reader: &mut BufReader<TcpStream>, head: bool) -> Option<(u16, String)> {
     loop {
         let mut status_line = String::new();
         if reader.read_line(&mut status_line).ok()? == 0 {

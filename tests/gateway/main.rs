@@ -21,6 +21,7 @@ mod monitoring;
 mod observability;
 mod pages;
 mod passthrough;
+mod pipelining;
 mod policy;
 mod pooling;
 mod process;
