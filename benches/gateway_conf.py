@@ -1,4 +1,4 @@
-"""The gateway config the Python benches run (rss.py, pool_reuse.py): 2 threads on 127.0.0.1:PORT,
+"""The gateway config the Python benches run (rss.py, pool_reuse.py, stray_answers.py): 2 threads on 127.0.0.1:PORT,
 access log off, every path to one upstream without health checks."""
 
 

@@ -13,7 +13,7 @@ connections made and the gateway's "failed to acquire reusable stream" lines (ho
 reports a pooled connection it could not take, cloudflare/pingora#998). Loopback only;
 everything is stopped at the end.
 """
-import gateway_conf
+import counting_upstream, gateway_conf
 import os, socket, subprocess, sys, tempfile, threading, time
 
 bin_ = sys.argv[1]
@@ -21,36 +21,7 @@ rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 CLIENTS, REQUESTS, HOGS = 8, 2000, 4
 d = tempfile.mkdtemp()
 
-upstream = socket.socket()
-upstream.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-upstream.bind(("127.0.0.1", 0))
-upstream.listen(128)
-up = upstream.getsockname()[1]
-accepted = [0]
-
-
-def serve(c):
-    f = c.makefile("rb")
-    while True:
-        if not f.readline():
-            return
-        while True:
-            h = f.readline()
-            if not h:
-                return
-            if h == b"\r\n":
-                break
-        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-
-def accept():
-    while True:
-        c, _ = upstream.accept()
-        accepted[0] += 1
-        threading.Thread(target=serve, args=(c,), daemon=True).start()
-
-
-threading.Thread(target=accept, daemon=True).start()
+up, accepted = counting_upstream.start(lambda path: [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"])
 
 s = socket.socket(); s.bind(("127.0.0.1", 0)); gw = s.getsockname()[1]; s.close()
 gateway_conf.write(f"{d}/h.toml", d, gw, up)

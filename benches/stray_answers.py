@@ -17,7 +17,7 @@ Then the cost: 8 kept-alive clients, each request as one of 200 people (their ow
 taken in turn, each client starting at a different person, as behind a load balancer), and
 counts the upstream connections each gateway opened. Loopback only; everything is stopped at the end.
 """
-import gateway_conf
+import counting_upstream, gateway_conf
 import os, shutil, socket, subprocess, sys, tempfile, threading, time
 
 bin_ = sys.argv[1]
@@ -30,51 +30,17 @@ def free_port():
     return p
 
 
-upstream = socket.socket()
-upstream.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-upstream.bind(("127.0.0.1", 0))
-upstream.listen(512)
-up = upstream.getsockname()[1]
-accepted = [0]
-
-
 def answer(body):
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-def serve(c):
-    try:
-        answer_all(c)
-    except OSError:
-        pass  # the proxy closed a connection it would not reuse
+def pages(path):
+    """The page, and for a buggy one a stray answer right behind it (a write of its own)."""
+    page = answer(b"path=" + path)
+    return [page, answer(b"stray")] if b"/buggy" in path else [page]
 
 
-def answer_all(c):
-    f = c.makefile("rb")
-    while True:
-        line = f.readline()
-        if not line:
-            return
-        while True:
-            h = f.readline()
-            if not h:
-                return
-            if h == b"\r\n":
-                break
-        path = line.split(b" ")[1]
-        c.sendall(answer(b"path=" + path))
-        if b"/buggy" in path:
-            c.sendall(answer(b"stray"))
-
-
-def accept():
-    while True:
-        c, _ = upstream.accept()
-        accepted[0] += 1
-        threading.Thread(target=serve, args=(c,), daemon=True).start()
-
-
-threading.Thread(target=accept, daemon=True).start()
+up, accepted = counting_upstream.start(pages)
 
 
 def wait_for(port):
