@@ -681,6 +681,31 @@ pub fn upstream_config(intranet: &Intranet) -> String {
     )
 }
 
+/// For a raw upstream a test scripts: one request head off a kept-alive connection, as its
+/// path and its header lines (with their `\r\n`). `None` when the connection ends first.
+pub fn read_request_head(
+    reader: &mut std::io::BufReader<TcpStream>,
+) -> Option<(String, Vec<String>)> {
+    use std::io::BufRead;
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).ok()? == 0 {
+        return None;
+    }
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        lines.push(line);
+    }
+    let path = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+    Some((path, lines))
+}
+
 /// Sends raw bytes and reads until the peer closes or `timeout` passes.
 pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect");

@@ -34,24 +34,17 @@ fn serve(stream: TcpStream, connections: &AtomicUsize) {
     let mut reader = BufReader::new(stream);
     let mut counted = false;
     loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        let Some((path, lines)) = read_request_head(&mut reader) else {
             return;
+        };
+        if !counted
+            && lines
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case("host: gw.test\r\n"))
+        {
+            counted = true;
+            connections.fetch_add(1, Ordering::SeqCst);
         }
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            if line == "\r\n" {
-                break;
-            }
-            if !counted && line.eq_ignore_ascii_case("host: gw.test\r\n") {
-                counted = true;
-                connections.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let path = request_line.split(' ').nth(1).unwrap_or("/").to_string();
         let answer: &[u8] = match path.as_str() {
             "/chunked" => {
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\

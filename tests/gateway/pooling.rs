@@ -6,7 +6,7 @@
 //! requests that carry the same credentials, and one person's stray answer can never reach
 //! another person. Raw sockets on both sides; the upstream plays the race as lost, every time.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -37,17 +37,9 @@ fn serve(stream: TcpStream, conn: usize) {
     let mut reader = BufReader::new(stream);
     let mut poisoned = false;
     loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        let Some((path, _)) = read_request_head(&mut reader) else {
             return;
-        }
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                break;
-            }
-        }
-        let path = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+        };
         let mut out = Vec::new();
         if poisoned {
             out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray");
