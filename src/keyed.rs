@@ -1,5 +1,7 @@
-//! HMAC-SHA256, the one keyed hash the gateway uses: cache keys for credentials (so a raw
+//! HMAC-SHA256, the keyed hash for what is kept or shown: cache keys for credentials (so a raw
 //! cookie or token is never kept) and the log's pseudonym for a person (`[log] person = "hash"`).
+//! (The upstream pool key of a request's credentials, `upstream::credentials_key`, is a 64-bit
+//! aHash instead: it is only a bucket, never stored or shown, and it runs on every request.)
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -448,7 +448,7 @@ pub enum ConnectionReuse {
     /// requests with neither share one pool. Bytes an upstream writes past the end of an
     /// answer can then only reach the same person.
     SameCredentials,
-    /// Any request (nginx's and Envoy's behaviour): fewer connections.
+    /// Any request (nginx's behaviour): fewer connections.
     Any,
 }
 
